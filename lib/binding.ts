@@ -1,0 +1,105 @@
+// The raw addon, typed, loaded in one place. Everything else in lib/ goes through this.
+import type { Tensor } from './tensor';
+
+export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'uint8' | 'bool';
+export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
+
+export interface TensorOptions {
+  dtype?: DType;
+  device?: Device;
+  requiresGrad?: boolean;
+}
+
+export type Shape = readonly number[];
+export type Reduction = 'mean' | 'sum' | 'none';
+
+/** The native Module handle (a torch::jit::Module); lib/module.ts wraps it. */
+export interface NativeModule {
+  forward(...args: unknown[]): unknown;
+  callMethod(name: string, args: unknown[]): unknown;
+  train(on: boolean): void;
+  isTraining(): boolean;
+  to(options: { dtype?: DType; device?: Device }): void;
+  namedParameters(): Record<string, Tensor>;
+  namedBuffers(): Record<string, Tensor>;
+  stateDict(): Record<string, Tensor>;
+  loadStateDict(map: Record<string, Tensor>, strict: boolean): void;
+  save(path: string): void;
+  attribute(name: string): unknown;
+  forwardSchema(): string;
+  typeName(): string;
+}
+
+export interface NativeSampleRequest {
+  batchSize: number;
+  returnAllTimesteps: boolean;
+  condInput: 'mean' | 'x';
+  seed?: number;
+  stepTimeoutMs?: number;
+  condFn?: (x: Tensor, t: Tensor) => unknown;
+  classifierGuidance?: { classifier: NativeModule; y: Tensor; classifierScale: number };
+  onProgress?: (step: number, total: number, t: number) => void;
+  signal?: { aborted: boolean };
+}
+
+export interface NativeDiffusion {
+  sample(request: NativeSampleRequest, done: (err: Error | null, result?: Tensor) => void): { cancel(): void };
+  schedule(): Record<string, Tensor>;
+  qSample(x0: Tensor, t: Tensor, noise: Tensor): Tensor;
+  pLosses(x0: Tensor, t: Tensor, noise: Tensor): Tensor;
+  predict(x: Tensor, t: Tensor): { eps: Tensor; x0: Tensor };
+}
+
+export interface Binding {
+  Tensor: { prototype: Tensor };
+  fromData(data: Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array, shape: Shape, options?: TensorOptions): Tensor;
+  zeros(shape: Shape, options?: TensorOptions): Tensor;
+  ones(shape: Shape, options?: TensorOptions): Tensor;
+  empty(shape: Shape, options?: TensorOptions): Tensor;
+  full(shape: Shape, value: number | boolean, options?: TensorOptions): Tensor;
+  randn(shape: Shape, options?: TensorOptions): Tensor;
+  rand(shape: Shape, options?: TensorOptions): Tensor;
+  randint(low: number, high: number, shape: Shape, options?: TensorOptions): Tensor;
+  arange(start: number, end: number, step?: number, options?: TensorOptions): Tensor;
+  linspace(start: number, end: number, steps: number, options?: TensorOptions): Tensor;
+  zerosLike(t: Tensor, options?: TensorOptions): Tensor;
+  onesLike(t: Tensor, options?: TensorOptions): Tensor;
+  emptyLike(t: Tensor, options?: TensorOptions): Tensor;
+  fullLike(t: Tensor, value: number, options?: TensorOptions): Tensor;
+  randnLike(t: Tensor, options?: TensorOptions): Tensor;
+  randLike(t: Tensor, options?: TensorOptions): Tensor;
+  manualSeed(seed: number): void;
+  cat(tensors: Tensor[], dim?: number): Tensor;
+  stack(tensors: Tensor[], dim?: number): Tensor;
+  where(condition: Tensor, input: Tensor | number, other: Tensor | number): Tensor;
+  crossEntropy(input: Tensor, target: Tensor, options?: { reduction?: Reduction }): Tensor;
+  mseLoss(input: Tensor, target: Tensor, options?: { reduction?: Reduction }): Tensor;
+  gelu(input: Tensor, options?: { approximate?: 'none' | 'tanh' }): Tensor;
+  conv2d(input: Tensor, weight: Tensor, bias?: Tensor | null, options?: object): Tensor;
+  linear(input: Tensor, weight: Tensor, bias?: Tensor | null): Tensor;
+  interpolate(input: Tensor, options: object): Tensor;
+  autogradGrad(outputs: Tensor[], inputs: Tensor[], options?: object): (Tensor | null)[];
+  setGradEnabled(enabled: boolean): void;
+  isGradEnabled(): boolean;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  cudaIsAvailable(): boolean;
+  cudaDeviceCount(): number;
+  memory(): { tensors: number; bytes: number };
+  startScope(): void;
+  endScope(keep: Tensor[]): void;
+  // models and diffusion
+  jitLoad(path: string, device?: Device): NativeModule;
+  createUnet(options: object): NativeModule;
+  createLinearClassifier(options: object): NativeModule;
+  createClassifier(options: object): NativeModule;
+  createDiffusion(model: NativeModule, options: object): NativeDiffusion;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+export const binding: Binding = require('bindings')({ bindings: 'guided_diffusion.node', module_root: moduleRoot() });
+
+function moduleRoot(): string {
+  // dist/lib/binding.js -> package root
+  return require('path').resolve(__dirname, '..', '..');
+}

@@ -1,0 +1,10 @@
+// Each file of native/js contributes its part of the addon's exports through one installer.
+#pragma once
+
+#include <napi.h>
+
+namespace gd::js {
+
+void InstallTorchFunctions(Napi::Env env, Napi::Object exports);
+
+}  // namespace gd::js

@@ -1,0 +1,184 @@
+#include "js/tensor_wrap.h"
+
+#include "js/common.h"
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_set>
+
+namespace gd::js {
+
+namespace {
+
+// The addon lives on the main JS thread only; these are its per-process tables.
+Napi::FunctionReference* g_constructor = nullptr;
+at::Tensor* g_pending = nullptr;  // handed from Wrap() to the constructor
+std::vector<std::unordered_set<TensorWrap*>> g_scopes;
+TensorWrap::Stats g_stats;
+
+}  // namespace
+
+void TensorWrap::Init(Napi::Env env, Napi::Object exports) {
+  Napi::Function cls = DefineClass(env, "Tensor",
+                                   {
+                                       InstanceMethod<&TensorWrap::Dispose>("dispose"),
+                                       InstanceAccessor<&TensorWrap::IsDisposed>("isDisposed"),
+                                   });
+  g_constructor = new Napi::FunctionReference(Napi::Persistent(cls));
+  AddMethods(env, cls.Get("prototype").As<Napi::Object>());
+  exports.Set("Tensor", cls);
+}
+
+void TensorWrap::AddMethods(Napi::Env env, Napi::Object prototype) {
+  InstallTensorProperties(env, prototype);
+  InstallTensorOps(env, prototype);
+}
+
+TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {
+  if (g_pending == nullptr) {
+    throw Napi::TypeError::New(info.Env(), "Tensor cannot be constructed directly; use torch.tensor(), torch.zeros() and the like");
+  }
+  tensor_ = std::move(*g_pending);
+  g_pending = nullptr;
+  Account(+1);
+  if (!g_scopes.empty()) g_scopes.back().insert(this);
+}
+
+TensorWrap::~TensorWrap() {
+  if (!disposed()) {
+    Account(-1);
+    tensor_ = at::Tensor();
+  }
+  for (auto& scope : g_scopes) scope.erase(this);
+}
+
+void TensorWrap::Account(int sign) {
+  if (sign > 0) {
+    cpu_ = tensor_.device().is_cpu();
+    bytes_ = static_cast<int64_t>(tensor_.numel()) * static_cast<int64_t>(tensor_.element_size());
+  }
+  g_stats.tensors += sign;
+  g_stats.bytes += sign * bytes_;
+  if (cpu_ && bytes_ > 0) Napi::MemoryManagement::AdjustExternalMemory(Env(), sign * bytes_);
+}
+
+Napi::Object TensorWrap::Wrap(Napi::Env env, at::Tensor t) {
+  g_pending = &t;
+  Napi::Object obj;
+  try {
+    obj = g_constructor->New({});
+  } catch (...) {
+    g_pending = nullptr;
+    throw;
+  }
+  return obj;
+}
+
+Napi::Value TensorWrap::WrapOrNull(Napi::Env env, const at::Tensor& t) {
+  if (!t.defined()) return env.Null();
+  return Wrap(env, t);
+}
+
+bool TensorWrap::IsTensor(const Napi::Value& v) {
+  return v.IsObject() && v.As<Napi::Object>().InstanceOf(g_constructor->Value());
+}
+
+TensorWrap* TensorWrap::UnwrapArg(const Napi::Value& v, const char* name) {
+  if (!IsTensor(v)) ThrowType(v.Env(), std::string("Expected Tensor for ") + name + " but received " + Describe(v));
+  return Napi::ObjectWrap<TensorWrap>::Unwrap(v.As<Napi::Object>());
+}
+
+const at::Tensor& TensorWrap::From(const Napi::Value& v, const char* name) {
+  TensorWrap* w = UnwrapArg(v, name);
+  if (w->disposed()) {
+    std::string what = std::strcmp(name, "this") == 0 ? "Tensor" : std::string("Tensor ") + name;
+    throw Napi::Error::New(v.Env(), what + " was disposed and cannot be used");
+  }
+  return w->tensor_;
+}
+
+const at::Tensor& TensorWrap::tensor() const {
+  if (disposed()) throw Napi::Error::New(Env(), "Tensor was disposed and cannot be used");
+  return tensor_;
+}
+
+void TensorWrap::Reset(at::Tensor t) {
+  if (!disposed()) Account(-1);
+  tensor_ = std::move(t);
+  if (!disposed()) Account(+1);
+}
+
+void TensorWrap::Dispose() {
+  if (disposed()) return;
+  Account(-1);
+  tensor_ = at::Tensor();
+}
+
+Napi::Value TensorWrap::Dispose(const Napi::CallbackInfo& info) {
+  Dispose();
+  return info.Env().Undefined();
+}
+
+Napi::Value TensorWrap::IsDisposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), disposed());
+}
+
+void TensorWrap::StartScope() { g_scopes.emplace_back(); }
+
+void TensorWrap::EndScope(const std::vector<TensorWrap*>& keep) {
+  if (g_scopes.empty()) return;
+  std::unordered_set<TensorWrap*> scope = std::move(g_scopes.back());
+  g_scopes.pop_back();
+  for (TensorWrap* w : scope) {
+    if (std::find(keep.begin(), keep.end(), w) != keep.end()) {
+      // A kept tensor now belongs to the enclosing scope, as in TensorFlow.js.
+      if (!g_scopes.empty()) g_scopes.back().insert(w);
+    } else {
+      w->Dispose();
+    }
+  }
+}
+
+TensorWrap::Stats TensorWrap::stats() { return g_stats; }
+
+Operand ToOperand(const Napi::Value& v, const char* name) {
+  Operand o;
+  if (v.IsNumber()) {
+    double d = v.As<Napi::Number>().DoubleValue();
+    o.scalar = at::Scalar(d);
+  } else if (v.IsBoolean()) {
+    o.scalar = at::Scalar(v.As<Napi::Boolean>().Value());
+  } else {
+    o.is_tensor = true;
+    if (!TensorWrap::IsTensor(v)) {
+      ThrowType(v.Env(), std::string("Expected Tensor or number for ") + name + " but received " + Describe(v));
+    }
+    o.tensor = TensorWrap::From(v, name);
+  }
+  return o;
+}
+
+at::Tensor OperandTensor(const Operand& o, const at::Tensor& like) {
+  if (o.is_tensor) return o.tensor;
+  return at::scalar_tensor(o.scalar, like.options().dtype(at::typeMetaToScalarType(like.dtype())));
+}
+
+std::vector<at::Tensor> ToTensorList(const Napi::Value& v, const char* name) {
+  if (!v.IsArray()) ThrowType(v.Env(), std::string("Expected an array of Tensors for ") + name + " but received " + Describe(v));
+  auto arr = v.As<Napi::Array>();
+  std::vector<at::Tensor> out;
+  out.reserve(arr.Length());
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    std::string item = std::string(name) + "[" + std::to_string(i) + "]";
+    out.push_back(TensorWrap::From(arr.Get(i), item.c_str()));
+  }
+  return out;
+}
+
+Napi::Array WrapList(Napi::Env env, const std::vector<at::Tensor>& list) {
+  auto arr = Napi::Array::New(env, list.size());
+  for (size_t i = 0; i < list.size(); i++) arr.Set(static_cast<uint32_t>(i), TensorWrap::Wrap(env, list[i]));
+  return arr;
+}
+
+}  // namespace gd::js

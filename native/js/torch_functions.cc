@@ -1,0 +1,390 @@
+// The torch namespace: creation, random numbers, joins, nn.functional, autograd and the
+// process-wide settings (grad mode, threads, seeds, memory, tidy scopes).
+#include <ATen/Parallel.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <ATen/core/grad_mode.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <cstring>
+#include <mutex>
+
+#include "js/common.h"
+#include "js/tensor_wrap.h"
+
+namespace gd::js {
+
+namespace {
+
+using Fn = Napi::Value (*)(const Napi::CallbackInfo&);
+
+Napi::Value Finish(Napi::Env env, at::Tensor t, const Napi::Value& options) {
+  if (OptionRequiresGrad(options)) t.set_requires_grad(true);
+  return TensorWrap::Wrap(env, std::move(t));
+}
+
+at::TensorOptions FloatOptions(const Napi::Value& options) { return ToTensorOptions(options, at::TensorOptions().dtype(at::kFloat)); }
+
+// fromData(typedArray, shape, options): copies the typed array, then converts to options.dtype.
+Napi::Value FromData(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    Napi::Env env = info.Env();
+    if (!info[0].IsTypedArray()) ThrowType(env, "Expected a TypedArray for data but received " + Describe(info[0]));
+    auto arr = info[0].As<Napi::TypedArray>();
+    std::vector<int64_t> shape = ToShape(info[1], "shape");
+    int64_t numel = 1;
+    for (int64_t s : shape) numel *= s;
+    if (static_cast<size_t>(numel) != arr.ElementLength()) {
+      ThrowRange(env, "shape has " + std::to_string(numel) + " elements but the data has " + std::to_string(arr.ElementLength()));
+    }
+    at::ScalarType src;
+    switch (arr.TypedArrayType()) {
+      case napi_float32_array: src = at::kFloat; break;
+      case napi_float64_array: src = at::kDouble; break;
+      case napi_int32_array: src = at::kInt; break;
+      case napi_bigint64_array: src = at::kLong; break;
+      case napi_uint8_array: src = at::kByte; break;
+      default: ThrowType(env, "Unsupported TypedArray; use Float32Array, Float64Array, Int32Array, BigInt64Array or Uint8Array");
+    }
+    at::Tensor t = at::empty(shape, at::TensorOptions().dtype(src));
+    if (numel > 0) {
+      auto* bytes = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+      std::memcpy(t.data_ptr(), bytes, arr.ByteLength());
+    }
+    at::TensorOptions opts = ToTensorOptions(info[2], t.options());
+    return Finish(env, t.to(opts), info[2]);
+  })
+}
+
+#define GD_SHAPE_FACTORY(NAME, EXPR)                              \
+  Napi::Value NAME(const Napi::CallbackInfo& info) {              \
+    GD_GUARD(info.Env(), {                                        \
+      std::vector<int64_t> shape = ToShape(info[0], "shape");     \
+      at::TensorOptions opts = FloatOptions(info[1]);             \
+      return Finish(info.Env(), EXPR, info[1]);                   \
+    })                                                            \
+  }
+
+GD_SHAPE_FACTORY(Zeros, at::zeros(shape, opts))
+GD_SHAPE_FACTORY(Ones, at::ones(shape, opts))
+GD_SHAPE_FACTORY(Empty, at::empty(shape, opts))
+GD_SHAPE_FACTORY(Randn, at::randn(shape, opts))
+GD_SHAPE_FACTORY(Rand, at::rand(shape, opts))
+
+Napi::Value Full(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    std::vector<int64_t> shape = ToShape(info[0], "shape");
+    at::Scalar value = info[1].IsBoolean() ? at::Scalar(info[1].As<Napi::Boolean>().Value()) : at::Scalar(ToNumber(info[1], "value"));
+    return Finish(info.Env(), at::full(shape, value, FloatOptions(info[2])), info[2]);
+  })
+}
+
+// randint(low, high, shape, options): int64 by default, as PyTorch.
+Napi::Value Randint(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    int64_t low = ToInt(info[0], "low");
+    int64_t high = ToInt(info[1], "high");
+    if (high <= low) ThrowRange(info.Env(), "randint: high (" + std::to_string(high) + ") must be greater than low (" + std::to_string(low) + ")");
+    std::vector<int64_t> shape = ToShape(info[2], "shape");
+    at::TensorOptions opts = ToTensorOptions(info[3], at::TensorOptions().dtype(at::kLong));
+    return Finish(info.Env(), at::randint(low, high, shape, opts), info[3]);
+  })
+}
+
+// arange(start, end, step, options): int64 when all bounds are integers, else float32.
+Napi::Value Arange(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    double start = ToNumber(info[0], "start");
+    double end = ToNumber(info[1], "end");
+    double step = IsMissing(info[2]) ? 1.0 : ToNumber(info[2], "step");
+    if (step == 0) ThrowRange(info.Env(), "arange: step must be non-zero");
+    bool integral = std::floor(start) == start && std::floor(end) == end && std::floor(step) == step;
+    at::TensorOptions opts = ToTensorOptions(info[3], at::TensorOptions().dtype(integral ? at::kLong : at::kFloat));
+    at::Tensor t = integral ? at::arange(static_cast<int64_t>(start), static_cast<int64_t>(end), static_cast<int64_t>(step), opts)
+                            : at::arange(start, end, step, opts);
+    return Finish(info.Env(), t, info[3]);
+  })
+}
+
+Napi::Value Linspace(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    double start = ToNumber(info[0], "start");
+    double end = ToNumber(info[1], "end");
+    int64_t steps = ToNonNegativeInt(info[2], "steps");
+    return Finish(info.Env(), at::linspace(start, end, steps, FloatOptions(info[3])), info[3]);
+  })
+}
+
+#define GD_LIKE_FACTORY(NAME, EXPR)                                                   \
+  Napi::Value NAME(const Napi::CallbackInfo& info) {                                  \
+    GD_GUARD(info.Env(), {                                                            \
+      const at::Tensor& like = TensorWrap::From(info[0], "input");                    \
+      at::TensorOptions opts = ToTensorOptions(info[1], like.options());              \
+      return Finish(info.Env(), EXPR, info[1]);                                       \
+    })                                                                                \
+  }
+
+GD_LIKE_FACTORY(ZerosLike, at::zeros_like(like, opts))
+GD_LIKE_FACTORY(OnesLike, at::ones_like(like, opts))
+GD_LIKE_FACTORY(EmptyLike, at::empty_like(like, opts))
+GD_LIKE_FACTORY(RandnLike, at::randn_like(like, opts))
+GD_LIKE_FACTORY(RandLike, at::rand_like(like, opts))
+
+Napi::Value FullLike(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    const at::Tensor& like = TensorWrap::From(info[0], "input");
+    at::TensorOptions opts = ToTensorOptions(info[2], like.options());
+    return Finish(info.Env(), at::full_like(like, at::Scalar(ToNumber(info[1], "value")), opts), info[2]);
+  })
+}
+
+Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    uint64_t seed = static_cast<uint64_t>(ToNonNegativeInt(info[0], "seed"));
+    {
+      auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_current_seed(seed);
+    }
+    int64_t n = at::detail::getCUDAHooks().deviceCount();
+    for (int64_t i = 0; i < n; i++) {
+      auto gen = at::globalContext().defaultGenerator(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(i)));
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_current_seed(seed);
+    }
+    return info.Env().Undefined();
+  })
+}
+
+Napi::Value Cat(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    int64_t dim = IsMissing(info[1]) ? 0 : ToInt(info[1], "dim");
+    return TensorWrap::Wrap(info.Env(), at::cat(ToTensorList(info[0], "tensors"), dim));
+  })
+}
+
+Napi::Value Stack(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    int64_t dim = IsMissing(info[1]) ? 0 : ToInt(info[1], "dim");
+    return TensorWrap::Wrap(info.Env(), at::stack(ToTensorList(info[0], "tensors"), dim));
+  })
+}
+
+int64_t Reduction(const Napi::Value& options) {
+  Napi::Value r = Option(options, "reduction");
+  if (IsMissing(r)) return at::Reduction::Mean;
+  std::string s = ToString(r, "reduction");
+  if (s == "mean") return at::Reduction::Mean;
+  if (s == "sum") return at::Reduction::Sum;
+  if (s == "none") return at::Reduction::None;
+  ThrowType(options.Env(), "Unknown reduction '" + s + "'; expected 'mean', 'sum' or 'none'");
+}
+
+// crossEntropy(logits (B, C), target (B,) int64, {reduction})
+Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    const at::Tensor& input = TensorWrap::From(info[0], "input");
+    const at::Tensor& target = TensorWrap::From(info[1], "target");
+    auto ls = at::log_softmax(input, 1);
+    return TensorWrap::Wrap(info.Env(), at::nll_loss_nd(ls, target, {}, Reduction(info[2]), -100));
+  })
+}
+
+Napi::Value MseLoss(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    const at::Tensor& a = TensorWrap::From(info[0], "input");
+    const at::Tensor& b = TensorWrap::From(info[1], "target");
+    return TensorWrap::Wrap(info.Env(), at::mse_loss(a, b, Reduction(info[2])));
+  })
+}
+
+Napi::Value Gelu(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    Napi::Value approx = Option(info[1], "approximate");
+    std::string a = IsMissing(approx) ? "none" : ToString(approx, "approximate");
+    if (a != "none" && a != "tanh") ThrowType(info.Env(), "Unknown approximate '" + a + "'; expected 'none' or 'tanh'");
+    return TensorWrap::Wrap(info.Env(), at::gelu(TensorWrap::From(info[0], "input"), a));
+  })
+}
+
+std::vector<int64_t> Pair(const Napi::Value& options, const char* key, int64_t dflt) {
+  Napi::Value v = Option(options, key);
+  if (IsMissing(v)) return {dflt, dflt};
+  auto d = ToShape(v, key);
+  if (d.size() == 1) return {d[0], d[0]};
+  return d;
+}
+
+// conv2d(x, weight, bias?, {stride, padding, dilation, groups})
+Napi::Value Conv2d(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    const at::Tensor& x = TensorWrap::From(info[0], "input");
+    const at::Tensor& w = TensorWrap::From(info[1], "weight");
+    std::optional<at::Tensor> b;
+    if (!IsMissing(info[2])) b = TensorWrap::From(info[2], "bias");
+    Napi::Value o = info[3];
+    Napi::Value g = Option(o, "groups");
+    int64_t groups = IsMissing(g) ? 1 : ToInt(g, "groups");
+    return TensorWrap::Wrap(info.Env(), at::conv2d(x, w, b, Pair(o, "stride", 1), Pair(o, "padding", 0), Pair(o, "dilation", 1), groups));
+  })
+}
+
+Napi::Value Linear(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    const at::Tensor& x = TensorWrap::From(info[0], "input");
+    const at::Tensor& w = TensorWrap::From(info[1], "weight");
+    std::optional<at::Tensor> b;
+    if (!IsMissing(info[2])) b = TensorWrap::From(info[2], "bias");
+    return TensorWrap::Wrap(info.Env(), at::linear(x, w, b));
+  })
+}
+
+// interpolate(x (B,C,H,W), {size: [h, w] | scaleFactor, mode: 'nearest' | 'bilinear', alignCorners})
+Napi::Value Interpolate(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    Napi::Env env = info.Env();
+    const at::Tensor& x = TensorWrap::From(info[0], "input");
+    if (x.dim() != 4) ThrowRange(env, "interpolate expects a 4-D (B, C, H, W) input; got " + std::to_string(x.dim()) + "-D");
+    Napi::Value o = info[1];
+    Napi::Value modeV = Option(o, "mode");
+    std::string mode = IsMissing(modeV) ? "nearest" : ToString(modeV, "mode");
+    std::vector<int64_t> size;
+    Napi::Value sizeV = Option(o, "size");
+    Napi::Value scaleV = Option(o, "scaleFactor");
+    if (!IsMissing(sizeV)) {
+      size = Pair(o, "size", 0);
+    } else if (!IsMissing(scaleV)) {
+      double s = ToNumber(scaleV, "scaleFactor");
+      size = {static_cast<int64_t>(std::floor(x.size(2) * s)), static_cast<int64_t>(std::floor(x.size(3) * s))};
+    } else {
+      ThrowType(env, "interpolate needs size or scaleFactor");
+    }
+    Napi::Value acV = Option(o, "alignCorners");
+    bool align = IsMissing(acV) ? false : ToBool(acV, "alignCorners");
+    if (mode == "nearest") return TensorWrap::Wrap(env, at::upsample_nearest2d(x, size));
+    if (mode == "bilinear") return TensorWrap::Wrap(env, at::upsample_bilinear2d(x, size, align));
+    if (mode == "bicubic") return TensorWrap::Wrap(env, at::upsample_bicubic2d(x, size, align));
+    ThrowType(env, "Unknown interpolate mode '" + mode + "'; expected 'nearest', 'bilinear' or 'bicubic'");
+  })
+}
+
+Napi::Value WhereFn(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    const at::Tensor& cond = TensorWrap::From(info[0], "condition");
+    Operand a = ToOperand(info[1], "input");
+    Operand b = ToOperand(info[2], "other");
+    if (a.is_tensor) return TensorWrap::Wrap(info.Env(), at::where(cond, a.tensor, OperandTensor(b, a.tensor)));
+    if (b.is_tensor) return TensorWrap::Wrap(info.Env(), at::where(cond, OperandTensor(a, b.tensor), b.tensor));
+    return TensorWrap::Wrap(info.Env(), at::where(cond, a.scalar, b.scalar));
+  })
+}
+
+// autogradGrad(outputs[], inputs[], {gradOutputs, retainGraph, createGraph, allowUnused})
+Napi::Value AutogradGrad(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    Napi::Env env = info.Env();
+    auto outputs = ToTensorList(info[0], "outputs");
+    auto inputs = ToTensorList(info[1], "inputs");
+    Napi::Value o = info[2];
+    std::vector<at::Tensor> grad_outputs;
+    Napi::Value go = Option(o, "gradOutputs");
+    if (!IsMissing(go)) grad_outputs = ToTensorList(go, "gradOutputs");
+    Napi::Value rg = Option(o, "retainGraph");
+    Napi::Value cg = Option(o, "createGraph");
+    Napi::Value au = Option(o, "allowUnused");
+    std::optional<bool> retain;
+    if (!IsMissing(rg)) retain = ToBool(rg, "retainGraph");
+    bool create = IsMissing(cg) ? false : ToBool(cg, "createGraph");
+    bool allow_unused = IsMissing(au) ? false : ToBool(au, "allowUnused");
+    for (size_t i = 0; i < outputs.size(); i++) {
+      if (!outputs[i].requires_grad()) {
+        throw Napi::Error::New(env, "autograd.grad: outputs[" + std::to_string(i) + "] does not require grad; was it computed under noGrad, or from inputs that do not require grad?");
+      }
+    }
+    auto grads = torch::autograd::grad(outputs, inputs, grad_outputs, retain, create, allow_unused);
+    auto arr = Napi::Array::New(env, grads.size());
+    for (size_t i = 0; i < grads.size(); i++) arr.Set(static_cast<uint32_t>(i), TensorWrap::WrapOrNull(env, grads[i]));
+    return arr;
+  })
+}
+
+Napi::Value SetGradEnabled(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    at::GradMode::set_enabled(ToBool(info[0], "enabled"));
+    return info.Env().Undefined();
+  })
+}
+
+Napi::Value IsGradEnabled(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), at::GradMode::is_enabled()); }
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    int64_t n = ToInt(info[0], "threads");
+    if (n < 1) ThrowRange(info.Env(), "Expected positive integer for threads but received " + Describe(info[0]));
+    at::set_num_threads(static_cast<int>(n));
+    return info.Env().Undefined();
+  })
+}
+
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), at::get_num_threads()); }
+
+Napi::Value CudaIsAvailable(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), at::detail::getCUDAHooks().hasCUDA() && at::detail::getCUDAHooks().deviceCount() > 0);
+}
+
+Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(at::detail::getCUDAHooks().deviceCount()));
+}
+
+Napi::Value Memory(const Napi::CallbackInfo& info) {
+  auto s = TensorWrap::stats();
+  auto o = Napi::Object::New(info.Env());
+  o.Set("tensors", Napi::Number::New(info.Env(), static_cast<double>(s.tensors)));
+  o.Set("bytes", Napi::Number::New(info.Env(), static_cast<double>(s.bytes)));
+  return o;
+}
+
+Napi::Value StartScope(const Napi::CallbackInfo& info) {
+  TensorWrap::StartScope();
+  return info.Env().Undefined();
+}
+
+// endScope(keep: Tensor[]): disposes what the scope created, except keep.
+Napi::Value EndScope(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    std::vector<TensorWrap*> keep;
+    if (info[0].IsArray()) {
+      auto arr = info[0].As<Napi::Array>();
+      for (uint32_t i = 0; i < arr.Length(); i++) {
+        Napi::Value v = arr.Get(i);
+        if (TensorWrap::IsTensor(v)) keep.push_back(TensorWrap::UnwrapArg(v, "keep"));
+      }
+    }
+    TensorWrap::EndScope(keep);
+    return info.Env().Undefined();
+  })
+}
+
+}  // namespace
+
+void InstallTorchFunctions(Napi::Env env, Napi::Object exports) {
+  struct Entry {
+    const char* name;
+    Fn fn;
+  };
+  const Entry entries[] = {
+      {"fromData", FromData}, {"zeros", Zeros}, {"ones", Ones}, {"empty", Empty}, {"full", Full},
+      {"randn", Randn}, {"rand", Rand}, {"randint", Randint}, {"arange", Arange}, {"linspace", Linspace},
+      {"zerosLike", ZerosLike}, {"onesLike", OnesLike}, {"emptyLike", EmptyLike}, {"fullLike", FullLike},
+      {"randnLike", RandnLike}, {"randLike", RandLike}, {"manualSeed", ManualSeed},
+      {"cat", Cat}, {"stack", Stack}, {"where", WhereFn},
+      {"crossEntropy", CrossEntropy}, {"mseLoss", MseLoss}, {"gelu", Gelu}, {"conv2d", Conv2d},
+      {"linear", Linear}, {"interpolate", Interpolate},
+      {"autogradGrad", AutogradGrad}, {"setGradEnabled", SetGradEnabled}, {"isGradEnabled", IsGradEnabled},
+      {"setNumThreads", SetNumThreads}, {"getNumThreads", GetNumThreads},
+      {"cudaIsAvailable", CudaIsAvailable}, {"cudaDeviceCount", CudaDeviceCount},
+      {"memory", Memory}, {"startScope", StartScope}, {"endScope", EndScope},
+  };
+  for (const auto& e : entries) exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));
+}
+
+}  // namespace gd::js
