@@ -1,0 +1,207 @@
+// The `torch` namespace: creation, joins, nn.functional, autograd, memory and settings.
+// Each function validates its JS arguments' shape and hands the rest to one native call.
+import { binding, DType, Device, Reduction, Shape, TensorOptions } from './binding';
+import { AnyTypedArray, NestedArray, Operand, Tensor } from './tensor';
+
+export type { DType, Device, Shape, TensorOptions, Reduction };
+
+export interface CreateOptions extends TensorOptions {
+  /** Shape of the data when it is given flat (a TypedArray or a flat array). */
+  shape?: Shape;
+}
+
+function flatten(data: NestedArray, shape: number[], out: (number | boolean)[], depth: number): void {
+  if (!Array.isArray(data)) {
+    if (depth !== shape.length) throw new RangeError('tensor(): ragged nested array; every row must have the same length');
+    if (typeof data !== 'number' && typeof data !== 'boolean') {
+      throw new TypeError(`tensor(): expected numbers or booleans but received ${typeof data}`);
+    }
+    out.push(data);
+    return;
+  }
+  if (depth === shape.length) shape.push(data.length);
+  else if (shape[depth] !== data.length) throw new RangeError('tensor(): ragged nested array; every row must have the same length');
+  for (const item of data) flatten(item, shape, out, depth + 1);
+  if (data.length === 0 && depth === shape.length - 1) return;
+}
+
+function inferDtype(values: (number | boolean)[]): DType {
+  if (values.length > 0 && values.every((v) => typeof v === 'boolean')) return 'bool';
+  if (values.length > 0 && values.every((v) => typeof v === 'number' && Number.isInteger(v))) return 'int64';
+  return 'float32';
+}
+
+function typedDtype(data: AnyTypedArray): DType {
+  if (data instanceof Float64Array) return 'float64';
+  if (data instanceof Int32Array) return 'int32';
+  if (data instanceof BigInt64Array) return 'int64';
+  if (data instanceof Uint8Array) return 'uint8';
+  return 'float32';
+}
+
+/**
+ * A tensor from nested arrays, a flat array with `shape`, a TypedArray, or a number.
+ * The dtype is inferred as PyTorch does (integers -> int64, booleans -> bool, else float32).
+ */
+export function tensor(data: NestedArray | AnyTypedArray, options: CreateOptions = {}): Tensor {
+  if (ArrayBuffer.isView(data)) {
+    const typed = data as AnyTypedArray;
+    const shape = options.shape ?? [typed.length];
+    return binding.fromData(typed, shape, { ...options, dtype: options.dtype ?? typedDtype(typed) });
+  }
+  const shape: number[] = [];
+  const values: (number | boolean)[] = [];
+  flatten(data, shape, values, 0);
+  const dtype = options.dtype ?? inferDtype(values);
+  const flat = Float64Array.from(values, Number);
+  return binding.fromData(flat, options.shape ?? shape, { ...options, dtype });
+}
+
+export const zeros = (shape: Shape, options?: TensorOptions): Tensor => binding.zeros(shape, options);
+export const ones = (shape: Shape, options?: TensorOptions): Tensor => binding.ones(shape, options);
+export const empty = (shape: Shape, options?: TensorOptions): Tensor => binding.empty(shape, options);
+export const full = (shape: Shape, value: number | boolean, options?: TensorOptions): Tensor => binding.full(shape, value, options);
+/** Standard normal samples from the global generator (same stream as Python torch for the same seed). */
+export const randn = (shape: Shape, options?: TensorOptions): Tensor => binding.randn(shape, options);
+export const rand = (shape: Shape, options?: TensorOptions): Tensor => binding.rand(shape, options);
+export const randint = (low: number, high: number, shape: Shape, options?: TensorOptions): Tensor =>
+  binding.randint(low, high, shape, options);
+export function arange(end: number): Tensor;
+export function arange(start: number, end: number, step?: number, options?: TensorOptions): Tensor;
+export function arange(a: number, b?: number, step?: number, options?: TensorOptions): Tensor {
+  return b === undefined ? binding.arange(0, a) : binding.arange(a, b, step, options);
+}
+export const linspace = (start: number, end: number, steps: number, options?: TensorOptions): Tensor =>
+  binding.linspace(start, end, steps, options);
+export const zerosLike = (t: Tensor, options?: TensorOptions): Tensor => binding.zerosLike(t, options);
+export const onesLike = (t: Tensor, options?: TensorOptions): Tensor => binding.onesLike(t, options);
+export const emptyLike = (t: Tensor, options?: TensorOptions): Tensor => binding.emptyLike(t, options);
+export const fullLike = (t: Tensor, value: number, options?: TensorOptions): Tensor => binding.fullLike(t, value, options);
+export const randnLike = (t: Tensor, options?: TensorOptions): Tensor => binding.randnLike(t, options);
+export const randLike = (t: Tensor, options?: TensorOptions): Tensor => binding.randLike(t, options);
+/** Seeds the global CPU (and CUDA) generators, like Python's torch.manual_seed. */
+export const manualSeed = (seed: number): void => binding.manualSeed(seed);
+
+export const cat = (tensors: Tensor[], dim = 0): Tensor => binding.cat(tensors, dim);
+export const stack = (tensors: Tensor[], dim = 0): Tensor => binding.stack(tensors, dim);
+/** input where condition holds, else other. */
+export const where = (condition: Tensor, input: Operand, other: Operand): Tensor =>
+  binding.where(condition, input as Tensor | number, other as Tensor | number);
+
+/** Live JS tensors and their bytes: what has not been disposed or collected yet. */
+export const memory = (): { tensors: number; bytes: number } => binding.memory();
+export const setNumThreads = (n: number): void => binding.setNumThreads(n);
+export const getNumThreads = (): number => binding.getNumThreads();
+
+function collectTensors(value: unknown, out: Tensor[], seen: Set<unknown>): void {
+  if (value === null || typeof value !== 'object' || seen.has(value)) return;
+  seen.add(value);
+  if (value instanceof Tensor) {
+    out.push(value);
+    return;
+  }
+  const items = value instanceof Map ? [...value.values()] : Array.isArray(value) ? value : Object.values(value);
+  for (const item of items) collectTensors(item, out, seen);
+}
+
+/**
+ * Runs fn and disposes every tensor it created that its result does not contain (arrays,
+ * objects and Maps are searched). fn must be synchronous.
+ */
+export function tidy<T>(fn: () => T): T {
+  if (typeof fn !== 'function') throw new TypeError('tidy() expects a function');
+  binding.startScope();
+  let result: T;
+  try {
+    result = fn();
+  } catch (err) {
+    binding.endScope([]);
+    throw err;
+  }
+  if (result instanceof Promise) {
+    binding.endScope([]);
+    throw new TypeError('tidy() does not support async functions: the scope would close before the Promise settles');
+  }
+  const keep: Tensor[] = [];
+  collectTensors(result, keep, new Set());
+  binding.endScope(keep);
+  return result;
+}
+
+/** Disposes every tensor found in the arguments (arrays, objects and Maps are searched). */
+export function dispose(...values: unknown[]): void {
+  const found: Tensor[] = [];
+  collectTensors(values, found, new Set());
+  for (const t of found) t.dispose();
+}
+
+function withGradMode<T>(enabled: boolean, fn: () => T): T {
+  const previous = binding.isGradEnabled();
+  binding.setGradEnabled(enabled);
+  try {
+    return fn();
+  } finally {
+    binding.setGradEnabled(previous);
+  }
+}
+
+/** Runs fn (synchronously) with gradient tracking off on this thread. */
+export const noGrad = <T>(fn: () => T): T => withGradMode(false, fn);
+/** Runs fn (synchronously) with gradient tracking on on this thread. */
+export const enableGrad = <T>(fn: () => T): T => withGradMode(true, fn);
+export const isGradEnabled = (): boolean => binding.isGradEnabled();
+
+export interface GradOptions {
+  gradOutputs?: Tensor[];
+  retainGraph?: boolean;
+  createGraph?: boolean;
+  allowUnused?: boolean;
+}
+
+export const autograd = {
+  /** d(sum of outputs)/d(inputs), like torch.autograd.grad; one gradient (or null if unused) per input. */
+  grad(outputs: Tensor | Tensor[], inputs: Tensor | Tensor[], options: GradOptions = {}): (Tensor | null)[] {
+    const outs = Array.isArray(outputs) ? outputs : [outputs];
+    const ins = Array.isArray(inputs) ? inputs : [inputs];
+    return binding.autogradGrad(outs, ins, options);
+  },
+};
+
+export interface Conv2dOptions {
+  stride?: number | [number, number];
+  padding?: number | [number, number];
+  dilation?: number | [number, number];
+  groups?: number;
+}
+
+export interface InterpolateOptions {
+  size?: number | [number, number];
+  scaleFactor?: number;
+  mode?: 'nearest' | 'bilinear' | 'bicubic';
+  alignCorners?: boolean;
+}
+
+export const nn = {
+  functional: {
+    logSoftmax: (x: Tensor, dim: number): Tensor => x.logSoftmax(dim),
+    softmax: (x: Tensor, dim: number): Tensor => x.softmax(dim),
+    crossEntropy: (input: Tensor, target: Tensor, options?: { reduction?: Reduction }): Tensor =>
+      binding.crossEntropy(input, target, options),
+    mseLoss: (input: Tensor, target: Tensor, options?: { reduction?: Reduction }): Tensor =>
+      binding.mseLoss(input, target, options),
+    silu: (x: Tensor): Tensor => x.silu(),
+    relu: (x: Tensor): Tensor => x.relu(),
+    gelu: (x: Tensor, options?: { approximate?: 'none' | 'tanh' }): Tensor => binding.gelu(x, options),
+    conv2d: (x: Tensor, weight: Tensor, bias?: Tensor | null, options?: Conv2dOptions): Tensor =>
+      binding.conv2d(x, weight, bias ?? null, options),
+    linear: (x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor => binding.linear(x, weight, bias ?? null),
+    interpolate: (x: Tensor, options: InterpolateOptions): Tensor => binding.interpolate(x, options),
+  },
+};
+
+export const cuda = {
+  isAvailable: (): boolean => binding.cudaIsAvailable(),
+  deviceCount: (): number => binding.cudaDeviceCount(),
+};
+
+export { Tensor };

@@ -1,0 +1,70 @@
+// Autograd from TypeScript, checked against gradients worked out by hand.
+import * as assert from 'assert';
+import { torch } from '../lib';
+import { assertClose } from './helpers';
+
+describe('autograd', () => {
+  it('grad of logSoftmax(W x)[y] wrt x is W^T (onehot(y) - softmax(W x))', () => {
+    torch.manualSeed(3);
+    const W = torch.randn([5, 4]);
+    const x = torch.randn([4]).requiresGrad_();
+    const y = 2;
+    const out = W.matmul(x).logSoftmax(0).select(0, y);
+    out.backward();
+    const viaBackward = x.grad!;
+
+    // Independent: the closed form, computed without autograd.
+    const p = torch.noGrad(() => W.matmul(x).softmax(0));
+    const onehot = torch.zeros([5]);
+    onehot.copy_(torch.arange(5).eq(y).to('float32'));
+    const expected = W.t().matmul(onehot.sub(p));
+    assertClose(Array.from(viaBackward.toFloat32Array()), Array.from(expected.toFloat32Array()), 1e-6, 'backward');
+
+    const x2 = x.detach().requiresGrad_();
+    const [g] = torch.autograd.grad(W.matmul(x2).logSoftmax(0).select(0, y), x2);
+    assertClose(Array.from(g!.toFloat32Array()), Array.from(viaBackward.toFloat32Array()), 1e-7, 'autograd.grad vs backward');
+  });
+
+  it('batched: grad of sum_i log_softmax(X W^T)[i, y_i] matches backward', () => {
+    torch.manualSeed(5);
+    const W = torch.randn([3, 6]);
+    const X = torch.randn([4, 6]).requiresGrad_();
+    const y = torch.tensor([0, 2, 1, 2]);
+    const s = X.matmul(W.t()).logSoftmax(-1).index([torch.arange(4), y]).sum();
+    const [g] = torch.autograd.grad(s, X, { retainGraph: true });
+    s.backward();
+    assertClose(Array.from(g!.toFloat32Array()), Array.from(X.grad!.toFloat32Array()), 0, 'grad');
+    const p = X.detach().matmul(W.t()).softmax(-1);
+    const onehot = torch.arange(3).unsqueeze(0).eq(y.unsqueeze(1)).to('float32');
+    const expected = onehot.sub(p).matmul(W);
+    assertClose(Array.from(g!.toFloat32Array()), Array.from(expected.toFloat32Array()), 1e-6, 'closed form');
+  });
+
+  it('noGrad, enableGrad and isGradEnabled', () => {
+    const x = torch.ones([2], { requiresGrad: true });
+    assert.strictEqual(torch.isGradEnabled(), true);
+    const y = torch.noGrad(() => {
+      assert.strictEqual(torch.isGradEnabled(), false);
+      const inner = torch.enableGrad(() => x.mul(2));
+      assert.strictEqual(inner.requiresGrad, true);
+      return x.mul(2);
+    });
+    assert.strictEqual(y.requiresGrad, false);
+    assert.strictEqual(torch.isGradEnabled(), true);
+    assert.strictEqual(x.detach().requiresGrad, false);
+  });
+
+  it('createGraph gives second derivatives', () => {
+    const x = torch.tensor([3.0], { dtype: 'float32', requiresGrad: true });
+    const [dy] = torch.autograd.grad(x.pow(3).sum(), x, { createGraph: true });
+    assert.strictEqual(dy!.item(), 27);
+    const [d2y] = torch.autograd.grad(dy!.sum(), x);
+    assert.strictEqual(d2y!.item(), 18);
+  });
+
+  it('errors: backward of a tensor without grad, grad of a non-scalar', () => {
+    assert.throws(() => torch.ones([2]).sum().backward(), /does not require grad/);
+    assert.throws(() => torch.ones([2], { requiresGrad: true }).mul(2).backward(), /scalar outputs/);
+    assert.throws(() => torch.autograd.grad(torch.ones([1]), torch.ones([1])), /does not require grad/);
+  });
+});

@@ -1,0 +1,37 @@
+// Shared test helpers: fixture paths, raw float32 files, numeric comparisons.
+import * as assert from 'assert';
+import * as fs from 'fs';
+import * as path from 'path';
+
+/** test/fixtures, whether running from test/ or from dist/test/. */
+export const FIXTURES = path.resolve(__dirname, '..', '..', 'test', 'fixtures');
+export const REFERENCE = path.join(FIXTURES, 'reference-case');
+
+export function readF32(file: string): Float32Array {
+  const buf = fs.readFileSync(file);
+  return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+}
+
+export function referenceCase(): {
+  tensors: Record<string, number[]>;
+  forward_t: number[];
+  y: number[];
+  classifier_scale: number;
+  image_size: number;
+  batch: number;
+  num_classes: number;
+} {
+  return JSON.parse(fs.readFileSync(path.join(REFERENCE, 'case.json'), 'utf8'));
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.strictEqual(a.length, b.length, `length ${a.length} != ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number, what = 'values'): void {
+  const d = maxAbsDiff(actual, expected);
+  assert.ok(d <= tol, `${what}: max abs difference ${d} exceeds ${tol}`);
+}
