@@ -1,0 +1,46 @@
+// Guidance: a gradient of log p(y | x_t) that samplers add to the mean (ancestral) or to the
+// score (DDIM). docs: guided-diffusion-math.md, "Ancestral (DDPM) step with guidance",
+// "DDIM step with guidance", "Classifier guidance function".
+#pragma once
+
+#include <ATen/ATen.h>
+#include <torch/script.h>
+
+#include "diffusion/denoiser.h"
+#include "diffusion/schedule.h"
+
+namespace gd {
+
+// Samplers call gradient() on their own thread, with grad mode off; an implementation that
+// needs autograd turns it on itself. Any exception it throws propagates out of the sampler.
+// The sampler checks the result (shape of x, finite) and converts it to x's dtype/device.
+class Guidance {
+ public:
+  virtual ~Guidance() = default;
+  // x: float32 [B, ...] (the posterior mean or x_t); t: int64 [B]. Returns d log p / dx,
+  // already multiplied by the guidance scale.
+  virtual at::Tensor gradient(const at::Tensor& x, const at::Tensor& t) = 0;
+};
+
+// The seed's classifier_cond_fn, natively: grad of sum_i log_softmax(classifier(x, t))[i, y_i]
+// with respect to x, times scale. The classifier's forward takes (x, t) and returns [B, classes].
+class ClassifierGuidance : public Guidance {
+ public:
+  ClassifierGuidance(torch::jit::Module classifier, at::Tensor y, double scale = 1.0);
+  at::Tensor gradient(const at::Tensor& x, const at::Tensor& t) override;
+
+ private:
+  torch::jit::Module classifier_;
+  at::Tensor y_;  // int64 [B]
+  double scale_;
+};
+
+// mean + variance * gradient (Sohl-Dickstein et al. 2015; the reference's condition_mean).
+at::Tensor condition_mean(const at::Tensor& mean, const at::Tensor& variance, const at::Tensor& gradient);
+
+// Dhariwal & Nichol Algorithm 2: eps <- eps - sqrt(1 - ab_t) * gradient, and x0 re-derived
+// from the new eps (not clamped again).
+Prediction condition_score(const Schedule& schedule, const at::Tensor& x_t, const at::Tensor& t,
+                           const Prediction& prediction, const at::Tensor& gradient);
+
+}  // namespace gd

@@ -1,0 +1,177 @@
+#include "diffusion/samplers.h"
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+namespace gd {
+
+namespace {
+
+void check_options(const Schedule& s, const SampleOptions& o) {
+  std::ostringstream msg;
+  bool bad_shape = o.shape.empty();
+  for (int64_t d : o.shape) bad_shape = bad_shape || d < 1;
+  if (s.timesteps < 1 || !s.betas.defined()) {
+    msg << "the schedule is empty (make it with make_schedule)";
+  } else if (bad_shape) {
+    msg << "shape must be a non-empty list of positive sizes; got " << at::IntArrayRef(o.shape);
+  } else if (o.sampling_timesteps < 1 || o.sampling_timesteps > s.timesteps) {
+    msg << "samplingTimesteps must be an integer from 1 to timesteps (" << s.timesteps << "); got "
+        << o.sampling_timesteps;
+  } else if (!(o.ddim_eta >= 0 && std::isfinite(o.ddim_eta))) {
+    msg << "ddimSamplingEta must be a non-negative number; got " << o.ddim_eta;
+  } else {
+    return;
+  }
+  throw std::invalid_argument(msg.str());
+}
+
+// Standard normal noise, drawn where the reference draws it so that a seeded run matches.
+class Noise {
+ public:
+  explicit Noise(const SampleOptions& o)
+      : options_(at::TensorOptions().dtype(at::kFloat).device(o.device)), generator_(o.generator) {}
+
+  at::Tensor operator()(at::IntArrayRef shape) const {
+    if (!generator_) return at::randn(shape, options_);
+    const at::Device gen_device = generator_->device();
+    if (gen_device.type() == options_.device().type()) return at::randn(shape, generator_, options_);
+    return at::randn(shape, generator_, options_.device(gen_device)).to(options_.device());
+  }
+
+ private:
+  at::TensorOptions options_;
+  std::optional<at::Generator> generator_;
+};
+
+// The guidance gradient at `input`, checked: a tensor shaped like input, finite, in input's
+// dtype and device (the reference takes gradient.float()).
+at::Tensor guided_gradient(Guidance& guidance, const at::Tensor& input, const at::Tensor& t,
+                           int64_t step, int64_t t_value) {
+  at::Tensor g = guidance.gradient(input, t);
+  auto fail = [&](const std::string& what) {
+    std::ostringstream msg;
+    msg << "condFn at step " << step << " (t=" << t_value << ") returned " << what;
+    throw std::runtime_error(msg.str());
+  };
+  if (!g.defined()) fail("no tensor");
+  if (g.sizes() != input.sizes()) {
+    std::ostringstream what;
+    what << "a tensor of shape " << g.sizes() << "; expected " << input.sizes();
+    fail(what.str());
+  }
+  g = g.detach().to(input.device(), input.scalar_type());
+  // The one host sync per step the samplers make: a NaN here would silently poison the image.
+  if (!at::isfinite(g).all().item<bool>()) fail("NaN or Inf");
+  return g;
+}
+
+at::Tensor finish(const std::vector<at::Tensor>& all, const at::Tensor& x, const SampleOptions& o) {
+  at::Tensor out = o.return_all_timesteps ? at::stack(all, 1) : x;
+  return o.auto_normalize ? (out + 1) * 0.5 : out;
+}
+
+}  // namespace
+
+SampleOptions::CondInput parse_cond_input(const std::string& name) {
+  if (name == "mean") return SampleOptions::CondInput::Mean;
+  if (name == "x") return SampleOptions::CondInput::X;
+  throw std::invalid_argument("condInput must be one of mean, x; got '" + name + "'");
+}
+
+std::vector<std::pair<int64_t, int64_t>> ddim_time_pairs(int64_t timesteps, int64_t sampling_timesteps) {
+  at::Tensor times = at::linspace(-1, static_cast<double>(timesteps - 1), sampling_timesteps + 1, at::kFloat)
+                         .to(at::kInt);
+  auto acc = times.accessor<int32_t, 1>();
+  std::vector<std::pair<int64_t, int64_t>> pairs;
+  for (int64_t i = sampling_timesteps; i > 0; --i) pairs.emplace_back(acc[i], acc[i - 1]);
+  return pairs;
+}
+
+at::Tensor sample_ancestral(const Denoiser& denoiser, const Schedule& schedule, Guidance* guidance,
+                            const SampleOptions& o) {
+  SampleOptions opts = o;
+  opts.sampling_timesteps = schedule.timesteps;
+  check_options(schedule, opts);
+  at::NoGradGuard no_grad;
+  const Schedule s = schedule.to(o.device);
+  const Noise noise(o);
+  const int64_t T = s.timesteps, batch = o.shape[0], nd = static_cast<int64_t>(o.shape.size());
+
+  at::Tensor x = noise(o.shape);
+  std::vector<at::Tensor> all;
+  if (o.return_all_timesteps) all.push_back(x);
+  at::Tensor x0_prev;  // self-conditioning input: the previous step's clamped x0
+  for (int64_t step = 0; step < T; ++step) {
+    const int64_t t_value = T - 1 - step;
+    at::Tensor t = at::full({batch}, t_value, at::TensorOptions().dtype(at::kLong).device(o.device));
+    Prediction p = denoiser.predict(s, x, t, denoiser.self_condition() ? x0_prev : at::Tensor(),
+                                    o.clip_denoised);
+    at::Tensor mean = extract(s.posterior_mean_coef1, t, nd) * p.x0 + extract(s.posterior_mean_coef2, t, nd) * x;
+    if (guidance) {
+      const at::Tensor& input = o.cond_input == SampleOptions::CondInput::Mean ? mean : x;
+      at::Tensor g = guided_gradient(*guidance, input, t, step, t_value);
+      mean = condition_mean(mean, extract(s.posterior_variance, t, nd), g);
+    }
+    if (t_value > 0) {
+      at::Tensor z = noise(x.sizes());
+      x = mean + (0.5 * extract(s.posterior_log_variance_clipped, t, nd)).exp() * z;
+    } else {
+      x = mean;
+    }
+    x0_prev = p.x0;
+    if (o.return_all_timesteps) all.push_back(x);
+    if (o.on_step) o.on_step(step, T, t_value);
+  }
+  return finish(all, x, o);
+}
+
+at::Tensor sample_ddim(const Denoiser& denoiser, const Schedule& schedule, Guidance* guidance,
+                       const SampleOptions& o) {
+  check_options(schedule, o);
+  at::NoGradGuard no_grad;
+  const Schedule s = schedule.to(o.device);
+  const Noise noise(o);
+  const int64_t batch = o.shape[0];
+  const auto pairs = ddim_time_pairs(s.timesteps, o.sampling_timesteps);
+  const int64_t total = static_cast<int64_t>(pairs.size());
+
+  at::Tensor x = noise(o.shape);
+  std::vector<at::Tensor> all;
+  if (o.return_all_timesteps) all.push_back(x);
+  at::Tensor x0_prev;
+  for (int64_t step = 0; step < total; ++step) {
+    const auto [t_value, t_next] = pairs[static_cast<size_t>(step)];
+    at::Tensor t = at::full({batch}, t_value, at::TensorOptions().dtype(at::kLong).device(o.device));
+    Prediction p = denoiser.predict(s, x, t, denoiser.self_condition() ? x0_prev : at::Tensor(),
+                                    o.clip_denoised);
+    x0_prev = p.x0;  // the model's own (unguided) x0, as in the ancestral sampler
+    if (guidance) p = condition_score(s, x, t, p, guided_gradient(*guidance, x, t, step, t_value));
+    if (t_next < 0) {
+      x = p.x0;
+    } else {
+      // 0-dim float32 tensors, so the coefficients round as the reference's do.
+      at::Tensor ab = s.alphas_cumprod[t_value];
+      at::Tensor ab_next = s.alphas_cumprod[t_next];
+      at::Tensor sigma = ((1 - ab / ab_next) * (1 - ab_next) / (1 - ab)).sqrt() * o.ddim_eta;
+      at::Tensor c = (1 - ab_next - sigma.pow(2)).sqrt();
+      at::Tensor z = noise(x.sizes());
+      x = p.x0 * ab_next.sqrt() + c * p.eps + sigma * z;
+    }
+    if (o.return_all_timesteps) all.push_back(x);
+    if (o.on_step) o.on_step(step, total, t_value);
+  }
+  return finish(all, x, o);
+}
+
+at::Tensor sample(const Denoiser& denoiser, const Schedule& schedule, Guidance* guidance,
+                  const SampleOptions& options) {
+  check_options(schedule, options);
+  if (options.sampling_timesteps == schedule.timesteps) {
+    return sample_ancestral(denoiser, schedule, guidance, options);
+  }
+  return sample_ddim(denoiser, schedule, guidance, options);
+}
+
+}  // namespace gd

@@ -1,0 +1,60 @@
+// Samplers: each one short function over a denoiser and an optional guidance
+// (docs: guided-diffusion-math.md; the noise order there is what makes seeded runs match
+// the Python reference draw for draw).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "diffusion/denoiser.h"
+#include "diffusion/guidance.h"
+#include "diffusion/schedule.h"
+
+namespace gd {
+
+struct SampleOptions {
+  std::vector<int64_t> shape;  // [B, C, H, W] (any rank >= 1 works)
+  int64_t sampling_timesteps = 0;  // == schedule.timesteps: ancestral; fewer: DDIM
+  double ddim_eta = 0;
+  bool clip_denoised = true;  // clamp x0 to [-1, 1]
+  // Where the ancestral sampler evaluates the guidance: the posterior mean (the reference's
+  // fix of openai/guided-diffusion#51) or x_t (the paper's code). DDIM always uses x_t.
+  enum class CondInput { Mean, X } cond_input = CondInput::Mean;
+  bool return_all_timesteps = false;  // stack x_T .. x_0 on dim 1
+  bool auto_normalize = true;  // return (x + 1) / 2
+  // Noise source; none: the default generator of `device` (torch.manual_seed reproduces the
+  // reference). A CPU generator with a CUDA device draws on the CPU and copies.
+  std::optional<at::Generator> generator;
+  // Called after each step: step counts from 0, total is the number of steps, t the timestep
+  // just denoised. May throw to abort: the exception propagates out of the sampler.
+  std::function<void(int64_t step, int64_t total, int64_t t)> on_step;
+  at::Device device = at::kCPU;
+};
+
+// Throws std::invalid_argument: "condInput must be one of mean, x; got 'foo'".
+SampleOptions::CondInput parse_cond_input(const std::string& name);
+
+// DDPM ancestral sampling over all schedule.timesteps steps (options.sampling_timesteps is
+// not consulted). guidance may be null.
+at::Tensor sample_ancestral(const Denoiser& denoiser, const Schedule& schedule, Guidance* guidance,
+                            const SampleOptions& options);
+
+// DDIM over options.sampling_timesteps steps, guidance through condition_score.
+at::Tensor sample_ddim(const Denoiser& denoiser, const Schedule& schedule, Guidance* guidance,
+                       const SampleOptions& options);
+
+// Ancestral when sampling_timesteps == schedule.timesteps, DDIM when fewer; throws
+// std::invalid_argument for bad options.
+at::Tensor sample(const Denoiser& denoiser, const Schedule& schedule, Guidance* guidance,
+                  const SampleOptions& options);
+
+// The DDIM timestep pairs (t, t_next), t_next == -1 last: linspace(-1, T-1, S+1) in float32,
+// truncated, reversed (as the reference).
+std::vector<std::pair<int64_t, int64_t>> ddim_time_pairs(int64_t timesteps, int64_t sampling_timesteps);
+
+}  // namespace gd

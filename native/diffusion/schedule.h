@@ -1,0 +1,55 @@
+// Noise schedules and every buffer derived from them (docs: guided-diffusion-math.md, "Schedules").
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+
+namespace gd {
+
+enum class BetaSchedule { Linear, Cosine, Sigmoid };
+
+// Throws std::invalid_argument: "betaSchedule must be one of linear, cosine, sigmoid; got 'foo'".
+BetaSchedule parse_beta_schedule(const std::string& name);
+const char* to_string(BetaSchedule schedule);
+
+struct ScheduleOptions {
+  int64_t timesteps = 1000;
+  BetaSchedule beta_schedule = BetaSchedule::Sigmoid;  // the reference's default
+  double cosine_s = 0.008;
+  double sigmoid_start = -3;
+  double sigmoid_end = 3;
+  double sigmoid_tau = 1;
+};
+
+// All buffers are 1-D float32 tensors of length `timesteps`, computed in float64 and then
+// rounded, as the reference registers them.
+struct Schedule {
+  int64_t timesteps = 0;
+  at::Tensor betas;
+  at::Tensor alphas_cumprod;                  // ab_t
+  at::Tensor alphas_cumprod_prev;             // [1, ab_0 .. ab_{T-2}]
+  at::Tensor sqrt_alphas_cumprod;             // sqrt(ab)
+  at::Tensor sqrt_one_minus_alphas_cumprod;   // sqrt(1 - ab)
+  at::Tensor log_one_minus_alphas_cumprod;    // log(1 - ab)
+  at::Tensor sqrt_recip_alphas_cumprod;       // sqrt(1 / ab)
+  at::Tensor sqrt_recipm1_alphas_cumprod;     // sqrt(1 / ab - 1)
+  at::Tensor posterior_variance;              // betas * (1 - ab_prev) / (1 - ab)
+  at::Tensor posterior_log_variance_clipped;  // log(max(posterior_variance, 1e-20))
+  at::Tensor posterior_mean_coef1;            // betas * sqrt(ab_prev) / (1 - ab)
+  at::Tensor posterior_mean_coef2;            // (1 - ab_prev) * sqrt(alphas) / (1 - ab)
+  at::Tensor snr;                             // ab / (1 - ab), for the loss weights
+
+  // A copy with every buffer on `device` (the same tensors when already there).
+  Schedule to(at::Device device) const;
+  at::Device device() const { return betas.device(); }
+};
+
+// Throws std::invalid_argument naming the bad option (timesteps < 1, sigmoidTau == 0, ...).
+Schedule make_schedule(const ScheduleOptions& options = {});
+
+// buffer[t] shaped [B, 1, ..., 1] (ndim dims in all) to broadcast against a batch of images.
+at::Tensor extract(const at::Tensor& buffer, const at::Tensor& t, int64_t ndim);
+
+}  // namespace gd

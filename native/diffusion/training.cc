@@ -1,0 +1,92 @@
+#include "diffusion/training.h"
+
+#include <sstream>
+#include <stdexcept>
+
+namespace gd {
+
+namespace {
+
+void check_batch(const at::Tensor& x0, const at::Tensor& t) {
+  std::ostringstream msg;
+  if (!x0.defined() || x0.dim() < 1) {
+    msg << "x0 must be a batch of images";
+  } else if (!t.defined() || t.dim() != 1 || t.size(0) != x0.size(0)) {
+    msg << "t must be a 1-D tensor of " << x0.size(0) << " timesteps (one per image); got shape "
+        << (t.defined() ? t.sizes() : at::IntArrayRef{});
+  } else if (t.scalar_type() != at::kLong) {
+    msg << "t must be an int64 tensor; got " << c10::toString(t.scalar_type());
+  } else {
+    return;  // an out-of-range t is reported by index_select, naming the index
+  }
+  throw std::invalid_argument(msg.str());
+}
+
+at::Tensor default_noise(const at::Tensor& noise, const at::Tensor& x0) {
+  if (!noise.defined()) return at::randn_like(x0);
+  if (noise.sizes() != x0.sizes()) {
+    std::ostringstream msg;
+    msg << "noise must have the shape of x0 " << x0.sizes() << "; got " << noise.sizes();
+    throw std::invalid_argument(msg.str());
+  }
+  return noise;
+}
+
+}  // namespace
+
+at::Tensor q_sample(const Schedule& schedule, const at::Tensor& x0, const at::Tensor& t, const at::Tensor& noise) {
+  const Schedule s = schedule.to(x0.device());
+  const int64_t nd = x0.dim();
+  return extract(s.sqrt_alphas_cumprod, t, nd) * x0 + extract(s.sqrt_one_minus_alphas_cumprod, t, nd) * noise;
+}
+
+at::Tensor loss_weight(const Schedule& schedule, Objective objective, const LossOptions& o) {
+  at::Tensor snr = schedule.snr.to(at::kDouble);
+  at::Tensor clipped = o.min_snr_loss_weight ? snr.clamp_max(o.min_snr_gamma) : snr;
+  at::Tensor w;
+  switch (objective) {
+    case Objective::PredNoise: w = clipped / snr; break;
+    case Objective::PredX0: w = clipped; break;
+    case Objective::PredV: w = clipped / (snr + 1); break;
+  }
+  return w.to(at::kFloat);
+}
+
+at::Tensor p_losses(const Denoiser& denoiser, const Schedule& schedule, const at::Tensor& x0,
+                    const at::Tensor& t, const at::Tensor& noise, const LossOptions& o) {
+  check_batch(x0, t);
+  const Schedule s = schedule.to(x0.device());
+  at::Tensor n = default_noise(noise, x0);
+  at::Tensor x = q_sample(s, x0, t, n);
+
+  at::Tensor self_cond;
+  if (o.self_condition && denoiser.self_condition()) {
+    at::NoGradGuard no_grad;
+    self_cond = denoiser.predict(s, x, t, at::Tensor(), /*clip=*/false).x0.detach();
+  }
+  at::Tensor out = denoiser.forward(x, t, self_cond);
+
+  at::Tensor target;
+  switch (denoiser.objective()) {
+    case Objective::PredNoise: target = n; break;
+    case Objective::PredX0: target = x0; break;
+    case Objective::PredV: target = predict_v(s, x0, t, n); break;
+  }
+  at::Tensor loss = at::mse_loss(out, target, at::Reduction::None);
+  loss = loss.reshape({loss.size(0), -1}).mean(1);
+  loss = loss * extract(loss_weight(s, denoiser.objective(), o), t, 1);
+  return loss.mean();
+}
+
+at::Tensor classifier_loss(torch::jit::Module classifier, const Schedule& schedule, const at::Tensor& x0,
+                           const at::Tensor& t, const at::Tensor& y, const at::Tensor& noise) {
+  check_batch(x0, t);
+  at::Tensor x = q_sample(schedule, x0, t, default_noise(noise, x0));
+  c10::IValue out = classifier.forward({x, t});
+  if (!out.isTensor()) {
+    throw std::runtime_error("the classifier returned " + out.tagKind() + "; expected a tensor of logits");
+  }
+  return at::cross_entropy_loss(out.toTensor(), y.to(x.device(), at::kLong));
+}
+
+}  // namespace gd
