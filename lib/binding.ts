@@ -28,22 +28,22 @@ export interface NativeModule {
   attribute(name: string): unknown;
   forwardSchema(): string;
   typeName(): string;
+  dispose(): void;
 }
 
 export interface NativeSampleRequest {
   batchSize: number;
   returnAllTimesteps: boolean;
-  condInput: 'mean' | 'x';
   seed?: number;
   stepTimeoutMs?: number;
   condFn?: (x: Tensor, t: Tensor) => unknown;
+  condInput: 'mean' | 'x';
   classifierGuidance?: { classifier: NativeModule; y: Tensor; classifierScale: number };
   onProgress?: (step: number, total: number, t: number) => void;
-  signal?: { aborted: boolean };
 }
 
 export interface NativeDiffusion {
-  sample(request: NativeSampleRequest, done: (err: Error | null, result?: Tensor) => void): { cancel(): void };
+  sample(request: NativeSampleRequest): { promise: Promise<Tensor>; cancel(): void };
   schedule(): Record<string, Tensor>;
   qSample(x0: Tensor, t: Tensor, noise: Tensor): Tensor;
   pLosses(x0: Tensor, t: Tensor, noise: Tensor): Tensor;
@@ -53,6 +53,8 @@ export interface NativeDiffusion {
 export interface Binding {
   Tensor: { prototype: Tensor };
   fromData(data: Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array, shape: Shape, options?: TensorOptions): Tensor;
+  fromBytes(bytes: Uint8Array, shape: Shape, dtype: DType): Tensor;
+  toBytes(t: Tensor): Uint8Array;
   zeros(shape: Shape, options?: TensorOptions): Tensor;
   ones(shape: Shape, options?: TensorOptions): Tensor;
   empty(shape: Shape, options?: TensorOptions): Tensor;

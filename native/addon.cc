@@ -1,14 +1,22 @@
 // Registers the addon's exports; the work lives in native/js (bindings) and below.
 #include <napi.h>
+#include <ATen/Context.h>
 
 #include "js/installers.h"
+#include "js/module_wrap.h"
 #include "js/tensor_wrap.h"
 
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // NNPACK cannot initialise on many CPUs and then warns on every convolution; the default
+  // convolution path is as fast for our shapes.
+  at::globalContext().setUserEnabledNNPACK(false);
   gd::js::TensorWrap::Init(env, exports);
+  gd::js::ModuleWrap::Init(env, exports);
   gd::js::InstallTorchFunctions(env, exports);
+  gd::js::InstallModuleFunctions(env, exports);
+  gd::js::InstallDiffusion(env, exports);
   return exports;
 }
 

@@ -11,7 +11,17 @@ namespace gd::js {
 namespace {
 
 // LibTorch messages can carry a long TorchScript trace after the message; keep the message.
+// An error raised inside a TorchScript method arrives as the interpreter's traceback, whose
+// last line ("RuntimeError: ..." / "AssertionError: ...") is what went wrong.
 std::string TrimTorchMessage(std::string msg) {
+  const std::string interp = "The following operation failed in the TorchScript interpreter.";
+  if (msg.find(interp) != std::string::npos) {
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    auto pos = msg.rfind('\n');
+    std::string last = pos == std::string::npos ? msg : msg.substr(pos + 1);
+    auto colon = last.find("Error: ");
+    return colon == std::string::npos ? last : last.substr(colon + 7);
+  }
   const char* markers[] = {"\nException raised from ", "\nframe #"};
   for (const char* m : markers) {
     auto pos = msg.find(m);

@@ -6,5 +6,7 @@
 namespace gd::js {
 
 void InstallTorchFunctions(Napi::Env env, Napi::Object exports);
+void InstallModuleFunctions(Napi::Env env, Napi::Object exports);
+void InstallDiffusion(Napi::Env env, Napi::Object exports);
 
 }  // namespace gd::js

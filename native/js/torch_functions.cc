@@ -55,6 +55,41 @@ Napi::Value FromData(const Napi::CallbackInfo& info) {
   })
 }
 
+// fromBytes(uint8Array, shape, dtype): the bytes reinterpreted as dtype (little-endian), for
+// file formats such as safetensors.
+Napi::Value FromBytes(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    Napi::Env env = info.Env();
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      ThrowType(env, "Expected a Uint8Array for bytes but received " + Describe(info[0]));
+    }
+    auto bytes = info[0].As<Napi::Uint8Array>();
+    std::vector<int64_t> shape = ToShape(info[1], "shape");
+    at::ScalarType dtype = ToDtype(env, ToString(info[2], "dtype"));
+    int64_t numel = 1;
+    for (int64_t d : shape) numel *= d;
+    size_t expected = static_cast<size_t>(numel) * c10::elementSize(dtype);
+    if (expected != bytes.ByteLength()) {
+      ThrowRange(env, "shape [" + c10::Join(", ", shape) + "] of " + DtypeName(dtype) + " needs " + std::to_string(expected) +
+                          " bytes but " + std::to_string(bytes.ByteLength()) + " were given");
+    }
+    at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
+    if (expected > 0) std::memcpy(t.data_ptr(), bytes.Data(), expected);
+    return TensorWrap::Wrap(env, t);
+  })
+}
+
+// toBytes(tensor): the raw little-endian bytes of a contiguous CPU copy.
+Napi::Value ToBytes(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    at::Tensor t = TensorWrap::From(info[0], "tensor").detach().to(at::kCPU).contiguous();
+    size_t n = t.numel() * t.element_size();
+    auto out = Napi::Uint8Array::New(info.Env(), n);
+    if (n > 0) std::memcpy(out.Data(), t.data_ptr(), n);
+    return out;
+  })
+}
+
 #define GD_SHAPE_FACTORY(NAME, EXPR)                              \
   Napi::Value NAME(const Napi::CallbackInfo& info) {              \
     GD_GUARD(info.Env(), {                                        \
@@ -372,7 +407,7 @@ void InstallTorchFunctions(Napi::Env env, Napi::Object exports) {
     Fn fn;
   };
   const Entry entries[] = {
-      {"fromData", FromData}, {"zeros", Zeros}, {"ones", Ones}, {"empty", Empty}, {"full", Full},
+      {"fromData", FromData}, {"fromBytes", FromBytes}, {"toBytes", ToBytes}, {"zeros", Zeros}, {"ones", Ones}, {"empty", Empty}, {"full", Full},
       {"randn", Randn}, {"rand", Rand}, {"randint", Randint}, {"arange", Arange}, {"linspace", Linspace},
       {"zerosLike", ZerosLike}, {"onesLike", OnesLike}, {"emptyLike", EmptyLike}, {"fullLike", FullLike},
       {"randnLike", RandnLike}, {"randLike", RandLike}, {"manualSeed", ManualSeed},
