@@ -98,8 +98,10 @@ export interface Binding {
   createDiffusion(model: NativeModule, options: object): NativeDiffusion;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-var-requires
-export const binding: Binding = require('bindings')({ bindings: 'guided_diffusion.node', module_root: moduleRoot() });
+// GD_ADDON_PATH points at another build of the addon (a second build folder, a CUDA build).
+export const binding: Binding = process.env.GD_ADDON_PATH
+  ? require(require('path').resolve(process.env.GD_ADDON_PATH))
+  : require('bindings')({ bindings: 'guided_diffusion.node', module_root: moduleRoot() });
 
 function moduleRoot(): string {
   // dist/lib/binding.js -> package root

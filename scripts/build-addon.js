@@ -3,6 +3,7 @@
 //   1. LIBTORCH              an unpacked libtorch folder
 //   2. Torch_DIR / CMAKE_PREFIX_PATH
 //   3. the Python `torch` package (torch.utils.cmake_prefix_path)
+// GD_BUILD_DIR builds elsewhere than build/ (load that addon with GD_ADDON_PATH).
 // When none is there it installs CPU LibTorch with pip (and says so); when that fails it
 // stops with a message that says exactly what to install.
 'use strict';
@@ -52,8 +53,7 @@ function findLibTorch() {
     let prefix = torchPrefixFromPython(py);
     if (!prefix) {
       log(`no LibTorch found; installing CPU LibTorch with pip (${TORCH_PIP_SPEC}) ...`);
-      const r = spawnSync(py, ['-m', 'pip', 'install', '--retries', '0', TORCH_PIP_SPEC,
-        '--extra-index-url', 'https://download.pytorch.org/whl/cpu'], { stdio: 'inherit' });
+      const r = spawnSync(py, ['-m', 'pip', 'install', '--retries', '0', TORCH_PIP_SPEC], { stdio: 'inherit' });
       if (r.status === 0) prefix = torchPrefixFromPython(py);
     }
     if (prefix) return { defines: [`--CDCMAKE_PREFIX_PATH=${prefix}`], from: `Python torch (${prefix})` };
@@ -75,7 +75,7 @@ function main() {
   }
   log(`building the addon against LibTorch from ${found.from}`);
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
-  const args = [cmakeJs, 'compile', '--out', 'build', ...found.defines];
+  const args = [cmakeJs, 'compile', '--out', process.env.GD_BUILD_DIR || 'build', ...found.defines];
   if (process.env.GD_DEBUG_BUILD) args.push('--debug');
   const parallel = process.env.CMAKE_BUILD_PARALLEL_LEVEL || String(Math.max(1, require('os').cpus().length));
   const r = spawnSync(process.execPath, args, {
