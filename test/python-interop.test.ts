@@ -5,7 +5,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { classifierCondFn, jit, loadSafetensors, saveSafetensors, torch, Unet } from '../lib';
+import { classifierCondFn, classifierGuidance, GaussianDiffusion, jit, loadSafetensors, saveSafetensors, torch, Unet } from '../lib';
 import { assertClose, readF32, REFERENCE, referenceCase } from './helpers';
 
 const SCRIPT = path.resolve(__dirname, '..', '..', 'scripts', 'fixtures', 'check_saved_unet.py');
@@ -39,6 +39,19 @@ describe('Python interop', () => {
     const x = torch.tensor(readF32(path.join(REFERENCE, 'forward_x.f32')), { shape: [2, 3, 16, 16] });
     const g = classifierCondFn(x, torch.tensor(rc.forward_t), { classifier, y: torch.tensor(rc.y), classifierScale: rc.classifier_scale });
     assertClose(g.toFloat32Array(), readF32(path.join(REFERENCE, 'cond_grad.f32')), 1e-5, 'gradient');
+  });
+
+  it('the Python export example writes checkpoints that sample here with guidance', async () => {
+    const script = path.resolve(__dirname, '..', '..', 'scripts', 'export_for_guided_diffusion.py');
+    const out = path.join(tmp, 'exported');
+    const r = spawnSync('python3', [script, out], { encoding: 'utf8' });
+    assert.strictEqual(r.status, 0, r.stderr);
+    const model = jit.load(path.join(out, 'unet.pt'));
+    const classifier = jit.load(path.join(out, 'classifier.pt'));
+    assert.strictEqual(classifier.attribute('num_classes'), 10);
+    const diffusion = new GaussianDiffusion(model, { imageSize: 16, timesteps: 50, samplingTimesteps: 5 });
+    const img = await diffusion.sample({ batchSize: 2, seed: 1, condFn: classifierGuidance, guidanceKwargs: { classifier, y: torch.tensor([1, 9]), classifierScale: 2 } });
+    assert.deepStrictEqual(img.shape, [2, 3, 16, 16]);
   });
 
   it('safetensors round trip keeps names, dtypes and values', () => {
