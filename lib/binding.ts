@@ -96,6 +96,9 @@ export interface Binding {
   createLinearClassifier(options: object): NativeModule;
   createClassifier(options: object): NativeModule;
   createDiffusion(model: NativeModule, options: object): NativeDiffusion;
+  trainDiffusion(model: NativeModule, options: object, onProgress: unknown): unknown;
+  trainClassifier(model: NativeModule, options: object, onProgress: unknown): unknown;
+  loadFashionMnist(options: object): { images: Tensor; labels: Tensor; classNames: string[] };
 }
 
 // GD_ADDON_PATH points at another build of the addon (a second build folder, a CUDA build).

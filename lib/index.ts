@@ -14,3 +14,5 @@ export type { GaussianDiffusionOptions, SampleOptions, SampleProgress, Objective
 export { classifierCondFn, classifierGuidance } from './guidance';
 export type { CondFn, ClassifierGuidanceKwargs } from './guidance';
 export { loadSafetensors, saveSafetensors } from './safetensors';
+export { trainDiffusion, trainClassifier, loadFashionMnist } from './train';
+export type { TrainOptions, DiffusionTrainOptions, ClassifierTrainOptions, TrainResult, TrainProgress, FashionMnist } from './train';

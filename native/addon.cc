@@ -19,6 +19,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   gd::js::InstallTorchFunctions(env, exports);
   gd::js::InstallModuleFunctions(env, exports);
   gd::js::InstallDiffusion(env, exports);
+  gd::js::InstallTraining(env, exports);
   return exports;
 }
 

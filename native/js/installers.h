@@ -8,5 +8,6 @@ namespace gd::js {
 void InstallTorchFunctions(Napi::Env env, Napi::Object exports);
 void InstallModuleFunctions(Napi::Env env, Napi::Object exports);
 void InstallDiffusion(Napi::Env env, Napi::Object exports);
+void InstallTraining(Napi::Env env, Napi::Object exports);
 
 }  // namespace gd::js

@@ -1,0 +1,129 @@
+// Training from TypeScript: the native loops (Adam/AdamW, gradient clipping, EMA, periodic
+// checkpoints, resume) on a worker thread, and the Fashion-MNIST loader.
+import { binding } from './binding';
+import type { BetaSchedule, Objective } from './diffusion';
+import { Module } from './module';
+import { Tensor } from './tensor';
+
+export interface TrainProgress {
+  /** Optimizer steps done so far (counting a resumed run's earlier steps). */
+  step: number;
+  total: number;
+  loss: number;
+}
+
+export interface TrainOptions {
+  /** Training images, float [N, C, H, W] in [-1, 1]. */
+  data: Tensor;
+  /** The step count to reach (a resumed run continues from its saved step). */
+  steps: number;
+  /** Default 64. */
+  batchSize?: number;
+  /** Adam learning rate; default 2e-4. */
+  lr?: number;
+  /** > 0: AdamW with this decoupled weight decay; default 0 (Adam). */
+  weightDecay?: number;
+  /** Max global gradient norm; <= 0 turns clipping off; default 1. */
+  gradClip?: number;
+  /** EMA decay of the weights; default 0.995. */
+  emaDecay?: number;
+  emaEvery?: number;
+  /** With checkpointPath: write the EMA model (TorchScript) and the training state every N steps. */
+  checkpointEvery?: number;
+  checkpointPath?: string;
+  /** Continue from a checkpoint written by checkpointPath (its .state file beside it). */
+  resumeFrom?: string;
+  /** The trainer's own generator: batches, timesteps and noise. Default 0. */
+  seed?: number;
+  /** meanLoss is over the last lossWindow steps; default 100. */
+  lossWindow?: number;
+  /** Diffusion schedule, as GaussianDiffusion's options. */
+  timesteps?: number;
+  betaSchedule?: BetaSchedule;
+  scheduleFnKwargs?: { s?: number; start?: number; end?: number; tau?: number };
+  onProgress?: (progress: TrainProgress) => void;
+  /** Aborting ends the run after the current step; the promise rejects with an AbortError. */
+  signal?: AbortSignal;
+}
+
+export interface DiffusionTrainOptions extends TrainOptions {
+  objective?: Objective;
+  /** Min-SNR loss weighting (gamma 5 by default). */
+  minSnrLossWeight?: boolean;
+  minSnrGamma?: number;
+}
+
+export interface ClassifierTrainOptions extends TrainOptions {
+  /** Class of each image: int64 [N]. */
+  labels: Tensor;
+}
+
+export interface TrainResult {
+  /** The trained module (trained in place). */
+  model: Module;
+  /** The EMA copy, in eval mode: use it for sampling. */
+  ema: Module;
+  steps: number;
+  stepsRun: number;
+  finalLoss: number;
+  meanLoss: number;
+  losses: Float64Array;
+  /** Classifier runs: accuracy on the noisy training batches. */
+  finalAccuracy: number;
+  meanAccuracy: number;
+}
+
+interface NativeTrainResult extends Omit<TrainResult, 'model' | 'ema'> {
+  model: Module['native'];
+  ema: Module['native'];
+}
+
+type Start = (model: Module['native'], options: object, onProgress: (step: number, total: number, loss: number) => void) => {
+  promise: Promise<NativeTrainResult>;
+  cancel(): void;
+};
+
+function run(start: Start, model: Module, options: TrainOptions): Promise<TrainResult> {
+  if (!(model instanceof Module)) return Promise.reject(new TypeError('train: expected a Module to train'));
+  if (!(options?.data instanceof Tensor)) return Promise.reject(new TypeError('train: options.data must be a Tensor of images'));
+  if (options.signal?.aborted) return Promise.reject(Object.assign(new Error('training was aborted'), { name: 'AbortError' }));
+  const { onProgress, signal, ...rest } = options;
+  let handle: ReturnType<Start>;
+  try {
+    handle = start(model.native, rest, (step, total, loss) => onProgress?.({ step, total, loss }));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  const onAbort = (): void => handle.cancel();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  return handle.promise
+    .then((r) => ({ ...r, model: new Module(r.model), ema: new Module(r.ema) }))
+    .finally(() => signal?.removeEventListener('abort', onAbort));
+}
+
+/** Trains a diffusion model (forward(x, t)) with the reference's p_losses. */
+export function trainDiffusion(model: Module, options: DiffusionTrainOptions): Promise<TrainResult> {
+  return run(binding.trainDiffusion as unknown as Start, model, options);
+}
+
+/** Trains a noise-aware classifier: cross-entropy on q_sample(x0, t) at random t. */
+export function trainClassifier(classifier: Module, options: ClassifierTrainOptions): Promise<TrainResult> {
+  if (!(options?.labels instanceof Tensor)) return Promise.reject(new TypeError('trainClassifier: options.labels must be an int64 Tensor'));
+  return run(binding.trainClassifier as unknown as Start, classifier, options);
+}
+
+export interface FashionMnist {
+  /** float32 [N, 1, S, S] in [-1, 1] (S = 28, or padTo). */
+  images: Tensor;
+  /** int64 [N] */
+  labels: Tensor;
+  classNames: string[];
+}
+
+/**
+ * Fashion-MNIST from the IDX files of Debian's dataset-fashion-mnist
+ * (/usr/share/datasets/fashion-mnist by default; apt-get install dataset-fashion-mnist).
+ */
+export function loadFashionMnist(options: { dir?: string; train?: boolean; limit?: number; padTo?: number } = {}): FashionMnist {
+  return binding.loadFashionMnist(options);
+}

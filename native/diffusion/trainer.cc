@@ -1,0 +1,504 @@
+#include "diffusion/trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/serialize/archive.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+
+namespace gd {
+
+namespace detail {
+
+// The optimizer over the model's trainable parameters, in named_parameters order.
+struct OptimizerSlot {
+  bool adamw = false;
+  std::vector<at::Tensor> params;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+};
+
+}  // namespace detail
+
+namespace {
+
+constexpr const char* kStateFormat = "gd.training_state.v1";
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+[[noreturn]] void invalid(const std::string& msg) { throw std::invalid_argument(msg); }
+
+std::vector<at::Tensor> trainable_parameters(const torch::jit::Module& model) {
+  std::vector<at::Tensor> out;
+  for (const auto& p : model.named_parameters(/*recurse=*/true)) {
+    if (p.value.requires_grad()) out.push_back(p.value);
+  }
+  return out;
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Tensor>& params, bool adamw) {
+  if (adamw) return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions());
+  return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions());
+}
+
+// Sets the run's hyper-parameters on every parameter group (after a load too: the options
+// of this run win over the saved ones).
+template <typename Options>
+void apply_options(torch::optim::Optimizer& optimizer, const TrainOptions& o) {
+  for (auto& group : optimizer.param_groups()) {
+    auto& opts = static_cast<Options&>(group.options());
+    opts.lr(o.lr);
+    opts.betas(std::make_tuple(o.betas.first, o.betas.second));
+    opts.eps(o.eps);
+    opts.weight_decay(o.weight_decay);
+  }
+}
+
+void ensure_optimizer(TrainState& state, const TrainOptions& o) {
+  const bool adamw = o.weight_decay > 0;
+  auto& slot = state.optimizer;
+  if (!slot) {
+    slot = std::make_shared<detail::OptimizerSlot>();
+    slot->adamw = adamw;
+    slot->params = trainable_parameters(state.model);
+    if (slot->params.empty()) invalid("the model has no parameters that require grad; nothing to train");
+    slot->optimizer = make_optimizer(slot->params, adamw);
+  } else if (slot->adamw != adamw) {
+    invalid(std::string("this training state was trained with ") + (slot->adamw ? "AdamW" : "Adam") +
+            "; weightDecay > 0 selects AdamW and 0 Adam, and a run cannot switch between them");
+  }
+  if (adamw) {
+    apply_options<torch::optim::AdamWOptions>(*slot->optimizer, o);
+  } else {
+    apply_options<torch::optim::AdamOptions>(*slot->optimizer, o);
+  }
+}
+
+void validate(const TrainOptions& o, const at::Tensor& data) {
+  std::ostringstream msg;
+  if (o.steps < 0) msg << "steps must be >= 0; got " << o.steps;
+  else if (o.batch_size < 1) msg << "batchSize must be >= 1; got " << o.batch_size;
+  else if (!(o.lr > 0) || !std::isfinite(o.lr)) msg << "lr must be a positive number; got " << o.lr;
+  else if (!(o.weight_decay >= 0) || !std::isfinite(o.weight_decay))
+    msg << "weightDecay must be >= 0; got " << o.weight_decay;
+  else if (!(o.betas.first >= 0 && o.betas.first < 1 && o.betas.second >= 0 && o.betas.second < 1))
+    msg << "betas must be in [0, 1); got [" << o.betas.first << ", " << o.betas.second << "]";
+  else if (!(o.eps >= 0)) msg << "eps must be >= 0; got " << o.eps;
+  else if (std::isnan(o.grad_clip)) msg << "gradClip must be a number";
+  else if (!(o.ema_decay >= 0 && o.ema_decay <= 1)) msg << "emaDecay must be in [0, 1]; got " << o.ema_decay;
+  else if (o.ema_every < 1) msg << "emaEvery must be >= 1; got " << o.ema_every;
+  else if (o.checkpoint_every < 0) msg << "checkpointEvery must be >= 0; got " << o.checkpoint_every;
+  else if (o.checkpoint_every > 0 && o.checkpoint_path.empty())
+    msg << "checkpointEvery needs a checkpointPath";
+  else if (o.loss_window < 1) msg << "lossWindow must be >= 1; got " << o.loss_window;
+  else if (!data.defined() || data.dim() < 2 || data.size(0) < 1)
+    msg << "data must be a batch of at least one image [N, C, H, W]; got shape "
+        << (data.defined() ? data.sizes() : at::IntArrayRef{});
+  else if (!at::isFloatingType(data.scalar_type()))
+    msg << "data must be a floating tensor in [-1, 1]; got " << c10::toString(data.scalar_type());
+  else return;
+  invalid(msg.str());
+}
+
+at::Device model_device(const torch::jit::Module& model, const at::Tensor& fallback) {
+  for (const auto& p : model.parameters(/*recurse=*/true)) return p.device();
+  return fallback.device();
+}
+
+// The EMA update: float parameters lerp towards the model's, everything else is copied.
+class Ema {
+ public:
+  Ema(const torch::jit::Module& model, const torch::jit::Module& ema) {
+    for (const auto& p : model.named_parameters(true)) from_.push_back(p.value);
+    for (const auto& p : ema.named_parameters(true)) to_.push_back(p.value);
+    float_count_ = from_.size();
+    for (const auto& b : model.named_buffers(true)) from_.push_back(b.value);
+    for (const auto& b : ema.named_buffers(true)) to_.push_back(b.value);
+    if (from_.size() != to_.size()) {
+      throw std::runtime_error("the EMA model does not have the model's parameters and buffers");
+    }
+  }
+
+  void update(double decay) {
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < from_.size(); ++i) {
+      if (i < float_count_ && at::isFloatingType(to_[i].scalar_type())) {
+        to_[i].lerp_(from_[i], 1.0 - decay);
+      } else {
+        to_[i].copy_(from_[i]);
+      }
+    }
+  }
+
+ private:
+  std::vector<at::Tensor> from_, to_;
+  size_t float_count_ = 0;
+};
+
+// Restores the model's training flag however the run ends.
+class TrainModeGuard {
+ public:
+  explicit TrainModeGuard(torch::jit::Module model) : model_(std::move(model)), was_(model_.is_training()) {
+    model_.train(true);
+  }
+  ~TrainModeGuard() { model_.train(was_); }
+
+ private:
+  torch::jit::Module model_;
+  bool was_;
+};
+
+torch::jit::Module copy_module(const torch::jit::Module& model) {
+  torch::jit::Module copy;
+  {
+    at::NoGradGuard no_grad;  // deepcopy clones tensors: no CloneBackward on the copies
+    copy = model.deepcopy();
+  }
+  std::vector<bool> flags;
+  for (const auto& p : model.parameters(true)) flags.push_back(p.requires_grad());
+  size_t i = 0;
+  for (const auto& p : copy.parameters(true)) p.requires_grad_(flags.at(i++));
+  return copy;
+}
+
+// Writes through "<path>.tmp" and renames, so a failed write leaves the old file.
+template <typename Write>
+void write_atomically(const std::string& path, Write&& write) {
+  const std::string tmp = path + ".tmp";
+  try {
+    write(tmp);
+  } catch (const c10::Error& e) {
+    throw std::runtime_error("cannot write " + path + ": " + e.what_without_backtrace());
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    throw std::runtime_error("cannot write " + path + ": rename failed");
+  }
+}
+
+double tail_mean(const std::vector<double>& v, int64_t window) {
+  if (v.empty()) return kNaN;
+  const size_t n = std::min(v.size(), static_cast<size_t>(window));
+  double sum = 0;
+  for (size_t i = v.size() - n; i < v.size(); ++i) sum += v[i];
+  return sum / static_cast<double>(n);
+}
+
+// One step's inputs: data and labels at random indices, timesteps, noise (in this order).
+struct Batch {
+  at::Tensor x0, t, noise, labels;
+};
+
+// The loop shared by both trainers: `loss_of` computes the step's loss (graph attached) and
+// may set accuracy.
+template <typename LossFn>
+TrainResult run_loop(TrainState& state, const Schedule& schedule, const at::Tensor& data,
+                     const at::Tensor& labels, const TrainOptions& o, LossFn&& loss_of, bool classifier) {
+  validate(o, data);
+  if (!state.generator.defined()) invalid("the training state has no generator (use make_train_state)");
+  ensure_optimizer(state, o);
+  torch::optim::Optimizer& optimizer = *state.optimizer->optimizer;
+  const std::vector<at::Tensor>& params = state.optimizer->params;
+
+  const at::Device device = model_device(state.model, data);
+  const Schedule sched = schedule.to(device);
+  const int64_t n = data.size(0);
+  const int64_t timesteps = schedule.timesteps;
+  const auto cpu_long = at::TensorOptions().dtype(at::kLong);
+  const auto cpu_float = at::TensorOptions().dtype(at::kFloat);
+  at::Generator gen = state.generator;
+
+  Ema ema(state.model, state.ema);
+  state.ema.eval();
+  TrainModeGuard train_mode(state.model);
+  c10::AutoGradMode grad_on(true);
+  // TorchScript's profiling executor runs a method's first calls as profiled, then switches
+  // to an optimized differentiable graph whose backward rounds differently: a module loaded
+  // to resume would then take other code paths than the straight run at the same step.
+  // Off on this thread (the setting is thread-local), every step runs the same ops.
+  torch::jit::GraphOptimizerEnabledGuard no_jit_optimizer(false);
+
+  TrainResult result;
+  result.model = state.model;
+  result.ema = state.ema;
+  int64_t last_checkpoint = -1;
+  auto checkpoint = [&] {
+    save_checkpoint(o.checkpoint_path, state);
+    last_checkpoint = state.step;
+  };
+
+  while (state.step < o.steps) {
+    if (o.should_stop && o.should_stop()) {
+      result.stopped = true;
+      break;
+    }
+    Batch b;
+    const at::Tensor idx = at::randint(n, {o.batch_size}, gen, cpu_long);
+    b.t = at::randint(timesteps, {o.batch_size}, gen, cpu_long).to(device);
+    b.x0 = data.index_select(0, idx.to(data.device())).to(device, at::kFloat);
+    b.noise = at::randn(b.x0.sizes(), gen, cpu_float).to(device);
+    if (classifier) b.labels = labels.index_select(0, idx.to(labels.device())).to(device);
+
+    optimizer.zero_grad();
+    double accuracy = kNaN;
+    at::Tensor loss = loss_of(sched, b, gen, accuracy);
+    const double value = loss.item<double>();
+    if (!std::isfinite(value)) {
+      throw std::runtime_error("the loss is not finite (" + std::to_string(value) + ") at step " +
+                               std::to_string(state.step + 1) + "; lower lr or check the data");
+    }
+    loss.backward();
+    if (o.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, o.grad_clip);
+    optimizer.step();
+    ++state.step;
+    if (state.step % o.ema_every == 0) ema.update(o.ema_decay);
+
+    result.losses.push_back(value);
+    if (classifier) result.accuracies.push_back(accuracy);
+    if (!o.checkpoint_path.empty() && o.checkpoint_every > 0 && state.step % o.checkpoint_every == 0) {
+      checkpoint();
+    }
+    if (o.on_step) o.on_step(state.step, o.steps, value);
+  }
+  if (!o.checkpoint_path.empty() && last_checkpoint != state.step) checkpoint();
+
+  result.steps = state.step;
+  result.steps_run = static_cast<int64_t>(result.losses.size());
+  result.final_loss = result.losses.empty() ? kNaN : result.losses.back();
+  result.mean_loss = tail_mean(result.losses, o.loss_window);
+  result.final_accuracy = result.accuracies.empty() ? kNaN : result.accuracies.back();
+  result.mean_accuracy = tail_mean(result.accuracies, o.loss_window);
+  return result;
+}
+
+// ---- state files ------------------------------------------------------------------------
+
+void write_module(torch::serialize::OutputArchive& archive, const std::string& key,
+                  const torch::jit::Module& module) {
+  torch::serialize::OutputArchive sub(archive.compilation_unit());
+  c10::List<std::string> names;
+  c10::List<bool> requires_grad;
+  int64_t i = 0;
+  for (const auto& p : module.named_parameters(true)) {
+    names.push_back(p.name);
+    requires_grad.push_back(p.value.requires_grad());
+    sub.write(std::to_string(i++), p.value.detach(), /*is_buffer=*/true);
+  }
+  for (const auto& b : module.named_buffers(true)) {
+    names.push_back(b.name);
+    requires_grad.push_back(false);
+    sub.write(std::to_string(i++), b.value.detach(), /*is_buffer=*/true);
+  }
+  sub.write("names", c10::IValue(names));
+  sub.write("requires_grad", c10::IValue(requires_grad));
+  archive.write(key, sub);
+}
+
+// Loads the saved tensors into `module` by name (all names must match, shapes too) and
+// restores requires_grad.
+void read_module(torch::serialize::InputArchive& archive, const std::string& key, torch::jit::Module& module) {
+  torch::serialize::InputArchive sub;
+  archive.read(key, sub);
+  c10::IValue names_iv, flags_iv;
+  sub.read("names", names_iv);
+  sub.read("requires_grad", flags_iv);
+  const auto names = names_iv.toList();
+  const auto flags = flags_iv.toList();
+  if (names.size() != flags.size()) throw std::runtime_error("'" + key + "' is malformed");
+
+  std::map<std::string, std::pair<at::Tensor, bool>> targets;  // tensor, is parameter
+  for (const auto& p : module.named_parameters(true)) targets[p.name] = {p.value, true};
+  for (const auto& b : module.named_buffers(true)) targets[b.name] = {b.value, false};
+  if (targets.size() != names.size()) {
+    throw std::runtime_error("'" + key + "' has " + std::to_string(names.size()) +
+                             " parameters and buffers but the model has " + std::to_string(targets.size()) +
+                             " (not the same architecture)");
+  }
+  std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // target, saved
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string name = names.get(i).toStringRef();
+    auto it = targets.find(name);
+    if (it == targets.end()) {
+      throw std::runtime_error("'" + key + "' has '" + name + "', which the model lacks (not the same architecture)");
+    }
+    at::Tensor saved;
+    sub.read(std::to_string(i), saved, /*is_buffer=*/true);
+    const at::Tensor& target = it->second.first;
+    if (saved.sizes() != target.sizes()) {
+      std::ostringstream msg;
+      msg << "'" << key << "." << name << "' has shape " << saved.sizes() << " but the model's is "
+          << target.sizes();
+      throw std::runtime_error(msg.str());
+    }
+    copies.emplace_back(target, saved);
+    if (it->second.second) target.requires_grad_(flags.get(i).toBool());
+  }
+  at::NoGradGuard no_grad;
+  for (auto& [target, saved] : copies) target.copy_(saved);
+}
+
+}  // namespace
+
+TrainState make_train_state(torch::jit::Module model, uint64_t seed) {
+  TrainState s;
+  s.model = model;
+  s.ema = copy_module(model);
+  s.ema.eval();
+  s.generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return s;
+}
+
+TrainResult train_diffusion(TrainState& state, const Schedule& schedule, Objective objective,
+                            const at::Tensor& data, const TrainOptions& options, const LossOptions& loss_options) {
+  const Denoiser denoiser(state.model, objective);
+  const bool coin = loss_options.self_condition && denoiser.self_condition();
+  auto loss_of = [&](const Schedule& s, const Batch& b, at::Generator& gen, double&) {
+    LossOptions lo = loss_options;
+    lo.self_condition = coin && at::rand({1}, gen, at::TensorOptions().dtype(at::kFloat)).item<double>() < 0.5;
+    return p_losses(denoiser, s, b.x0, b.t, b.noise, lo);
+  };
+  return run_loop(state, schedule, data, at::Tensor(), options, loss_of, /*classifier=*/false);
+}
+
+TrainResult train_diffusion(torch::jit::Module model, const Schedule& schedule, Objective objective,
+                            const at::Tensor& data, const TrainOptions& options, const LossOptions& loss_options) {
+  TrainState state = make_train_state(std::move(model), options.seed);
+  return train_diffusion(state, schedule, objective, data, options, loss_options);
+}
+
+TrainResult train_classifier(TrainState& state, const Schedule& schedule, const at::Tensor& data,
+                             const at::Tensor& labels, const TrainOptions& options) {
+  if (!labels.defined() || labels.dim() != 1 || !data.defined() || data.dim() < 1 ||
+      labels.size(0) != data.size(0)) {
+    std::ostringstream msg;
+    msg << "labels must be a 1-D tensor with one class index per image";
+    if (data.defined() && data.dim() >= 1) msg << " (" << data.size(0) << ")";
+    msg << "; got shape " << (labels.defined() ? labels.sizes() : at::IntArrayRef{});
+    invalid(msg.str());
+  }
+  if (at::isFloatingType(labels.scalar_type()) || labels.scalar_type() == at::kBool) {
+    invalid(std::string("labels must be an integer tensor; got ") + c10::toString(labels.scalar_type()));
+  }
+  torch::jit::Module classifier = state.model;
+  auto loss_of = [&](const Schedule& s, const Batch& b, at::Generator&, double& accuracy) {
+    // classifier_loss's computation, keeping the logits for the accuracy.
+    const at::Tensor x = q_sample(s, b.x0, b.t, b.noise);
+    const c10::IValue out = classifier.forward({x, b.t});
+    if (!out.isTensor()) {
+      throw std::runtime_error("the classifier returned " + out.tagKind() + "; expected a tensor of logits");
+    }
+    const at::Tensor logits = out.toTensor();
+    const at::Tensor y = b.labels.to(at::kLong);
+    if (logits.dim() != 2 || logits.size(0) != y.size(0)) {
+      std::ostringstream msg;
+      msg << "the classifier must return logits [B, classes]; got shape " << logits.sizes();
+      throw std::runtime_error(msg.str());
+    }
+    accuracy = logits.detach().argmax(1).eq(y).to(at::kDouble).mean().item<double>();
+    return at::cross_entropy_loss(logits, y);
+  };
+  return run_loop(state, schedule, data, labels, options, loss_of, /*classifier=*/true);
+}
+
+TrainResult train_classifier(torch::jit::Module classifier, const Schedule& schedule, const at::Tensor& data,
+                             const at::Tensor& labels, const TrainOptions& options) {
+  TrainState state = make_train_state(std::move(classifier), options.seed);
+  return train_classifier(state, schedule, data, labels, options);
+}
+
+void save_training_state(const std::string& path, const TrainState& state) {
+  if (!state.generator.defined()) invalid("the training state has no generator (use make_train_state)");
+  torch::serialize::OutputArchive archive;
+  archive.write("format", c10::IValue(std::string(kStateFormat)));
+  archive.write("step", at::tensor(state.step, at::kLong), /*is_buffer=*/true);
+  at::Tensor gen_state;
+  {
+    at::Generator gen = state.generator;  // a handle: the same generator
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen_state = gen.get_state();
+  }
+  archive.write("generator", gen_state, /*is_buffer=*/true);
+  write_module(archive, "model", state.model);
+  write_module(archive, "ema", state.ema);
+  const auto& slot = state.optimizer;
+  archive.write("optimizer_kind", c10::IValue(std::string(!slot ? "none" : slot->adamw ? "adamw" : "adam")));
+  if (slot) {
+    torch::serialize::OutputArchive opt(archive.compilation_unit());
+    slot->optimizer->save(opt);
+    archive.write("optimizer", opt);
+  }
+  write_atomically(path, [&](const std::string& file) { archive.save_to(file); });
+}
+
+TrainState load_training_state(const std::string& path, torch::jit::Module model) {
+  if (!std::filesystem::is_regular_file(path)) {
+    throw std::runtime_error("training state " + path + " not found");
+  }
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path);
+    c10::IValue format;
+    if (!archive.try_read("format", format) || !format.isString() || format.toStringRef() != kStateFormat) {
+      throw std::runtime_error("not a training state file (" + std::string(kStateFormat) + ")");
+    }
+    TrainState s;
+    s.model = model;
+    read_module(archive, "model", s.model);
+    s.ema = copy_module(s.model);
+    read_module(archive, "ema", s.ema);
+    s.ema.eval();
+
+    at::Tensor step, gen_state;
+    archive.read("step", step, /*is_buffer=*/true);
+    archive.read("generator", gen_state, /*is_buffer=*/true);
+    s.step = step.item<int64_t>();
+    s.generator = at::make_generator<at::CPUGeneratorImpl>();
+    s.generator.set_state(gen_state);
+
+    c10::IValue kind;
+    archive.read("optimizer_kind", kind);
+    if (kind.toStringRef() != "none") {
+      auto slot = std::make_shared<detail::OptimizerSlot>();
+      slot->adamw = kind.toStringRef() == "adamw";
+      slot->params = trainable_parameters(s.model);
+      slot->optimizer = make_optimizer(slot->params, slot->adamw);
+      torch::serialize::InputArchive opt;
+      archive.read("optimizer", opt);
+      slot->optimizer->load(opt);
+      s.optimizer = slot;
+    }
+    return s;
+  } catch (const c10::Error& e) {
+    throw std::runtime_error("cannot load training state " + path + ": " + e.what_without_backtrace());
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error("cannot load training state " + path + ": " + e.what());
+  }
+}
+
+void save_checkpoint(const std::string& path, const TrainState& state) {
+  write_atomically(path, [&](const std::string& file) { state.ema.save(file); });
+  save_training_state(path + ".state", state);
+}
+
+TrainState load_checkpoint(const std::string& path) {
+  if (!std::filesystem::is_regular_file(path)) throw std::runtime_error("checkpoint " + path + " not found");
+  torch::jit::Module model;
+  try {
+    model = torch::jit::load(path);
+  } catch (const c10::Error& e) {
+    throw std::runtime_error("cannot load checkpoint " + path + ": " + e.what_without_backtrace());
+  }
+  return load_training_state(path + ".state", model);
+}
+
+}  // namespace gd
