@@ -98,6 +98,7 @@ export interface Binding {
   createDiffusion(model: NativeModule, options: object): NativeDiffusion;
   trainDiffusion(model: NativeModule, options: object, onProgress: unknown): unknown;
   trainClassifier(model: NativeModule, options: object, onProgress: unknown): unknown;
+  imageGrid(images: Tensor, nrow: number, padding: number, padValue: number): Tensor;
   loadFashionMnist(options: object): { images: Tensor; labels: Tensor; classNames: string[] };
 }
 

@@ -68,6 +68,13 @@ function positiveInt(value: unknown, name: string): number {
   return value;
 }
 
+function nonNegative(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new TypeError(`Expected a finite non-negative number for ${name} but received ${String(value)}`);
+  }
+  return value;
+}
+
 function abortError(message: string): Error {
   const err = new Error(message);
   err.name = 'AbortError';
@@ -92,7 +99,7 @@ export class GaussianDiffusion {
       objective: options.objective ?? 'pred_noise',
       betaSchedule: options.betaSchedule ?? 'sigmoid',
       scheduleFnKwargs: { ...(options.scheduleFnKwargs ?? {}) },
-      ddimSamplingEta: options.ddimSamplingEta ?? 0,
+      ddimSamplingEta: nonNegative(options.ddimSamplingEta ?? 0, 'ddimSamplingEta'),
       autoNormalize: options.autoNormalize ?? true,
       clipDenoised: options.clipDenoised ?? true,
       device: options.device ?? 'cpu',
@@ -103,6 +110,12 @@ export class GaussianDiffusion {
     this.model = model;
     this.native = binding.createDiffusion(model.native, this.options);
   }
+
+  /**
+   * A shipped model: GaussianDiffusion.pretrained('fashion-mnist') returns { diffusion,
+   * classifier, classNames, meta }. Defined in lib/pretrained.ts.
+   */
+  static pretrained: (name?: string, options?: { samplingTimesteps?: number }) => import('./pretrained').Pretrained;
 
   /** True when sample() takes DDIM steps (samplingTimesteps < timesteps). */
   get isDdimSampling(): boolean {

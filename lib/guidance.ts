@@ -59,8 +59,7 @@ export function checkClassifierKwargs(kwargs: unknown, batchSize: number): asser
   }
   if (k.y.dtype !== 'int64' && k.y.dtype !== 'int32') throw new TypeError(`guidanceKwargs.y: expected an integer Tensor but received ${k.y.dtype}`);
   const numClasses = k.classifier.attribute('num_classes');
-  const lo = k.y.numel ? (k.y.min().item() as number) : 0;
-  const hi = k.y.numel ? (k.y.max().item() as number) : 0;
+  const [lo, hi] = k.y.numel ? torch.tidy(() => [k.y!.min().item() as number, k.y!.max().item() as number]) : [0, 0];
   if (lo < 0 || (typeof numClasses === 'number' && hi >= numClasses)) {
     throw new RangeError(`guidanceKwargs.y has class ${lo < 0 ? lo : hi}, outside 0..${typeof numClasses === 'number' ? numClasses - 1 : 'num_classes-1'}`);
   }

@@ -16,3 +16,7 @@ export type { CondFn, ClassifierGuidanceKwargs } from './guidance';
 export { loadSafetensors, saveSafetensors } from './safetensors';
 export { trainDiffusion, trainClassifier, loadFashionMnist } from './train';
 export type { TrainOptions, DiffusionTrainOptions, ClassifierTrainOptions, TrainResult, TrainProgress, FashionMnist } from './train';
+export { saveImage, toPNG } from './image';
+export type { ImageGridOptions } from './image';
+export { loadPretrained, pretrainedDir } from './pretrained';
+export type { Pretrained, DefaultModelMeta } from './pretrained';

@@ -109,8 +109,8 @@ export class Module {
 export const jit = {
   /**
    * Loads a TorchScript checkpoint (scripted or traced in Python, or saved by Module.save).
-   * Loading runs no Python, but a checkpoint's TorchScript code runs when called: load only
-   * checkpoints you trust (README, Security).
+   * Loading runs no Python, but a checkpoint's TorchScript code runs: its __setstate__ during
+   * the load, its methods when called. Load only checkpoints you trust (README, Security).
    */
   load(path: string, options: { device?: Device } = {}): Module {
     if (typeof path !== 'string') throw new TypeError(`Expected string for path but received ${typeof path}`);

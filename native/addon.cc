@@ -20,6 +20,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   gd::js::InstallModuleFunctions(env, exports);
   gd::js::InstallDiffusion(env, exports);
   gd::js::InstallTraining(env, exports);
+  gd::js::InstallImage(env, exports);
   return exports;
 }
 

@@ -9,5 +9,6 @@ void InstallTorchFunctions(Napi::Env env, Napi::Object exports);
 void InstallModuleFunctions(Napi::Env env, Napi::Object exports);
 void InstallDiffusion(Napi::Env env, Napi::Object exports);
 void InstallTraining(Napi::Env env, Napi::Object exports);
+void InstallImage(Napi::Env env, Napi::Object exports);
 
 }  // namespace gd::js

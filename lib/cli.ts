@@ -1,0 +1,195 @@
+#!/usr/bin/env node
+// The guided-diffusion command: sample guided images (the shipped model or your TorchScript
+// checkpoints) into a PNG, and retrain the shipped model's recipe.
+import { Command, InvalidArgumentError } from 'commander';
+import { SingleBar } from 'cli-progress';
+import * as fs from 'fs';
+import { GaussianDiffusion, SampleProgress } from './diffusion';
+import { classifierCondFn, classifierGuidance } from './guidance';
+import { saveImage } from './image';
+import { jit, Module } from './module';
+import { DEFAULT_MODEL, loadPretrained } from './pretrained';
+import { trainRecipePart } from './recipe';
+import * as torch from './torch';
+
+class CliError extends Error {}
+
+function int(name: string, min = 1) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+    return n;
+  };
+}
+
+function num(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
+    return n;
+  };
+}
+
+function existing(what: string, file: string): string {
+  if (!fs.existsSync(file)) throw new CliError(`${what} not found: ${file}`);
+  return file;
+}
+
+/** A class given by name (case-insensitive, any punctuation) or by index. */
+export function parseClass(value: string, names: string[] | undefined, numClasses: number | undefined): number {
+  const count = names?.length ?? numClasses;
+  if (/^\d+$/.test(value)) {
+    const i = Number(value);
+    if (count !== undefined && i >= count) throw new CliError(`class index ${i} is out of range 0..${count - 1}`);
+    return i;
+  }
+  const key = (s: string): string => s.toLowerCase().replace(/[^a-z0-9]/g, '');
+  // 'T-shirt/top' answers to 't-shirt', 'top' and 'tshirt/top'.
+  const i = names?.findIndex((n) => [n, ...n.split('/')].some((part) => key(part) === key(value))) ?? -1;
+  if (i < 0) {
+    if (!names) throw new CliError(`unknown class '${value}'; this classifier has no class names: give an index`);
+    throw new CliError(`unknown class '${value}'; expected one of: ${names.join(', ')}, or an index`);
+  }
+  return i;
+}
+
+function progressReporter(total: number): { update(p: SampleProgress): void; stop(): void } {
+  if (process.stderr.isTTY) {
+    const bar = new SingleBar({ format: 'sampling [{bar}] {value}/{total} steps | t={t} | {duration_formatted}', stream: process.stderr });
+    bar.start(total, 0, { t: '' });
+    return { update: (p) => bar.update(p.step, { t: p.t }), stop: () => bar.stop() };
+  }
+  const every = Math.max(1, Math.round(total / 10));
+  return {
+    update: (p) => {
+      if (p.step % every === 0 || p.step === p.total) process.stderr.write(`step ${p.step}/${p.total}\n`);
+    },
+    stop: () => undefined,
+  };
+}
+
+interface SampleFlags {
+  class?: string;
+  n: number;
+  scale?: number;
+  steps?: number;
+  seed?: number;
+  out: string;
+  nrow?: number;
+  model?: string;
+  classifier?: string;
+  imageSize?: number;
+  timesteps: number;
+  channels?: number;
+  betaSchedule: 'linear' | 'cosine' | 'sigmoid';
+  objective: 'pred_noise' | 'pred_x0' | 'pred_v';
+  jsCondFn?: boolean;
+  threads?: number;
+}
+
+async function sample(flags: SampleFlags): Promise<void> {
+  if (flags.threads) torch.setNumThreads(flags.threads);
+  let diffusion: GaussianDiffusion;
+  let classifier: Module | undefined;
+  let names: string[] | undefined;
+  let scale = flags.scale;
+  if (flags.model) {
+    if (!flags.imageSize) throw new CliError('--image-size is required with --model');
+    const model = jit.load(existing('model checkpoint', flags.model));
+    diffusion = new GaussianDiffusion(model, {
+      imageSize: flags.imageSize,
+      channels: flags.channels,
+      timesteps: flags.timesteps,
+      samplingTimesteps: flags.steps ?? flags.timesteps,
+      betaSchedule: flags.betaSchedule,
+      objective: flags.objective,
+    });
+    if (flags.classifier) classifier = jit.load(existing('classifier checkpoint', flags.classifier)).eval();
+  } else {
+    if (flags.classifier) throw new CliError('--classifier needs --model (the shipped model has its own classifier)');
+    const p = loadPretrained(DEFAULT_MODEL, { samplingTimesteps: flags.steps });
+    diffusion = p.diffusion;
+    classifier = p.classifier;
+    names = p.classNames;
+    scale = scale ?? p.meta.classifierScale;
+  }
+  const numClasses = classifier?.attribute('num_classes');
+  const count = names?.length ?? (typeof numClasses === 'number' ? numClasses : undefined);
+  let labels: number[] | undefined;
+  if (flags.class !== undefined) {
+    if (!classifier) throw new CliError('--class needs a classifier (--classifier)');
+    const c = parseClass(flags.class, names, typeof numClasses === 'number' ? numClasses : undefined);
+    labels = Array.from({ length: flags.n }, () => c);
+  } else if (classifier && count !== undefined && (scale ?? 1) > 0) {
+    labels = Array.from({ length: flags.n }, (_, i) => i % count);
+  }
+  const steps = diffusion.options.samplingTimesteps;
+  const reporter = progressReporter(steps);
+  const guided = classifier && labels;
+  const images = await diffusion.sample({
+    batchSize: flags.n,
+    seed: flags.seed,
+    onProgress: (p) => reporter.update(p),
+    condFn: guided ? (flags.jsCondFn ? classifierCondFn : classifierGuidance) : undefined,
+    guidanceKwargs: guided ? { classifier: classifier!, y: torch.tensor(labels!), classifierScale: scale ?? 1 } : undefined,
+  });
+  reporter.stop();
+  saveImage(images, flags.out, { nrow: flags.nrow ?? (flags.class === undefined && count ? count : 8) });
+  const what = flags.class !== undefined && names ? ` of ${names[labels![0]]}` : '';
+  process.stderr.write(`wrote ${flags.out}: ${flags.n} images${what}, ${steps} steps${guided ? `, scale ${scale ?? 1}` : ''}\n`);
+}
+
+export function buildProgram(): Command {
+  const program = new Command()
+    .name('guided-diffusion')
+    .description('Classifier-guided diffusion sampling on LibTorch')
+    .showHelpAfterError('(run with --help for usage)');
+  program
+    .command('sample')
+    .description('sample guided images into a PNG grid (the shipped Fashion-MNIST model unless --model is given)')
+    .option('--class <name|index>', 'class to guide towards, by name (e.g. sneaker) or index; default: every class in turn')
+    .option('--n <count>', 'number of images', int('--n'), 16)
+    .option('--scale <s>', 'classifier guidance scale (0: unguided); default: the model\'s recommended scale, or 1', num('--scale'))
+    .option('--steps <n>', 'sampling steps (fewer than --timesteps: DDIM)', int('--steps'))
+    .option('--seed <n>', 'seed of this sample\'s generator (reproducible)', int('--seed', 0))
+    .option('--out <file.png>', 'output PNG', 'samples.png')
+    .option('--nrow <n>', 'images per row of the grid', int('--nrow'))
+    .option('--model <unet.pt>', 'your TorchScript diffusion model: forward(x, t) -> x-shaped output')
+    .option('--classifier <cls.pt>', 'your TorchScript noise-aware classifier: forward(x, t) -> logits')
+    .option('--image-size <n>', 'image side for --model', int('--image-size'))
+    .option('--timesteps <n>', 'diffusion steps the model was trained with (--model)', int('--timesteps'), 1000)
+    .option('--channels <n>', 'image channels for --model (default: the model\'s channels attribute, else 3)', int('--channels'))
+    .option('--beta-schedule <kind>', 'linear, cosine or sigmoid (--model)', 'sigmoid')
+    .option('--objective <kind>', 'pred_noise, pred_x0 or pred_v (--model)', 'pred_noise')
+    .option('--js-cond-fn', 'compute guidance in JS (classifierCondFn) instead of natively')
+    .option('--threads <n>', 'LibTorch intra-op threads', int('--threads'))
+    .action((flags: SampleFlags) => sample(flags));
+  program
+    .command('train')
+    .description('retrain the shipped Fashion-MNIST model with its recipe (needs apt-get install dataset-fashion-mnist)')
+    .argument('<part>', 'unet, classifier or all')
+    .option('--steps <n>', 'steps to reach (default: the recipe)', int('--steps'))
+    .option('--minutes <m>', 'stop each part after this long', num('--minutes'))
+    .option('--limit <n>', 'train on the first N images only', int('--limit'))
+    .option('--out-dir <dir>', 'where to install the model (default: the package\'s models/fashion-mnist)')
+    .option('--cache-dir <dir>', 'where checkpoints go and resume from (default: .gd-cache/train)')
+    .option('--threads <n>', 'LibTorch intra-op threads', int('--threads'), 1)
+    .action(async (part: string, flags: { steps?: number; minutes?: number; limit?: number; outDir?: string; cacheDir?: string; threads: number }) => {
+      if (!['unet', 'classifier', 'all'].includes(part)) throw new CliError(`unknown part '${part}'; expected unet, classifier or all`);
+      torch.setNumThreads(flags.threads);
+      const parts = part === 'all' ? (['classifier', 'unet'] as const) : [part as 'unet' | 'classifier'];
+      for (const p of parts) {
+        await trainRecipePart({ part: p, steps: flags.steps, minutes: flags.minutes, limit: flags.limit, outDir: flags.outDir, cacheDir: flags.cacheDir, log: (l) => process.stderr.write(l + '\n') });
+      }
+    });
+  return program;
+}
+
+if (require.main === module) {
+  buildProgram()
+    .parseAsync(process.argv)
+    .catch((err: Error) => {
+      process.stderr.write(`guided-diffusion: ${err.message.split('\n')[0]}\n`);
+      process.exit(1);
+    });
+}

@@ -1,0 +1,83 @@
+// The recipe of the shipped Fashion-MNIST model, used by `npm run train:default` and
+// `guided-diffusion train`: our own training code on Debian's Fashion-MNIST.
+import * as fs from 'fs';
+import * as path from 'path';
+import { DEFAULT_MODEL, DefaultModelMeta } from './pretrained';
+import { Classifier, Unet } from './models';
+import { loadFashionMnist, trainClassifier, trainDiffusion } from './train';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+
+export const RECIPE = {
+  imageSize: 32,
+  channels: 1,
+  timesteps: 1000,
+  betaSchedule: 'cosine' as const,
+  objective: 'pred_noise' as const,
+  unet: { dim: 16, dimMults: [1, 2, 4], channels: 1 },
+  classifier: { imageSize: 32, channels: 1, numClasses: 10, dim: 16, dimMults: [1, 2, 2], attentionResolutions: [8], pool: 'avg' as const },
+  unetTrain: { steps: 20000, batchSize: 32, lr: 1e-3, emaDecay: 0.995, gradClip: 1, seed: 1 },
+  classifierTrain: { steps: 6000, batchSize: 64, lr: 1e-3, emaDecay: 0.99, gradClip: 1, seed: 2 },
+  sampling: { samplingTimesteps: 100, classifierScale: 4 },
+};
+
+export interface RecipeRun {
+  part: 'unet' | 'classifier';
+  /** Steps to reach; default the recipe's. */
+  steps?: number;
+  /** Stop after this long; the last checkpoint is installed. */
+  minutes?: number;
+  /** Where checkpoints go (and resume from); default .gd-cache/train in the package. */
+  cacheDir?: string;
+  /** Where the model is installed; default models/fashion-mnist in the package. */
+  outDir?: string;
+  /** Use only the first N training images (for quick checks). */
+  limit?: number;
+  log?: (line: string) => void;
+}
+
+/** Trains one part of the shipped model with the recipe, resuming from its checkpoint. */
+export async function trainRecipePart(run: RecipeRun): Promise<void> {
+  const { part, steps, minutes } = run;
+  const CACHE = run.cacheDir ?? path.join(ROOT, '.gd-cache', 'train');
+  const OUT = run.outDir ?? path.join(ROOT, 'models', DEFAULT_MODEL);
+  const print = run.log ?? console.log;
+  fs.mkdirSync(CACHE, { recursive: true });
+  const ds = loadFashionMnist({ train: true, padTo: RECIPE.imageSize, limit: run.limit });
+  const ckpt = path.join(CACHE, `${part}.pt`);
+  const resumeFrom = fs.existsSync(ckpt) && fs.existsSync(`${ckpt}.state`) ? ckpt : undefined;
+  const signal = minutes ? AbortSignal.timeout(minutes * 60_000) : undefined;
+  const schedule = { timesteps: RECIPE.timesteps, betaSchedule: RECIPE.betaSchedule };
+  const started = Date.now();
+  const log = (p: { step: number; total: number; loss: number }): void => {
+    if (p.step % 50 === 0 || p.step === p.total) print(`${part} step ${p.step}/${p.total} loss ${p.loss.toFixed(4)} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+  };
+  const common = { ...schedule, data: ds.images, checkpointPath: ckpt, checkpointEvery: 200, resumeFrom, signal, onProgress: log };
+  try {
+    if (part === 'unet') {
+      const o = RECIPE.unetTrain;
+      await trainDiffusion(new Unet(RECIPE.unet), { ...common, ...o, steps: steps ?? o.steps, objective: RECIPE.objective });
+    } else {
+      const o = RECIPE.classifierTrain;
+      await trainClassifier(new Classifier(RECIPE.classifier), { ...common, ...o, steps: steps ?? o.steps, labels: ds.labels });
+    }
+  } catch (err) {
+    if ((err as Error).name !== 'AbortError') throw err;
+    print(`${part}: stopped after ${minutes} minutes; installing the last checkpoint`);
+  }
+  fs.mkdirSync(OUT, { recursive: true });
+  fs.copyFileSync(ckpt, path.join(OUT, `${part}.pt`));
+  const meta: DefaultModelMeta = {
+    imageSize: RECIPE.imageSize,
+    channels: RECIPE.channels,
+    timesteps: RECIPE.timesteps,
+    betaSchedule: RECIPE.betaSchedule,
+    objective: RECIPE.objective,
+    samplingTimesteps: RECIPE.sampling.samplingTimesteps,
+    classifierScale: RECIPE.sampling.classifierScale,
+    classNames: ds.classNames,
+  };
+  fs.writeFileSync(path.join(OUT, 'model.json'), JSON.stringify(meta, null, 2) + '\n');
+  print(`${part}: wrote ${path.relative(ROOT, path.join(OUT, `${part}.pt`))}`);
+}
+
