@@ -96,6 +96,8 @@ export interface Binding {
   createLinearClassifier(options: object): NativeModule;
   createClassifier(options: object): NativeModule;
   createDiffusion(model: NativeModule, options: object): NativeDiffusion;
+  /** Stops running samples and joins their threads; for process.on('exit'). */
+  stopSamplesForExit(): void;
   trainDiffusion(model: NativeModule, options: object, onProgress: unknown): unknown;
   trainClassifier(model: NativeModule, options: object, onProgress: unknown): unknown;
   imageGrid(images: Tensor, nrow: number, padding: number, padValue: number): Tensor;

@@ -2,6 +2,7 @@
 #include <napi.h>
 #include <ATen/Context.h>
 
+#include "js/addon_owner.h"
 #include "js/cpu_allocator.h"
 #include "js/installers.h"
 #include "js/module_wrap.h"
@@ -10,6 +11,7 @@
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  if (auto earlier = gd::js::ClaimAddon(env)) return *earlier;  // see js/addon_owner.h
   // NNPACK cannot initialise on many CPUs and then warns on every convolution; the default
   // convolution path is as fast for our shapes.
   at::globalContext().setUserEnabledNNPACK(false);
@@ -21,6 +23,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   gd::js::InstallDiffusion(env, exports);
   gd::js::InstallTraining(env, exports);
   gd::js::InstallImage(env, exports);
+  gd::js::KeepExports(env, exports);
   return exports;
 }
 

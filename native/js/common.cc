@@ -8,8 +8,6 @@
 
 namespace gd::js {
 
-namespace {
-
 // LibTorch messages can carry a long TorchScript trace after the message; keep the message.
 // An error raised inside a TorchScript method arrives as the interpreter's traceback, whose
 // last line ("RuntimeError: ..." / "AssertionError: ...") is what went wrong.
@@ -30,8 +28,6 @@ std::string TrimTorchMessage(std::string msg) {
   while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
   return msg;
 }
-
-}  // namespace
 
 void RethrowAsJs(Napi::Env env) {
   try {

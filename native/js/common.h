@@ -14,6 +14,8 @@ namespace gd::js {
 // Rethrows the exception in flight as a JS error: Napi errors pass through, LibTorch's
 // c10::Error keeps its message (without the C++ backtrace), anything else becomes Error.
 [[noreturn]] void RethrowAsJs(Napi::Env env);
+// A LibTorch message without its C++ backtrace; of a TorchScript traceback, the last line.
+std::string TrimTorchMessage(std::string msg);
 
 // Wraps a callback body so that every exception leaves as a JS error, never an abort.
 #define GD_GUARD(env, ...)             \

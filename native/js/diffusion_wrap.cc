@@ -2,6 +2,8 @@
 // synchronous pieces (qSample, pLosses, predict) for training and tests.
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <cstdlib>
+
 #include "diffusion/training.h"
 #include "js/common.h"
 #include "js/module_wrap.h"
@@ -75,7 +77,7 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
     try {
       out = denoiser_->forward(x, t);
     } catch (const std::exception& e) {
-      std::string msg = e.what();
+      std::string msg = TrimTorchMessage(e.what());
       throw std::runtime_error("GaussianDiffusion: the model's forward(x, t) failed on x of shape [1, " + std::to_string(channels_) + ", " +
                                std::to_string(image_size_) + ", " + std::to_string(image_size_) +
                                "] (float32) and t of shape [1] (int64): " + msg.substr(0, msg.find('\n')));
@@ -210,6 +212,14 @@ void InstallDiffusion(Napi::Env env, Napi::Object exports) {
   DiffusionWrap::Init(env, exports);
   exports.Set("createDiffusion", Napi::Function::New(env, CreateDiffusion, "createDiffusion"));
   napi_add_env_cleanup_hook(env, [](void*) { SampleJob::StopAll(); }, nullptr);
+  // lib/diffusion.ts calls this from process.on('exit'), before exit() runs any static
+  // destructor; the atexit handler is the fallback for an exit() that skips that event.
+  exports.Set("stopSamplesForExit", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+                SampleJob::StopAllAtExit();
+                return info.Env().Undefined();
+              }, "stopSamplesForExit"));
+  static bool at_exit = false;
+  if (!at_exit) at_exit = std::atexit([] { SampleJob::StopAllAtExit(); }) == 0;
 }
 
 }  // namespace gd::js

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "js/archive_check.h"
 #include "js/common.h"
 #include "js/ivalue.h"
 #include "js/tensor_wrap.h"
@@ -219,15 +220,21 @@ Napi::Value JitLoad(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     std::string path = ToString(info[0], "path");
     CheckReadableFile(env, path, "jit.load");
+    // LibTorch's readers are not hardened against every malformed archive: what is not a
+    // TorchScript zip at all stops here with a clear message.
+    std::string problem = TorchScriptArchiveProblem(path);
+    if (!problem.empty()) throw Napi::Error::New(env, "jit.load: " + path + " is not a TorchScript checkpoint: " + problem);
     std::optional<at::Device> device;
     if (!IsMissing(info[1])) device = ToDevice(env, ToString(info[1], "device"));
     torch::jit::Module m;
     try {
       m = torch::jit::load(path, device);
     } catch (const std::exception& e) {
+      // The first non-empty line: some LibTorch messages start with a newline.
       std::string msg = e.what();
-      auto nl = msg.find('\n');
-      throw Napi::Error::New(env, "jit.load: " + path + " is not a readable TorchScript checkpoint (" + msg.substr(0, nl) + ")");
+      auto begin = msg.find_first_not_of("\n ");
+      msg = begin == std::string::npos ? "" : msg.substr(begin);
+      throw Napi::Error::New(env, "jit.load: " + path + " is not a readable TorchScript checkpoint (" + msg.substr(0, msg.find('\n')) + ")");
     }
     return ModuleWrap::Wrap(env, m);
   })

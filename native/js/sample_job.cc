@@ -18,11 +18,15 @@ struct Aborted : std::runtime_error {
   Aborted() : std::runtime_error("sample() was aborted") {}
 };
 
-// Jobs alive on the JS thread; the env cleanup hook stops them so process.exit is clean.
+// Jobs alive on the JS thread; the env cleanup hook and the exit handler stop them. Never
+// destroyed: the exit handler runs after function-local statics made later are gone.
 std::set<std::shared_ptr<SampleJob>>& Active() {
-  static std::set<std::shared_ptr<SampleJob>> active;
-  return active;
+  static auto* active = new std::set<std::shared_ptr<SampleJob>>();
+  return *active;
 }
+
+// Set by StopAllAtExit: JS is gone, a stopping job posts nothing to it.
+std::atomic<bool> g_exiting{false};
 
 // The JS condFn as a Guidance: the sampling thread posts the call to the JS thread and waits
 // for the Tensor it returns (or the Promise of one), polling for abort and the step timeout.
@@ -54,11 +58,27 @@ class JsGuidance : public Guidance {
 
  private:
   using Result = std::shared_ptr<std::promise<at::Tensor>>;
-  using Handles = std::shared_ptr<std::vector<Napi::ObjectReference>>;
+
+  // One condFn call: the x and t handles it was given, and whether its result is in. A
+  // thenable may call back twice, or after the step timed out or the sample ended.
+  struct Call {
+    std::vector<Napi::ObjectReference> inputs;
+    bool settled = false;
+    void Release() {
+      settled = true;
+      for (auto& h : inputs) TensorWrap::UnwrapArg(h.Value(), "input")->Dispose();
+      inputs.clear();
+    }
+  };
+  using Handles = std::shared_ptr<Call>;
 
   // Settles `result` from what condFn gave; takes ownership of the returned tensor (disposes
   // its JS handle) and of the x and t handles passed in.
   static void Settle(const Result& result, Napi::Value value, const std::string& label, const Handles& handles) {
+    if (handles->settled) {
+      if (TensorWrap::IsTensor(value)) TensorWrap::UnwrapArg(value, "result")->Dispose();
+      return;
+    }
     try {
       if (!TensorWrap::IsTensor(value)) {
         throw std::runtime_error(label + " returned " + Describe(value) + "; expected a Tensor");
@@ -67,38 +87,36 @@ class JsGuidance : public Guidance {
       if (w->disposed()) throw std::runtime_error(label + " returned a disposed Tensor");
       at::Tensor g = w->tensor();
       bool is_input = false;
-      for (auto& h : *handles) is_input = is_input || h.Value() == value.As<Napi::Object>();
+      for (auto& h : handles->inputs) is_input = is_input || h.Value() == value.As<Napi::Object>();
       if (!is_input) w->Dispose();
       result->set_value(g);
     } catch (...) {
       result->set_exception(std::current_exception());
     }
-    for (auto& h : *handles) TensorWrap::UnwrapArg(h.Value(), "input")->Dispose();
-    handles->clear();
+    handles->Release();
   }
 
   // A condFn that throws (or rejects) fails the step; sample() rejects with that JS value.
   static void Fail(const std::weak_ptr<SampleJob>& weak, const Result& result, Napi::Value error,
                    const std::string& label, const Handles& handles) {
+    if (handles->settled) return;
     if (auto job = weak.lock()) job->KeepJsError(error);
-    std::string msg = label + " failed";
-    if (error.IsObject()) msg += ": " + error.As<Napi::Object>().Get("message").ToString().Utf8Value();
-    result->set_exception(std::make_exception_ptr(std::runtime_error(msg)));
-    for (auto& h : *handles) TensorWrap::UnwrapArg(h.Value(), "input")->Dispose();
-    handles->clear();
+    // sample() rejects with `error` itself; this message is for the sampling thread.
+    result->set_exception(std::make_exception_ptr(std::runtime_error(label + " failed")));
+    handles->Release();
   }
 
   static void CallOnJs(Napi::Env env, const std::weak_ptr<SampleJob>& weak, const Result& result, const at::Tensor& x,
                        const at::Tensor& t, const std::string& label) {
     Napi::HandleScope scope(env);
-    auto handles = std::make_shared<std::vector<Napi::ObjectReference>>();
+    auto handles = std::make_shared<Call>();
     auto job = weak.lock();
     if (!job) return;
     try {
       Napi::Object xj = TensorWrap::Wrap(env, x);
       Napi::Object tj = TensorWrap::Wrap(env, t);
-      handles->push_back(Napi::Persistent(xj));
-      handles->push_back(Napi::Persistent(tj));
+      handles->inputs.push_back(Napi::Persistent(xj));
+      handles->inputs.push_back(Napi::Persistent(tj));
       Napi::Value r = job->cond_fn().Call({xj, tj});
       if (r.IsPromise() || (r.IsObject() && r.As<Napi::Object>().Get("then").IsFunction())) {
         auto on_ok = Napi::Function::New(env, [result, label, handles](const Napi::CallbackInfo& info) {
@@ -106,6 +124,10 @@ class JsGuidance : public Guidance {
         });
         auto on_err = Napi::Function::New(env, [weak, result, label, handles](const Napi::CallbackInfo& info) {
           Fail(weak, result, info[0], label, handles);
+        });
+        // If it never settles, the end of the sample releases x and t.
+        job->AtFinish([weak_call = std::weak_ptr<Call>(handles)] {
+          if (auto call = weak_call.lock()) call->Release();
         });
         r.As<Napi::Object>().Get("then").As<Napi::Function>().Call(r, {on_ok, on_err});
         return;
@@ -172,12 +194,29 @@ void SampleJob::StopAll() {
   active.clear();
 }
 
+// process.exit() calls exit() without tearing the environment down, so no cleanup hook runs,
+// and exit() destroys LibTorch's statics (the operator registry, the autograd engine) under a
+// sampling thread still in a forward or a backward: SIGSEGV. This runs from process.on('exit'),
+// before exit(): it stops every job and waits for its thread, and leaves the jobs and their JS
+// references alone.
+void SampleJob::StopAllAtExit() {
+  g_exiting = true;
+  for (const auto& job : Active()) job->cancelled_ = true;
+  for (const auto& job : Active()) {
+    if (job->thread_.joinable()) job->thread_.join();
+  }
+}
+
 void SampleJob::PostToJs(std::function<void(Napi::Env)> fn) {
   tsfn_.NonBlockingCall([fn = std::move(fn)](Napi::Env env, Napi::Function) { fn(env); });
 }
 
 void SampleJob::KeepJsError(Napi::Value error) {
-  if (js_error_.IsEmpty()) js_error_ = Napi::Persistent(error);
+  // Held in an object: a thrown string or undefined cannot be referenced directly (N-API 8).
+  if (!js_error_.IsEmpty()) return;
+  Napi::Object holder = Napi::Object::New(error.Env());
+  holder.Set("error", error);
+  js_error_ = Napi::Persistent(holder);
 }
 
 void SampleJob::Run() {
@@ -210,6 +249,7 @@ void SampleJob::Run() {
     error_ = e.what();
   }
   guidance_.reset();
+  if (g_exiting) return;
   PostToJs([this](Napi::Env env) { Finish(env); });
 }
 
@@ -219,8 +259,10 @@ void SampleJob::Finish(Napi::Env env) {
   // Keep this job alive until the end of this call, then drop it from the registry.
   std::shared_ptr<SampleJob> self = shared_from_this();
   Active().erase(self);
+  if (at_finish_) at_finish_();
+  at_finish_ = nullptr;
   if (failed_ && !js_error_.IsEmpty() && !aborted_) {
-    deferred_.Reject(js_error_.Value());
+    deferred_.Reject(js_error_.Value().Get("error"));
   } else if (failed_) {
     Napi::Error err = Napi::Error::New(env, error_);
     if (aborted_) err.Set("name", Napi::String::New(env, "AbortError"));

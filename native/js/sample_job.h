@@ -6,6 +6,7 @@
 #include <torch/script.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -33,6 +34,8 @@ class SampleJob : public std::enable_shared_from_this<SampleJob> {
   static Napi::Object Start(Napi::Env env, SampleSetup setup);
   // Stops every running job and waits for its thread (the environment is shutting down).
   static void StopAll();
+  // The same when the process exits (process.exit): joins the threads, touches nothing of JS.
+  static void StopAllAtExit();
 
   ~SampleJob();
 
@@ -44,6 +47,8 @@ class SampleJob : public std::enable_shared_from_this<SampleJob> {
   Napi::FunctionReference& cond_fn() { return cond_fn_; }
   // The JS value a condFn threw, kept to reject sample() with that very value.
   void KeepJsError(Napi::Value error);
+  // JS-thread work for Finish: releasing what a condFn call that has not settled still holds.
+  void AtFinish(std::function<void()> fn) { at_finish_ = std::move(fn); }
 
  private:
   explicit SampleJob(Napi::Env env);
@@ -54,7 +59,8 @@ class SampleJob : public std::enable_shared_from_this<SampleJob> {
   Napi::ThreadSafeFunction tsfn_;
   Napi::FunctionReference cond_fn_;
   Napi::FunctionReference on_progress_;
-  Napi::Reference<Napi::Value> js_error_;
+  Napi::ObjectReference js_error_;  // {error: the value thrown}
+  std::function<void()> at_finish_;
   std::unique_ptr<Guidance> guidance_;
   std::shared_ptr<const Denoiser> denoiser_;
   std::shared_ptr<const Schedule> schedule_;

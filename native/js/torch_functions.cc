@@ -5,8 +5,11 @@
 #include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <mutex>
+#include <sstream>
 
 #include "js/common.h"
 #include "js/tensor_wrap.h"
@@ -22,6 +25,20 @@ Napi::Value Finish(Napi::Env env, at::Tensor t, const Napi::Value& options) {
   return TensorWrap::Wrap(env, std::move(t));
 }
 
+// The element count of a shape, refusing one that overflows (it could wrap to match the data).
+int64_t Numel(Napi::Env env, const std::vector<int64_t>& shape) {
+  int64_t numel = 1;
+  for (int64_t s : shape) {
+    if (s != 0 && numel > (int64_t{1} << 53) / s) {
+      bool empty = std::find(shape.begin(), shape.end(), 0) != shape.end();
+      if (empty) return 0;
+      ThrowRange(env, "shape [" + c10::Join(", ", shape) + "] has too many elements");
+    }
+    numel *= s;
+  }
+  return numel;
+}
+
 at::TensorOptions FloatOptions(const Napi::Value& options) { return ToTensorOptions(options, at::TensorOptions().dtype(at::kFloat)); }
 
 // fromData(typedArray, shape, options): copies the typed array, then converts to options.dtype.
@@ -31,8 +48,7 @@ Napi::Value FromData(const Napi::CallbackInfo& info) {
     if (!info[0].IsTypedArray()) ThrowType(env, "Expected a TypedArray for data but received " + Describe(info[0]));
     auto arr = info[0].As<Napi::TypedArray>();
     std::vector<int64_t> shape = ToShape(info[1], "shape");
-    int64_t numel = 1;
-    for (int64_t s : shape) numel *= s;
+    int64_t numel = Numel(env, shape);
     if (static_cast<size_t>(numel) != arr.ElementLength()) {
       ThrowRange(env, "shape has " + std::to_string(numel) + " elements but the data has " + std::to_string(arr.ElementLength()));
     }
@@ -66,8 +82,7 @@ Napi::Value FromBytes(const Napi::CallbackInfo& info) {
     auto bytes = info[0].As<Napi::Uint8Array>();
     std::vector<int64_t> shape = ToShape(info[1], "shape");
     at::ScalarType dtype = ToDtype(env, ToString(info[2], "dtype"));
-    int64_t numel = 1;
-    for (int64_t d : shape) numel *= d;
+    int64_t numel = Numel(env, shape);
     size_t expected = static_cast<size_t>(numel) * c10::elementSize(dtype);
     if (expected != bytes.ByteLength()) {
       ThrowRange(env, "shape [" + c10::Join(", ", shape) + "] of " + DtypeName(dtype) + " needs " + std::to_string(expected) +
@@ -131,8 +146,15 @@ Napi::Value Arange(const Napi::CallbackInfo& info) {
     double start = ToNumber(info[0], "start");
     double end = ToNumber(info[1], "end");
     double step = IsMissing(info[2]) ? 1.0 : ToNumber(info[2], "step");
+    if (!std::isfinite(start) || !std::isfinite(end) || !std::isfinite(step)) {
+      std::ostringstream msg;
+      msg << "arange: start, end and step must be finite; got start " << start << ", end " << end << ", step " << step;
+      ThrowRange(info.Env(), msg.str());
+    }
     if (step == 0) ThrowRange(info.Env(), "arange: step must be non-zero");
-    bool integral = std::floor(start) == start && std::floor(end) == end && std::floor(step) == step;
+    // Integers beyond 2^53 are not exact in JS and overflow the int64 casts below.
+    auto exact_int = [](double v) { return std::floor(v) == v && std::fabs(v) <= 9.007199254740992e15; };
+    bool integral = exact_int(start) && exact_int(end) && exact_int(step);
     at::TensorOptions opts = ToTensorOptions(info[3], at::TensorOptions().dtype(integral ? at::kLong : at::kFloat));
     at::Tensor t = integral ? at::arange(static_cast<int64_t>(start), static_cast<int64_t>(end), static_cast<int64_t>(step), opts)
                             : at::arange(start, end, step, opts);
@@ -289,6 +311,9 @@ Napi::Value Interpolate(const Napi::CallbackInfo& info) {
       size = Pair(o, "size", 0);
     } else if (!IsMissing(scaleV)) {
       double s = ToNumber(scaleV, "scaleFactor");
+      if (!(s > 0) || !std::isfinite(s) || x.size(2) * s > 9.0e15 || x.size(3) * s > 9.0e15) {
+        ThrowRange(env, "Expected a positive finite number for scaleFactor but received " + Describe(scaleV));
+      }
       size = {static_cast<int64_t>(std::floor(x.size(2) * s)), static_cast<int64_t>(std::floor(x.size(3) * s))};
     } else {
       ThrowType(env, "interpolate needs size or scaleFactor");
@@ -354,7 +379,9 @@ Napi::Value IsGradEnabled(const Napi::CallbackInfo& info) { return Napi::Boolean
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
     int64_t n = ToInt(info[0], "threads");
-    if (n < 1) ThrowRange(info.Env(), "Expected positive integer for threads but received " + Describe(info[0]));
+    // A huge count makes OpenMP try to start that many threads at the next parallel region and
+    // abort the process when it cannot.
+    if (n < 1 || n > 1024) ThrowRange(info.Env(), "Expected integer between 1 and 1024 for threads but received " + Describe(info[0]));
     at::set_num_threads(static_cast<int>(n));
     return info.Env().Undefined();
   })

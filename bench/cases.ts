@@ -1,0 +1,331 @@
+// The benchmark cases and the machinery that runs one configuration on both sides: our
+// sampler in a node child (worker.js), the Python mirror in a python3 child
+// (python_sampler.py), alternating who goes first, one timed sample per child and round.
+import * as fs from 'fs';
+import * as path from 'path';
+import type { ClassifierOptions, UnetOptions } from '../lib';
+import { BENCH_SRC, ChildResult, PYTHON, median, runChild, waitForQuiet } from './common';
+import type { GuidanceKind, ModelFiles, SampleResult, SampleSpec } from './spec';
+import type { PrepareSpec } from './worker';
+
+export interface BenchOptions {
+  quick: boolean;
+  /** Rounds per configuration and side (each a fresh child); the median is reported. */
+  rounds: number;
+  threads: number;
+  workDir: string;
+  /** Wait for other processes to keep fewer than this many cores busy before each child... */
+  quietCores: number;
+  /** ...but never longer than this in all (ms). */
+  waitBudgetMs: number;
+  /** Until this time (Date.now()), a round disturbed by other processes is run again. */
+  retryUntil: number;
+  log: (line: string) => void;
+}
+
+export interface ModelSet {
+  name: string;
+  unet: UnetOptions;
+  classifier?: ClassifierOptions;
+  files: ModelFiles;
+}
+
+/** One side's measurements of one configuration, over the rounds. */
+export interface Measured {
+  spec: SampleSpec;
+  side: 'ours' | 'python';
+  results: SampleResult[];
+  /** Per round: cores other processes kept busy while the child ran. */
+  externalCores: number[];
+  /** Per round: the quiet-wait reading before the child started. */
+  busyBefore: number[];
+}
+
+export interface Summary {
+  msPerStep: number;
+  minMsPerStep: number;
+  maxMsPerStep: number;
+  msPerSample: number;
+  warmupMs: number;
+  coresUsed: number;
+  rssPeakKiB: number;
+  rssStartKiB: number;
+  externalCores: number;
+  /** Minor page faults per step: memory the allocator handed back to the kernel and touched again. */
+  faultsPerStep: number;
+  breakdown?: SampleResult['breakdown'];
+  split?: SampleResult['split'];
+}
+
+export function summarize(m: Measured): Summary {
+  const perStep = m.results.flatMap((r) => r.timesMs.map((t) => t / r.steps));
+  const perSample = m.results.flatMap((r) => r.timesMs);
+  const pick = <T>(f: (r: SampleResult) => T | undefined): T | undefined => m.results.map(f).find((v) => v !== undefined && v !== null);
+  const medianOf = (f: (r: SampleResult) => number): number => median(m.results.map(f));
+  const splits = m.results.map((r) => r.split).filter((s): s is NonNullable<SampleResult['split']> => !!s);
+  return {
+    msPerStep: median(perStep),
+    minMsPerStep: Math.min(...perStep),
+    maxMsPerStep: Math.max(...perStep),
+    msPerSample: median(perSample),
+    warmupMs: medianOf((r) => r.warmupMs),
+    coresUsed: medianOf((r) => r.runCpuMs / r.timesMs.reduce((a, b) => a + b, 0)),
+    rssPeakKiB: medianOf((r) => r.rssPeakKiB),
+    rssStartKiB: medianOf((r) => r.rssStartKiB),
+    externalCores: Math.max(...m.externalCores),
+    faultsPerStep: medianOf((r) => r.runMinorFaults / (r.steps * r.timesMs.length)),
+    breakdown: pick((r) => r.breakdown),
+    split: splits.length
+      ? {
+          modelMs: median(splits.map((s) => s.modelMs)),
+          guidanceMs: median(splits.map((s) => s.guidanceMs)),
+          otherMs: median(splits.map((s) => s.otherMs)),
+        }
+      : undefined,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Models
+
+const SHIPPED_UNET: UnetOptions = { dim: 32, dimMults: [1, 2, 4], channels: 1 };
+const SHIPPED_CLASSIFIER: ClassifierOptions = {
+  imageSize: 28,
+  channels: 1,
+  numClasses: 10,
+  dim: 16,
+  dimMults: [1, 2, 2],
+  attentionResolutions: [7],
+  pool: 'avg',
+};
+const SEED_UNET: UnetOptions = { dim: 64, dimMults: [1, 2, 4, 8], channels: 3 };
+const SEED_CLASSIFIER: ClassifierOptions = {
+  imageSize: 128,
+  channels: 3,
+  numClasses: 1000,
+  dim: 32,
+  dimMults: [1, 2, 4, 8],
+  attentionResolutions: [16],
+  pool: 'attention',
+};
+
+const prepared = new Map<string, ModelSet>();
+
+/** Seeded random weights, saved once per run by a node child: TorchScript + safetensors. */
+export async function models(name: 'shipped' | 'seed', opts: BenchOptions): Promise<ModelSet> {
+  const done = prepared.get(name);
+  if (done) return done;
+  const unet = name === 'shipped' ? SHIPPED_UNET : SEED_UNET;
+  const classifier = name === 'shipped' ? SHIPPED_CLASSIFIER : SEED_CLASSIFIER;
+  const file = (what: string): string => path.join(opts.workDir, `${name}-${what}`);
+  const files: ModelFiles = {
+    unetPt: file('unet.pt'),
+    unetSafetensors: file('unet.safetensors'),
+    classifierPt: file('classifier.pt'),
+    classifierSafetensors: file('classifier.safetensors'),
+  };
+  const spec: PrepareSpec = { seed: 1234, unet, classifier, files };
+  await runChild(process.execPath, [path.join(__dirname, 'worker.js'), 'prepare', JSON.stringify(spec)]);
+  const set = { name, unet, classifier, files };
+  prepared.set(name, set);
+  return set;
+}
+
+// ---------------------------------------------------------------------------------------
+// Running one configuration
+
+export interface Config {
+  models: ModelSet;
+  imageSize: number;
+  batch: number;
+  timesteps: number;
+  samplingTimesteps: number;
+  guidance: GuidanceKind;
+  breakdown?: boolean;
+  /** Extra environment for both sides' children (e.g. glibc malloc tuning). */
+  env?: Record<string, string>;
+  /** Python samples on a thread of its own, as ours does. */
+  pythonThread?: boolean;
+  /** Steps of the untimed first sample; default 2 (profile, then optimize). */
+  warmupSteps?: number;
+}
+
+let waitSpentMs = 0;
+
+function specFor(cfg: Config, opts: BenchOptions, outPath?: string): SampleSpec {
+  const numClasses = cfg.models.classifier?.numClasses ?? 1;
+  return {
+    unet: cfg.models.unet,
+    classifier: cfg.guidance === 'none' ? undefined : cfg.models.classifier,
+    files: cfg.models.files,
+    imageSize: cfg.imageSize,
+    channels: cfg.models.unet.channels ?? 3,
+    timesteps: cfg.timesteps,
+    samplingTimesteps: cfg.samplingTimesteps,
+    batch: cfg.batch,
+    seed: 42,
+    threads: opts.threads,
+    guidance: cfg.guidance,
+    classifierScale: 3,
+    y: Array.from({ length: cfg.batch }, (_, i) => (i * 7) % numClasses),
+    warmupSteps: cfg.warmupSteps ?? Math.min(2, cfg.samplingTimesteps),
+    runs: 1,
+    outPath,
+    breakdown: cfg.breakdown,
+    pythonThread: cfg.pythonThread,
+  };
+}
+
+async function runOne(side: 'ours' | 'python', spec: SampleSpec, opts: BenchOptions, env: Record<string, string> = {}): Promise<{ child: ChildResult<SampleResult>; busy: number }> {
+  const budget = Math.max(0, opts.waitBudgetMs - waitSpentMs);
+  const quiet = await waitForQuiet(opts.quietCores, Math.min(budget, 60_000));
+  waitSpentMs += quiet.waitedMs;
+  const child =
+    side === 'ours'
+      ? await runChild<SampleResult>(process.execPath, [path.join(__dirname, 'worker.js'), 'sample', JSON.stringify(spec)], env)
+      : await runChild<SampleResult>(PYTHON, [path.join(BENCH_SRC, 'python_sampler.py'), JSON.stringify(spec)], env);
+  return { child, busy: quiet.busy };
+}
+
+export interface Pair {
+  ours?: Measured;
+  python?: Measured;
+  /** Largest |ours - python| over the first round's images (same seed, same weights)... */
+  maxAbsDiff?: number;
+  /** ...and the largest |value| there, to read it against (an unclamped guided x0 can be large). */
+  maxAbs?: number;
+}
+
+function readF32(file: string): Float32Array | null {
+  if (!fs.existsSync(file)) return null;
+  const buf = fs.readFileSync(file);
+  return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+}
+
+/**
+ * Runs cfg on the given sides for opts.rounds rounds, alternating which side goes first so
+ * that a drift in the machine's load does not favour one of them.
+ */
+export async function measure(label: string, cfg: Config, sides: ('ours' | 'python')[], opts: BenchOptions): Promise<Pair> {
+  const pair: Pair = {};
+  const key = label.replace(/[^a-z0-9]+/gi, '_');
+  const outs = { ours: path.join(opts.workDir, `${key}-ours.f32`), python: path.join(opts.workDir, `${key}-python.f32`) };
+  for (let round = 0; round < opts.rounds; round++) {
+    const order = round % 2 === 0 ? sides : [...sides].reverse();
+    for (const side of order) {
+      // Python has one guidance, the seed's classifier_cond_fn: any kind but 'none' runs it.
+      const spec = specFor(cfg, opts, round === 0 ? outs[side] : undefined);
+      let { child, busy } = await runOne(side, spec, opts, cfg.env);
+      // A round that other jobs disturbed is measured again while the patience lasts.
+      while (child.externalCores > opts.quietCores && Date.now() < opts.retryUntil) {
+        opts.log(`  ${label} [${side}] round ${round + 1}: other processes took ${child.externalCores.toFixed(2)} cores; measuring again`);
+        ({ child, busy } = await runOne(side, spec, opts, cfg.env));
+      }
+      const m = (pair[side] ??= { spec, side, results: [], externalCores: [], busyBefore: [] });
+      m.results.push(child.result);
+      m.externalCores.push(child.externalCores);
+      m.busyBefore.push(busy);
+      const r = child.result;
+      opts.log(
+        `  ${label} [${side}] round ${round + 1}/${opts.rounds}: ${(r.timesMs[0] / r.steps).toFixed(1)} ms/step, ` +
+          `peak RSS ${(r.rssPeakKiB / 1024).toFixed(0)} MiB, other load ${child.externalCores.toFixed(2)} cores`,
+      );
+    }
+  }
+  const a = readF32(outs.ours);
+  const b = readF32(outs.python);
+  if (a && b && a.length === b.length) {
+    let d = 0;
+    let m = 0;
+    for (let i = 0; i < a.length; i++) {
+      d = Math.max(d, Math.abs(a[i] - b[i]));
+      m = Math.max(m, Math.abs(a[i]));
+    }
+    pair.maxAbsDiff = d;
+    pair.maxAbs = m;
+  }
+  return pair;
+}
+
+// ---------------------------------------------------------------------------------------
+// The cases
+
+export interface CaseResult {
+  name: string;
+  title: string;
+  rows: { label: string; pair: Pair; cfg: Config }[];
+}
+
+/** glibc malloc: serve blocks up to 32 MiB from the heap, and return heap memory only past 256 MiB. */
+export const MALLOC_TUNED = { MALLOC_MMAP_THRESHOLD_: '33554432', MALLOC_TRIM_THRESHOLD_: '268435456' };
+
+/** (1) the shipped-size model: Unet(32, [1,2,4], 1ch) at 28x28, classifier-guided DDIM, batch 16. */
+export async function caseShipped(opts: BenchOptions): Promise<CaseResult> {
+  const set = await models('shipped', opts);
+  const cfg: Config = { models: set, imageSize: 28, batch: 16, timesteps: 1000, samplingTimesteps: opts.quick ? 10 : 50, guidance: 'native', breakdown: true };
+  const rows = [{ label: `DDIM ${cfg.samplingTimesteps} steps: native classifierGuidance vs Python cond_fn`, cfg, pair: await measure('shipped guided', cfg, ['ours', 'python'], opts) }];
+  // Where the allocator costs: Python sampling on a thread of its own, as ours does, and
+  // both sides with glibc's malloc told to keep freed memory. A step costs the same at any
+  // number of steps, so these rows take 10.
+  const short: Config = { ...cfg, samplingTimesteps: 10, breakdown: false };
+  const threaded: Config = { ...short, pythonThread: true };
+  rows.push({ label: 'DDIM 10 steps, Python sampling on a thread of its own (as ours does)', cfg: threaded, pair: await measure('shipped guided pythread', threaded, ['python'], opts) });
+  const tuned: Config = { ...short, env: MALLOC_TUNED };
+  const env = Object.entries(MALLOC_TUNED).map(([k, v]) => `${k}=${v}`).join(' ');
+  rows.push({ label: `DDIM 10 steps, both sides with ${env}`, cfg: tuned, pair: await measure('shipped guided malloc', tuned, ['ours', 'python'], opts) });
+  return { name: 'shipped', title: '(1) Shipped-size model, classifier-guided DDIM, batch 16', rows };
+}
+
+/** (2) the seed's configuration scaled to a CPU: Unet(64, [1,2,4,8]) at 128x128, batch 4, guided. */
+export async function caseSeed(opts: BenchOptions): Promise<CaseResult> {
+  const set = await models('seed', opts);
+  // One warm-up step here (a step is seconds): the first timed step also pays the executor's optimization.
+  const ddim: Config = { models: set, imageSize: 128, batch: 4, timesteps: 1000, samplingTimesteps: opts.quick ? 2 : 3, guidance: 'native', warmupSteps: 1 };
+  const rows = [{ label: `DDIM ${ddim.samplingTimesteps} steps (condition_score)`, cfg: ddim, pair: await measure('seed ddim', ddim, ['ours', 'python'], opts) }];
+  if (!opts.quick) {
+    // Ancestral steps need a schedule of that many timesteps; a step costs the same at any T.
+    const ancestral: Config = { ...ddim, timesteps: 3, samplingTimesteps: 3 };
+    rows.push({ label: 'ancestral 3 steps, T=3 (condition_mean at the mean)', cfg: ancestral, pair: await measure('seed ancestral', ancestral, ['ours', 'python'], opts) });
+  }
+  return { name: 'seed', title: "(2) The seed's configuration on a CPU: Unet(dim 64, [1,2,4,8]), 128x128, batch 4, guided", rows };
+}
+
+/** (3) the JS hop: the same guided sample with the guidance native, in JS, or a JS no-op. */
+export async function caseJsCondFn(opts: BenchOptions): Promise<CaseResult> {
+  const set = await models('shipped', opts);
+  const base: Config = { models: set, imageSize: 28, batch: 16, timesteps: 1000, samplingTimesteps: opts.quick ? 10 : 20, guidance: 'none' };
+  const variants: [string, GuidanceKind][] = [
+    ['no guidance', 'none'],
+    ['native classifierGuidance', 'native'],
+    ['JS classifierCondFn', 'js'],
+    ['JS condFn returning zeros (the hop alone)', 'js-zero'],
+  ];
+  const rows: CaseResult['rows'] = [];
+  for (const [label, guidance] of variants) {
+    const cfg: Config = { ...base, guidance, breakdown: guidance === 'js' };
+    rows.push({ label, cfg, pair: await measure(`jscondfn ${guidance}`, cfg, ['ours'], opts) });
+  }
+  return { name: 'js-condfn', title: `(3) JS condFn vs native classifierGuidance (ours only, case 1 configuration, DDIM ${base.samplingTimesteps} steps)`, rows };
+}
+
+/** (4) scaling, unguided: per-step time vs batch at 32x32, and vs image size at batch 4. */
+export async function caseScaling(opts: BenchOptions): Promise<CaseResult> {
+  const set = await models('shipped', opts);
+  const steps = opts.quick ? 2 : 5;
+  const configs: [string, number, number][] = [];
+  for (const batch of opts.quick ? [1, 16] : [1, 4, 16, 64]) configs.push([`batch ${batch} @ 32x32`, batch, 32]);
+  for (const size of opts.quick ? [64] : [64, 128]) configs.push([`batch 4 @ ${size}x${size}`, 4, size]);
+  const rows: CaseResult['rows'] = [];
+  for (const [label, batch, imageSize] of configs) {
+    const cfg: Config = { models: set, imageSize, batch, timesteps: 1000, samplingTimesteps: steps, guidance: 'none' };
+    rows.push({ label, cfg, pair: await measure(`scaling ${label}`, cfg, ['ours', 'python'], opts) });
+  }
+  return { name: 'scaling', title: `(4) Scaling, unguided DDIM (${steps} steps), case 1 Unet`, rows };
+}
+
+export const CASES: Record<string, (opts: BenchOptions) => Promise<CaseResult>> = {
+  shipped: caseShipped,
+  seed: caseSeed,
+  'js-condfn': caseJsCondFn,
+  scaling: caseScaling,
+};

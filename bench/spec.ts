@@ -1,0 +1,67 @@
+// What the bench parent asks of a sampling child (ours: worker.ts, theirs: python_sampler.py)
+// and what the child answers. Both sides read the same JSON, so the field names are plain.
+import type { ClassifierOptions, UnetOptions } from '../lib';
+
+/** none; native classifierGuidance; classifierCondFn in JS; a JS condFn that returns zeros (the hop alone). */
+export type GuidanceKind = 'none' | 'native' | 'js' | 'js-zero';
+
+export interface ModelFiles {
+  /** TorchScript checkpoint written by our save(); Python loads it with torch.jit.load. */
+  unetPt: string;
+  /** The same weights as safetensors; our side builds the native Unet and loads them. */
+  unetSafetensors: string;
+  classifierPt?: string;
+  classifierSafetensors?: string;
+}
+
+export interface SampleSpec {
+  unet: UnetOptions;
+  classifier?: ClassifierOptions;
+  files: ModelFiles;
+  imageSize: number;
+  channels: number;
+  timesteps: number;
+  /** Equal to timesteps: ancestral steps (condition_mean); fewer: DDIM (condition_score). */
+  samplingTimesteps: number;
+  batch: number;
+  seed: number;
+  threads: number;
+  guidance: GuidanceKind;
+  classifierScale: number;
+  /** Target class per sample (length batch). */
+  y: number[];
+  /** An untimed sample of this many steps first: the TorchScript executor profiles, then optimizes. */
+  warmupSteps: number;
+  /** Timed samples in this process. */
+  runs: number;
+  /** Where the first timed sample is written (raw float32), to check both sides agree. */
+  outPath?: string;
+  /** Also time one model call and one guidance call on their own (where the time goes). */
+  breakdown?: boolean;
+  /** Python only: sample on a threading.Thread, not the main thread (ours samples on a thread). */
+  pythonThread?: boolean;
+}
+
+export interface SampleResult {
+  side: 'ours' | 'python';
+  steps: number;
+  /** Wall time of each timed sample. */
+  timesMs: number[];
+  /** The untimed first (warm-up) sample, for what a cold call costs. */
+  warmupMs: number;
+  /** Process CPU time (all threads) during the timed samples: / wall = cores used. */
+  runCpuMs: number;
+  /** Minor page faults of the process during the timed samples. */
+  runMinorFaults: number;
+  /** Process CPU time over the whole child (for the parent's external-load estimate). */
+  cpuMs: number;
+  /** Resident set high-water mark after loading torch, before any model (KiB). */
+  rssStartKiB: number;
+  /** Resident set high-water mark at the end (KiB). */
+  rssPeakKiB: number;
+  /** Median ms of one model forward (no grad) and one guidance gradient, called directly. */
+  breakdown?: { modelMs: number; condFnMs: number };
+  /** Python only: time inside the sampling loop per step, split by part (ms). */
+  split?: { modelMs: number; guidanceMs: number; otherMs: number };
+  threads: number;
+}

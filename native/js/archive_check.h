@@ -1,0 +1,16 @@
+// A look at a checkpoint file's zip structure before LibTorch parses it, so that what is not
+// a TorchScript archive at all (truncated, random bytes, another zip, a torch.save() file)
+// gets a clear message and never reaches LibTorch's readers.
+#pragma once
+
+#include <string>
+
+namespace gd::js {
+
+// Empty when `path` is a complete zip archive laid out as TorchScript saves one (every entry
+// under one folder, with <folder>/data.pkl and <folder>/code/) whose pickles ask for no more
+// than their size; else what is wrong, as a phrase that follows
+// "<path> is not a TorchScript checkpoint: ".
+std::string TorchScriptArchiveProblem(const std::string& path);
+
+}  // namespace gd::js
