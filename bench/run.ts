@@ -9,7 +9,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { BenchOptions, CASES, CaseResult, Pair, summarize, Summary } from './cases';
-import { BENCH_SRC, fmt, killChildren, machineInfo, MachineInfo, mib, runChild, table, waitForQuiet } from './common';
+import { BENCH_SRC, fmt, killChildren, setChildNice, machineInfo, MachineInfo, mib, runChild, table, waitForQuiet } from './common';
 import { OpOverheadResult, opOverheadTable } from './op_report';
 
 const ALL = [...Object.keys(CASES), 'op-overhead'];
@@ -22,6 +22,7 @@ interface Args {
   out?: string;
   waitBudgetS: number;
   patienceS?: number;
+  nice?: number;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -40,10 +41,12 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--out') args.out = value();
     else if (a === '--max-wait') args.waitBudgetS = Number(value());
     else if (a === '--patience') args.patienceS = Number(value());
+    else if (a === '--nice') args.nice = Number(value());
     else if (a === '--help' || a === '-h') {
-      console.log(`usage: npm run bench -- [--quick] [--case ${ALL.join('|')}] [--rounds N] [--threads N] [--out FILE] [--max-wait SECONDS] [--patience SECONDS]`);
+      console.log(`usage: npm run bench -- [--quick] [--case ${ALL.join('|')}] [--rounds N] [--threads N] [--out FILE] [--max-wait SECONDS] [--patience SECONDS] [--nice N]`);
       console.log('  --max-wait: in all, how long to wait for the machine to be quiet before children (default 120)');
       console.log('  --patience: until how long into the run a round disturbed by other processes is measured again (default 300; quick 0)');
+      console.log('  --nice: run the children under nice -n N (e.g. -10 as root, to measure ahead of other jobs on a shared machine)');
       process.exit(0);
     } else throw new Error(`unknown argument ${a} (try --help)`);
   }
@@ -160,6 +163,7 @@ function machineSection(m: MachineInfo, loadAfter: number[], args: Args, minutes
       ['date', m.date],
       ['threads per side', `${args.threads} (torch.setNumThreads / torch.set_num_threads)`],
       ['rounds per configuration and side', String(args.rounds)],
+      ['children run under', args.nice === undefined ? 'default priority' : `nice -n ${args.nice} (ahead of the other jobs on the machine)`],
       ['load average at start, at end', `${m.loadavg.join(', ')}; ${loadAfter.map((v) => v.toFixed(2)).join(', ')}`],
       ['bench wall time', `${minutes.toFixed(1)} min`],
     ],
@@ -218,6 +222,7 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const started = Date.now();
   const machine = await machineInfo();
+  setChildNice(args.nice);
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gd-bench-'));
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
