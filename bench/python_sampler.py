@@ -165,7 +165,7 @@ def main():
     torch.set_num_threads(spec["threads"])
     unet = torch.jit.load(spec["files"]["unetPt"]).eval()
     cond_fn, kwargs = None, None
-    if spec["guidance"] != "none":
+    if spec["guidance"] in ("native", "js"):
         classifier = torch.jit.load(spec["files"]["classifierPt"]).eval()
         y = torch.tensor(spec["y"], dtype=torch.long)
         cond_fn = classifier_cond_fn

@@ -8,7 +8,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { BenchOptions, CASES, CaseResult, Pair, summarize, Summary } from './cases';
+import { BenchOptions, CASES, CaseResult, Pair, QUIET_CORES, summarize, Summary } from './cases';
 import { BENCH_SRC, fmt, killChildren, setChildNice, machineInfo, MachineInfo, mib, runChild, table, waitForQuiet } from './common';
 import { OpOverheadResult, opOverheadTable } from './op_report';
 
@@ -78,7 +78,7 @@ function comparisonTables(c: CaseResult): string {
     rows.map(({ label, pair, o, p }) => [label, ms(o), ms(p), ratio(p, o), rss(o), rss(p), `${faults(o)} / ${faults(p)}`, diffCell(pair)]),
   );
   const details = table(
-    ['configuration', 'side', 'ms/step min..max', 'ms per sample', 'first sample (warm-up) ms', 'cores used', 'other load (cores, max)'],
+    ['configuration', 'side', 'ms/step min..max', 'ms per sample', 'first sample (warm-up) ms', 'cores used', 'other load (cores, max)', 'rounds used/run'],
     rows.flatMap(({ label, o, p }) =>
       (
         [
@@ -87,7 +87,7 @@ function comparisonTables(c: CaseResult): string {
         ] as [string, Summary | undefined][]
       )
         .filter(([, s]) => s)
-        .map(([side, s]) => [label, side, `${fmt(s!.minMsPerStep)}..${fmt(s!.maxMsPerStep)}`, fmt(s!.msPerSample, 0), fmt(s!.warmupMs, 0), fmt(s!.coresUsed, 2), fmt(s!.externalCores, 2)]),
+        .map(([side, s]) => [label, side, `${fmt(s!.minMsPerStep)}..${fmt(s!.maxMsPerStep)}`, fmt(s!.msPerSample, 0), fmt(s!.warmupMs, 0), fmt(s!.coresUsed, 2), fmt(s!.externalCores, 2), s!.rounds]),
     ),
   );
   return `${main}\n\n<details><summary>details</summary>\n\n${details}\n\n</details>`;
@@ -124,21 +124,30 @@ function shippedBreakdown(pair: Pair): string {
 }
 
 function jsCondFnReport(c: CaseResult, shipped?: CaseResult): string {
-  const by = new Map(c.rows.map((r) => [r.cfg.guidance, r.pair.ours && summarize(r.pair.ours)]));
+  const by = new Map(c.rows.map((r) => [r.key ?? r.cfg.guidance, r.pair.ours && summarize(r.pair.ours)]));
   const none = by.get('none');
   const main = table(
-    ['guidance', 'ms/step', 'minus no guidance, ms/step', 'peak RSS MiB (at start)', 'cores used', 'page faults/step', 'other load (cores, max)'],
-    c.rows.map(({ label, cfg }) => {
-      const s = by.get(cfg.guidance);
-      return [label, ms(s), s && none ? fmt(s.msPerStep - none.msPerStep, 2) : 'n/a', rss(s), s ? fmt(s.coresUsed, 2) : 'n/a', faults(s), s ? fmt(s.externalCores, 2) : 'n/a'];
+    ['guidance', 'ms/step', 'min..max', 'minus no guidance, ms/step', 'peak RSS MiB (at start)', 'cores used', 'page faults/step', 'other load (cores, max)'],
+    c.rows.map(({ label, cfg, key }) => {
+      const s = by.get(key ?? cfg.guidance);
+      const base = key?.startsWith('small-') ? by.get('small-none') : none;
+      return [label, ms(s, 2), s ? `${fmt(s.minMsPerStep, 2)}..${fmt(s.maxMsPerStep, 2)}` : 'n/a', s && base ? fmt(s.msPerStep - base.msPerStep, 2) : 'n/a', rss(s), s ? fmt(s.coresUsed, 2) : 'n/a', faults(s), s ? fmt(s.externalCores, 2) : 'n/a'];
     }),
   );
   const native = by.get('native');
   const js = by.get('js');
   const zero = by.get('js-zero');
   const notes: string[] = [];
-  if (zero && none) notes.push(`- The JS hop alone (a condFn that returns zeros, minus no guidance): **${fmt(zero.msPerStep - none.msPerStep, 2)} ms/step**.`);
-  if (js && native) notes.push(`- JS classifierCondFn minus native classifierGuidance: **${fmt(js.msPerStep - native.msPerStep, 2)} ms/step** (${fmt((js.msPerStep / native.msPerStep - 1) * 100, 1)}% of a native-guided step).`);
+  const smallNone = by.get('small-none');
+  const smallZero = by.get('small-js-zero');
+  if (smallZero && smallNone) notes.push(`- The JS hop alone, at batch 1 where a step is short and steady (a condFn that returns zeros, minus no guidance; median of ${smallZero.rounds.split('/')[0]} children x 3 samples): **${fmt((smallZero.msPerStep - smallNone.msPerStep) * 1000, 0)} µs/step**.`);
+  if (zero && none) notes.push(`- The same at batch 16: ${fmt(zero.msPerStep - none.msPerStep, 2)} ms/step (within the noise of a batch-16 step; see ms/step min..max below).`);
+  if (js && native) {
+    notes.push(
+      `- JS classifierCondFn minus native classifierGuidance: ${fmt(js.msPerStep - native.msPerStep, 2)} ms/step (${fmt((js.msPerStep / native.msPerStep - 1) * 100, 1)}% of a native-guided step; ` +
+        `compare with the spread of a step, ${fmt(native.minMsPerStep, 1)}..${fmt(native.maxMsPerStep, 1)} ms native, ${fmt(js.minMsPerStep, 1)}..${fmt(js.maxMsPerStep, 1)} ms JS).`,
+    );
+  }
   if (js?.breakdown && none) {
     notes.push(
       `- classifierCondFn called directly on the JS thread takes ${fmt(js.breakdown.condFnMs, 2)} ms; inside sample() the JS guidance adds ${fmt(js.msPerStep - none.msPerStep, 2)} ms/step.`,
@@ -179,7 +188,8 @@ const METHOD = `## Method
   says otherwise). Rounds alternate which side goes first; each child takes one untimed
   warm-up sample of 2 steps (the TorchScript executor profiles on the first call and
   optimizes on the second; 1 step in case 2, whose steps take seconds), then one timed
-  sample. Tables give the median over rounds.
+  sample. Tables give the median over the rounds that other processes left alone (see the
+  last point), or over all rounds when none was.
 - Same network and weights: a node child builds the native \`Unet\` and \`Classifier\` with
   \`torch.manualSeed(1234)\`, writes them with \`save()\` (TorchScript) and \`saveSafetensors()\`.
   Our side builds the native models and loads the safetensors; Python loads the TorchScript
@@ -236,7 +246,7 @@ async function main(): Promise<void> {
     rounds: args.rounds,
     threads: args.threads,
     workDir,
-    quietCores: 0.3,
+    quietCores: QUIET_CORES,
     waitBudgetMs: args.waitBudgetS * 1000,
     retryUntil: started + (args.patienceS ?? (args.quick ? 0 : 300)) * 1000,
     log: (line) => console.log(line),

@@ -83,7 +83,7 @@ async function sample(spec: SampleSpec): Promise<void> {
   // The native model as a user builds it, with the weights Python loads from the .pt file.
   const unet = new Unet(spec.unet).loadStateDict(spec.files.unetSafetensors).eval();
   let kwargs: ClassifierGuidanceKwargs | undefined;
-  if (spec.guidance !== 'none') {
+  if (spec.guidance === 'native' || spec.guidance === 'js') {
     if (!spec.classifier || !spec.files.classifierSafetensors) throw new Error('guided sampling needs a classifier');
     const classifier = new Classifier(spec.classifier).loadStateDict(spec.files.classifierSafetensors).eval();
     kwargs = { classifier, y: torch.tensor(spec.y, { dtype: 'int64' }), classifierScale: spec.classifierScale };
