@@ -3,6 +3,7 @@
 // (python_sampler.py), alternating who goes first, one timed sample per child and round.
 import * as fs from 'fs';
 import * as path from 'path';
+import { RECIPE } from '../lib/recipe';
 import type { ClassifierOptions, UnetOptions } from '../lib';
 import { BENCH_SRC, ChildResult, PYTHON, median, runChild, waitForQuiet } from './common';
 import type { GuidanceKind, ModelFiles, SampleResult, SampleSpec } from './spec';
@@ -20,6 +21,8 @@ export interface BenchOptions {
   waitBudgetMs: number;
   /** Until this time (Date.now()), a round disturbed by other processes is run again. */
   retryUntil: number;
+  /** Where both sides sample; default 'cpu'. */
+  device?: 'cpu' | 'cuda';
   log: (line: string) => void;
 }
 
@@ -96,16 +99,10 @@ export function summarize(m: Measured): Summary {
 // ---------------------------------------------------------------------------------------
 // Models
 
-const SHIPPED_UNET: UnetOptions = { dim: 32, dimMults: [1, 2, 4], channels: 1 };
-const SHIPPED_CLASSIFIER: ClassifierOptions = {
-  imageSize: 28,
-  channels: 1,
-  numClasses: 10,
-  dim: 16,
-  dimMults: [1, 2, 2],
-  attentionResolutions: [7],
-  pool: 'avg',
-};
+// The shipped model's networks (lib/recipe.ts), with seeded random weights.
+const SHIPPED_UNET: UnetOptions = RECIPE.unet;
+const SHIPPED_CLASSIFIER: ClassifierOptions = RECIPE.classifier;
+const SHIPPED_SIZE = RECIPE.imageSize;
 const SEED_UNET: UnetOptions = { dim: 64, dimMults: [1, 2, 4, 8], channels: 3 };
 const SEED_CLASSIFIER: ClassifierOptions = {
   imageSize: 128,
@@ -160,6 +157,8 @@ export interface Config {
   warmupSteps?: number;
   /** Timed samples per child; default 1. */
   runs?: number;
+  /** Python's Unet: the reference's eager ops (default) or our TorchScript file. */
+  pythonUnet?: 'eager' | 'script';
 }
 
 let waitSpentMs = 0;
@@ -185,6 +184,8 @@ function specFor(cfg: Config, opts: BenchOptions, outPath?: string): SampleSpec 
     outPath,
     breakdown: cfg.breakdown,
     pythonThread: cfg.pythonThread,
+    device: opts.device,
+    pythonUnet: cfg.pythonUnet,
   };
 }
 
@@ -271,11 +272,17 @@ export interface CaseResult {
 /** glibc malloc: serve blocks up to 32 MiB from the heap, and return heap memory only past 256 MiB. */
 export const MALLOC_TUNED = { MALLOC_MMAP_THRESHOLD_: '33554432', MALLOC_TRIM_THRESHOLD_: '268435456' };
 
-/** (1) the shipped-size model: Unet(32, [1,2,4], 1ch) at 28x28, classifier-guided DDIM, batch 16. */
+/** (1) the shipped model's networks at 32x32, classifier-guided DDIM, batch 16. */
 export async function caseShipped(opts: BenchOptions): Promise<CaseResult> {
   const set = await models('shipped', opts);
-  const cfg: Config = { models: set, imageSize: 28, batch: 16, timesteps: 1000, samplingTimesteps: opts.quick ? 10 : 50, guidance: 'native', breakdown: true };
-  const rows = [{ label: `DDIM ${cfg.samplingTimesteps} steps: native classifierGuidance vs Python cond_fn`, cfg, pair: await measure('shipped guided', cfg, ['ours', 'python'], opts) }];
+  const cfg: Config = { models: set, imageSize: SHIPPED_SIZE, batch: 16, timesteps: 1000, samplingTimesteps: opts.quick ? 10 : 50, guidance: 'native', breakdown: true };
+  const rows: CaseResult['rows'] = [{ label: `DDIM ${cfg.samplingTimesteps} steps: native classifierGuidance vs Python cond_fn (reference Unet, eager)`, cfg, pair: await measure('shipped guided', cfg, ['ours', 'python'], opts) }];
+  const js: Config = { ...cfg, guidance: 'js', breakdown: false };
+  rows.push({ label: `DDIM ${cfg.samplingTimesteps} steps: JS classifierCondFn vs Python cond_fn (reference Unet, eager)`, cfg: js, pair: await measure('shipped guided js', js, ['ours', 'python'], opts) });
+  // Python running our TorchScript Unet (the same graph as ours): what is left is the sampler.
+  const script: Config = { ...cfg, samplingTimesteps: 10, breakdown: false, pythonUnet: 'script' };
+  rows.push({ label: 'DDIM 10 steps, Python with our TorchScript Unet (torch.jit.load)', cfg: script, pair: await measure('shipped guided script', script, ['python'], opts) });
+  if (opts.device === 'cuda') return { name: 'shipped', title: '(1) Shipped model, classifier-guided DDIM, batch 16', rows };
   // Where the allocator costs: Python sampling on a thread of its own, as ours does, and
   // both sides with glibc's malloc told to keep freed memory. A step costs the same at any
   // number of steps, so these rows take 10.
@@ -285,7 +292,7 @@ export async function caseShipped(opts: BenchOptions): Promise<CaseResult> {
   const tuned: Config = { ...short, env: MALLOC_TUNED };
   const env = Object.entries(MALLOC_TUNED).map(([k, v]) => `${k}=${v}`).join(' ');
   rows.push({ label: `DDIM 10 steps, both sides with ${env}`, cfg: tuned, pair: await measure('shipped guided malloc', tuned, ['ours', 'python'], opts) });
-  return { name: 'shipped', title: '(1) Shipped-size model, classifier-guided DDIM, batch 16', rows };
+  return { name: 'shipped', title: '(1) Shipped model, classifier-guided DDIM, batch 16', rows };
 }
 
 /** (2) the seed's configuration scaled to a CPU: Unet(64, [1,2,4,8]) at 128x128, batch 4, guided. */
@@ -305,7 +312,7 @@ export async function caseSeed(opts: BenchOptions): Promise<CaseResult> {
 /** (3) the JS hop: the same guided sample with the guidance native, in JS, or a JS no-op. */
 export async function caseJsCondFn(opts: BenchOptions): Promise<CaseResult> {
   const set = await models('shipped', opts);
-  const base: Config = { models: set, imageSize: 28, batch: 16, timesteps: 1000, samplingTimesteps: opts.quick ? 10 : 20, guidance: 'none' };
+  const base: Config = { models: set, imageSize: SHIPPED_SIZE, batch: 16, timesteps: 1000, samplingTimesteps: opts.quick ? 10 : 20, guidance: 'none' };
   const variants: [string, GuidanceKind][] = [
     ['no guidance', 'none'],
     ['native classifierGuidance', 'native'],

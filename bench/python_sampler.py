@@ -11,6 +11,7 @@ the same order, and the seed's classifier_cond_fn as the guidance. Prints one li
 """
 
 import json
+import os
 import resource
 import sys
 import threading
@@ -20,6 +21,26 @@ import torch
 import torch.nn.functional as F
 
 RSS_START_KIB = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+DEVICE = "cpu"
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "fixtures"))
+import models_spec_check  # noqa: E402  the reference Unet as plain eager PyTorch (docs/reference-unet.md)
+
+
+class EagerUnet:
+    """docs/reference-unet.md run eagerly, as the Python reference runs its nn.Module Unet,
+    on the weights of one of our saved Unets (its hyperparameters are read from it)."""
+
+    def __init__(self, scripted):
+        self._params = [(k, v.detach()) for k, v in scripted.named_parameters()]
+        for name in ("dim", "dim_mults", "channels", "self_condition", "random_or_learned_sinusoidal_cond"):
+            setattr(self, name, getattr(scripted, name))
+
+    def named_parameters(self):
+        return self._params
+
+    def __call__(self, x, t):
+        return models_spec_check.unet(self, x, t)
 
 
 def minor_faults():
@@ -69,7 +90,7 @@ class Diffusion:
         ab = torch.cumprod(alphas, dim=0)
         ab_prev = F.pad(ab[:-1], (1, 0), value=1.0)
         variance = betas * (1.0 - ab_prev) / (1.0 - ab)
-        f32 = lambda v: v.to(torch.float32)  # noqa: E731
+        f32 = lambda v: v.to(DEVICE, torch.float32)  # noqa: E731
         self.alphas_cumprod = f32(ab)
         self.sqrt_one_minus_alphas_cumprod = f32(torch.sqrt(1.0 - ab))
         self.sqrt_recip_alphas_cumprod = f32(torch.sqrt(1.0 / ab))
@@ -97,7 +118,7 @@ class Diffusion:
         return g.float()
 
     def p_sample(self, x, t_value, cond_fn, kwargs):
-        t = torch.full((x.shape[0],), t_value, dtype=torch.long)
+        t = torch.full((x.shape[0],), t_value, dtype=torch.long, device=x.device)
         eps, x0 = self.model_predictions(x, t)
         nd = x.dim()
         mean = extract(self.posterior_mean_coef1, t, nd) * x0 + extract(self.posterior_mean_coef2, t, nd) * x
@@ -108,7 +129,7 @@ class Diffusion:
         return mean + (0.5 * extract(self.posterior_log_variance_clipped, t, nd)).exp() * noise
 
     def ddim_step(self, x, t_value, t_next, cond_fn, kwargs):
-        t = torch.full((x.shape[0],), t_value, dtype=torch.long)
+        t = torch.full((x.shape[0],), t_value, dtype=torch.long, device=x.device)
         eps, x0 = self.model_predictions(x, t)
         if cond_fn is not None:
             # condition_score (Dhariwal & Nichol, Algorithm 2)
@@ -127,7 +148,7 @@ class Diffusion:
     @torch.no_grad()
     def sample(self, shape, cond_fn=None, guidance_kwargs=None):
         kwargs = guidance_kwargs or {}
-        x = torch.randn(shape)
+        x = torch.randn(shape).to(DEVICE)  # drawn on the CPU, as ours, for the same images
         if self.sampling_timesteps >= self.timesteps:
             for t_value in reversed(range(self.timesteps)):
                 x = self.p_sample(x, t_value, cond_fn, kwargs)
@@ -136,7 +157,7 @@ class Diffusion:
             times = list(reversed(times.int().tolist()))
             for t_value, t_next in zip(times[:-1], times[1:]):
                 x = self.ddim_step(x, t_value, t_next, cond_fn, kwargs)
-        return (x + 1) * 0.5
+        return ((x + 1) * 0.5).cpu()
 
 
 def median(values):
@@ -145,12 +166,19 @@ def median(values):
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
+def sync():
+    if DEVICE.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def time_median(fn, reps=5):
     fn()
     times = []
     for _ in range(reps):
+        sync()
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append((time.perf_counter() - t0) * 1000.0)
     return median(times)
 
@@ -161,13 +189,18 @@ def diffusion_for(unet, spec, steps):
 
 
 def main():
+    global DEVICE
     spec = json.loads(sys.argv[1])
+    DEVICE = spec.get("device", "cpu")
     torch.set_num_threads(spec["threads"])
-    unet = torch.jit.load(spec["files"]["unetPt"]).eval()
+    torch.backends.nnpack.set_flags(False)  # as our addon: NNPACK is off there
+    unet = torch.jit.load(spec["files"]["unetPt"], map_location=DEVICE).eval()
+    if spec.get("pythonUnet", "eager") == "eager":
+        unet = EagerUnet(unet)
     cond_fn, kwargs = None, None
     if spec["guidance"] in ("native", "js"):
-        classifier = torch.jit.load(spec["files"]["classifierPt"]).eval()
-        y = torch.tensor(spec["y"], dtype=torch.long)
+        classifier = torch.jit.load(spec["files"]["classifierPt"], map_location=DEVICE).eval()
+        y = torch.tensor(spec["y"], dtype=torch.long, device=DEVICE)
         cond_fn = classifier_cond_fn
         kwargs = {"classifier": classifier, "y": y, "classifier_scale": spec["classifierScale"]}
     shape = (spec["batch"], spec["channels"], spec["imageSize"], spec["imageSize"])
@@ -220,8 +253,8 @@ def main():
 
     breakdown = None
     if spec.get("breakdown"):
-        x = torch.randn(shape)
-        t = torch.full((spec["batch"],), spec["timesteps"] // 2, dtype=torch.long)
+        x = torch.randn(shape, device=DEVICE)
+        t = torch.full((spec["batch"],), spec["timesteps"] // 2, dtype=torch.long, device=DEVICE)
         with torch.no_grad():
             model_t = time_median(lambda: unet(x, t))
         cond_t = time_median(lambda: cond_fn(x, t, **kwargs)) if cond_fn else None

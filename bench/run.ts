@@ -23,10 +23,11 @@ interface Args {
   waitBudgetS: number;
   patienceS?: number;
   nice?: number;
+  device: 'cpu' | 'cuda';
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { quick: false, rounds: 3, threads: 2, waitBudgetS: 120 };
+  const args: Args = { quick: false, rounds: 3, threads: 2, waitBudgetS: 120, device: 'cpu' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = (): string => {
@@ -42,8 +43,13 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--max-wait') args.waitBudgetS = Number(value());
     else if (a === '--patience') args.patienceS = Number(value());
     else if (a === '--nice') args.nice = Number(value());
+    else if (a === '--device') {
+      const d = value();
+      if (d !== 'cpu' && d !== 'cuda') throw new Error(`--device must be cpu or cuda; got ${d}`);
+      args.device = d;
+    }
     else if (a === '--help' || a === '-h') {
-      console.log(`usage: npm run bench -- [--quick] [--case ${ALL.join('|')}] [--rounds N] [--threads N] [--out FILE] [--max-wait SECONDS] [--patience SECONDS] [--nice N]`);
+      console.log(`usage: npm run bench -- [--quick] [--case ${ALL.join('|')}] [--rounds N] [--threads N] [--out FILE] [--max-wait SECONDS] [--patience SECONDS] [--nice N] [--device cpu|cuda]`);
       console.log('  --max-wait: in all, how long to wait for the machine to be quiet before children (default 120)');
       console.log('  --patience: until how long into the run a round disturbed by other processes is measured again (default 300; quick 0)');
       console.log('  --nice: run the children under nice -n N (e.g. -10 as root, to measure ahead of other jobs on a shared machine)');
@@ -249,6 +255,7 @@ async function main(): Promise<void> {
     quietCores: QUIET_CORES,
     waitBudgetMs: args.waitBudgetS * 1000,
     retryUntil: started + (args.patienceS ?? (args.quick ? 0 : 300)) * 1000,
+    device: args.device,
     log: (line) => console.log(line),
   };
   console.log(`guided-diffusion bench: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}, torch ${machine.torchPython}; ${args.threads} threads, ${args.rounds} round(s)${args.quick ? ', quick' : ''}`);
@@ -287,7 +294,7 @@ async function main(): Promise<void> {
     fs.rmSync(workDir, { recursive: true, force: true });
   }
   const minutes = (Date.now() - started) / 60000;
-  const full = !args.only && !args.quick;
+  const full = !args.only && !args.quick && args.device === 'cpu';
   const out = args.out ? path.resolve(args.out) : full ? path.join(BENCH_SRC, 'RESULTS.md') : undefined;
   if (out) {
     const findings = keptFindings(out) || `${FINDINGS_START}\n## Findings\n\n(none written yet)\n${FINDINGS_END}`;

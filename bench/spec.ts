@@ -38,6 +38,11 @@ export interface SampleSpec {
   outPath?: string;
   /** Also time one model call and one guidance call on their own (where the time goes). */
   breakdown?: boolean;
+  /** Where both sides sample; default 'cpu'. */
+  device?: 'cpu' | 'cuda';
+  /** Python's Unet: 'eager' (default), docs/reference-unet.md as plain PyTorch ops, as the
+   * reference runs; or 'script', our TorchScript file loaded with torch.jit.load. */
+  pythonUnet?: 'eager' | 'script';
   /** Python only: sample on a threading.Thread, not the main thread (ours samples on a thread). */
   pythonThread?: boolean;
 }

@@ -81,12 +81,13 @@ function timeMedian(fn: () => void, reps = 5): number {
 async function sample(spec: SampleSpec): Promise<void> {
   torch.setNumThreads(spec.threads);
   // The native model as a user builds it, with the weights Python loads from the .pt file.
-  const unet = new Unet(spec.unet).loadStateDict(spec.files.unetSafetensors).eval();
+  const device = spec.device ?? 'cpu';
+  const unet = new Unet(spec.unet).loadStateDict(spec.files.unetSafetensors).eval().to(device);
   let kwargs: ClassifierGuidanceKwargs | undefined;
   if (spec.guidance === 'native' || spec.guidance === 'js') {
     if (!spec.classifier || !spec.files.classifierSafetensors) throw new Error('guided sampling needs a classifier');
-    const classifier = new Classifier(spec.classifier).loadStateDict(spec.files.classifierSafetensors).eval();
-    kwargs = { classifier, y: torch.tensor(spec.y, { dtype: 'int64' }), classifierScale: spec.classifierScale };
+    const classifier = new Classifier(spec.classifier).loadStateDict(spec.files.classifierSafetensors).eval().to(device);
+    kwargs = { classifier, y: torch.tensor(spec.y, { dtype: 'int64', device }), classifierScale: spec.classifierScale };
   }
   const condFn = condFnFor(spec.guidance);
   const options = { batchSize: spec.batch, condFn, guidanceKwargs: kwargs };
@@ -116,7 +117,7 @@ async function sample(spec: SampleSpec): Promise<void> {
   const runMinorFaults = process.resourceUsage().minorPageFault - faults0;
 
   let breakdown: SampleResult['breakdown'];
-  if (spec.breakdown) {
+  if (spec.breakdown && device === 'cpu') {
     const shape = [spec.batch, spec.channels, spec.imageSize, spec.imageSize];
     const x = torch.randn(shape);
     const t = torch.full([spec.batch], Math.floor(spec.timesteps / 2), { dtype: 'int64' });

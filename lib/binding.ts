@@ -88,6 +88,9 @@ export interface Binding {
   cudaIsAvailable(): boolean;
   cudaDeviceCount(): number;
   memory(): { tensors: number; bytes: number };
+  cpuCache(): { bytes: number; blocks: number; limit: number };
+  emptyCache(): number;
+  setCpuCacheLimit(bytes: number): void;
   startScope(): void;
   endScope(keep: Tensor[]): void;
   // models and diffusion

@@ -90,6 +90,16 @@ export const where = (condition: Tensor, input: Operand, other: Operand): Tensor
 
 /** Live JS tensors and their bytes: what has not been disposed or collected yet. */
 export const memory = (): { tensors: number; bytes: number } => binding.memory();
+/**
+ * The CPU allocator keeps large freed blocks (>= 128 KiB) for reuse, up to a limit (1 GiB by
+ * default): a sampling loop asks for the same buffers every step. A sampling or training job
+ * empties the cache when it is the last one to end; emptyCache() does it now.
+ */
+export const cpuCache = (): { bytes: number; blocks: number; limit: number } => binding.cpuCache();
+/** Frees the CPU allocator's cached blocks; returns the bytes freed. */
+export const emptyCache = (): number => binding.emptyCache();
+/** The most bytes the CPU allocator caches; 0 turns caching off (and frees the cache). */
+export const setCpuCacheLimit = (bytes: number): void => binding.setCpuCacheLimit(bytes);
 export const setNumThreads = (n: number): void => binding.setNumThreads(n);
 export const getNumThreads = (): number => binding.getNumThreads();
 

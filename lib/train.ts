@@ -37,6 +37,8 @@ export interface TrainOptions {
   seed?: number;
   /** meanLoss is over the last lossWindow steps; default 100. */
   lossWindow?: number;
+  /** Draw t from [0, maxTimestep] only; 0 trains on (nearly) clean images. Default: all timesteps. */
+  maxTimestep?: number;
   /** Diffusion schedule, as GaussianDiffusion's options. */
   timesteps?: number;
   betaSchedule?: BetaSchedule;

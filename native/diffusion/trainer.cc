@@ -99,6 +99,7 @@ void validate(const TrainOptions& o, const at::Tensor& data) {
   else if (o.checkpoint_every > 0 && o.checkpoint_path.empty())
     msg << "checkpointEvery needs a checkpointPath";
   else if (o.loss_window < 1) msg << "lossWindow must be >= 1; got " << o.loss_window;
+  else if (o.max_timestep < -1) msg << "maxTimestep must be >= 0; got " << o.max_timestep;
   else if (!data.defined() || data.dim() < 2 || data.size(0) < 1)
     msg << "data must be a batch of at least one image [N, C, H, W]; got shape "
         << (data.defined() ? data.sizes() : at::IntArrayRef{});
@@ -214,6 +215,11 @@ TrainResult run_loop(TrainState& state, const Schedule& schedule, const at::Tens
   const Schedule sched = schedule.to(device);
   const int64_t n = data.size(0);
   const int64_t timesteps = schedule.timesteps;
+  if (o.max_timestep >= timesteps) {
+    invalid("maxTimestep must be below timesteps (" + std::to_string(timesteps) + "); got " +
+            std::to_string(o.max_timestep));
+  }
+  const int64_t t_range = o.max_timestep >= 0 ? o.max_timestep + 1 : timesteps;
   const auto cpu_long = at::TensorOptions().dtype(at::kLong);
   const auto cpu_float = at::TensorOptions().dtype(at::kFloat);
   at::Generator gen = state.generator;
@@ -244,7 +250,7 @@ TrainResult run_loop(TrainState& state, const Schedule& schedule, const at::Tens
     }
     Batch b;
     const at::Tensor idx = at::randint(n, {o.batch_size}, gen, cpu_long);
-    b.t = at::randint(timesteps, {o.batch_size}, gen, cpu_long).to(device);
+    b.t = at::randint(t_range, {o.batch_size}, gen, cpu_long).to(device);
     b.x0 = data.index_select(0, idx.to(data.device())).to(device, at::kFloat);
     b.noise = at::randn(b.x0.sizes(), gen, cpu_float).to(device);
     if (classifier) b.labels = labels.index_select(0, idx.to(labels.device())).to(device);

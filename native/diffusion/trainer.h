@@ -58,6 +58,9 @@ struct TrainOptions {
   uint64_t seed = 0;
   // The mean_loss of the result is over the last loss_window steps of the run.
   int64_t loss_window = 100;
+  // >= 0: timesteps are drawn from [0, max_timestep] rather than [0, timesteps): 0 trains on
+  // (nearly) clean images, as a plain classifier. -1: the whole range.
+  int64_t max_timestep = -1;
   // After each step (optimizer, EMA and checkpoint done): step counts from 1 to total
   // (== steps). May throw to abort the run: the exception propagates out of the trainer and
   // the state holds every step finished so far.

@@ -1,9 +1,34 @@
-// The CPU allocator LibTorch uses inside Node (see cpu_allocator.cc for why).
+// The CPU allocator LibTorch uses inside Node, with a cache of large blocks (see
+// cpu_allocator.cc for why).
 #pragma once
+
+#include <cstddef>
 
 namespace gd::js {
 
 // Installs the allocator once; later calls do nothing.
 void InstallCpuAllocator();
+
+struct CpuCacheStats {
+  size_t bytes;   // held for reuse, not in any tensor
+  size_t blocks;
+  size_t limit;   // most bytes the cache keeps
+};
+
+// Frees every cached block; returns the bytes freed.
+size_t EmptyCpuCache();
+CpuCacheStats GetCpuCacheStats();
+// A lower limit frees the cache at once; 0 turns caching off.
+void SetCpuCacheLimit(size_t bytes);
+
+// Held by each sampling or training job while it runs: when the last one ends, the cache is
+// emptied, so an idle process does not keep a job's buffers.
+class CpuCacheUse {
+ public:
+  CpuCacheUse();
+  ~CpuCacheUse();
+  CpuCacheUse(const CpuCacheUse&) = delete;
+  CpuCacheUse& operator=(const CpuCacheUse&) = delete;
+};
 
 }  // namespace gd::js

@@ -1,5 +1,7 @@
 #include "js/sample_job.h"
 
+#include "js/cpu_allocator.h"
+
 #include <c10/util/Exception.h>
 
 #include <chrono>
@@ -217,9 +219,11 @@ void SampleJob::KeepJsError(Napi::Value error) {
   Napi::Object holder = Napi::Object::New(error.Env());
   holder.Set("error", error);
   js_error_ = Napi::Persistent(holder);
+  has_js_error_ = true;
 }
 
 void SampleJob::Run() {
+  CpuCacheUse cache_use;
   try {
     options_.on_step = [this](int64_t step, int64_t total, int64_t t) {
       if (cancelled()) throw Aborted();
@@ -239,7 +243,7 @@ void SampleJob::Run() {
     result_ = sample(*denoiser_, *schedule_, guidance_.get(), options_);
   } catch (const Aborted&) {
     failed_ = true;
-    aborted_ = js_error_.IsEmpty();
+    aborted_ = !has_js_error_;  // js_error_ itself belongs to the JS thread
     error_ = "sample() was aborted";
   } catch (const c10::Error& e) {
     failed_ = true;

@@ -60,6 +60,7 @@ class SampleJob : public std::enable_shared_from_this<SampleJob> {
   Napi::FunctionReference cond_fn_;
   Napi::FunctionReference on_progress_;
   Napi::ObjectReference js_error_;  // {error: the value thrown}
+  std::atomic<bool> has_js_error_{false};  // js_error_ was set (read on the sampling thread)
   std::function<void()> at_finish_;
   std::unique_ptr<Guidance> guidance_;
   std::shared_ptr<const Denoiser> denoiser_;

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "js/common.h"
+#include "js/cpu_allocator.h"
 #include "js/tensor_wrap.h"
 
 namespace gd::js {
@@ -389,6 +390,28 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
 
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), at::get_num_threads()); }
 
+Napi::Value CpuCache(const Napi::CallbackInfo& info) {
+  const CpuCacheStats s = GetCpuCacheStats();
+  auto o = Napi::Object::New(info.Env());
+  o.Set("bytes", Napi::Number::New(info.Env(), static_cast<double>(s.bytes)));
+  o.Set("blocks", Napi::Number::New(info.Env(), static_cast<double>(s.blocks)));
+  o.Set("limit", Napi::Number::New(info.Env(), static_cast<double>(s.limit)));
+  return o;
+}
+
+Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(EmptyCpuCache()));
+}
+
+Napi::Value SetCpuCacheLimit(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    const double bytes = ToNumber(info[0], "bytes");
+    if (!(bytes >= 0) || !std::isfinite(bytes)) ThrowRange(info.Env(), "setCpuCacheLimit: bytes must be a finite number >= 0; got " + Describe(info[0]));
+    gd::js::SetCpuCacheLimit(static_cast<size_t>(bytes));
+    return info.Env().Undefined();
+  })
+}
+
 Napi::Value CudaIsAvailable(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), at::detail::getCUDAHooks().hasCUDA() && at::detail::getCUDAHooks().deviceCount() > 0);
 }
@@ -443,6 +466,7 @@ void InstallTorchFunctions(Napi::Env env, Napi::Object exports) {
       {"linear", Linear}, {"interpolate", Interpolate},
       {"autogradGrad", AutogradGrad}, {"setGradEnabled", SetGradEnabled}, {"isGradEnabled", IsGradEnabled},
       {"setNumThreads", SetNumThreads}, {"getNumThreads", GetNumThreads},
+      {"cpuCache", CpuCache}, {"emptyCache", EmptyCache}, {"setCpuCacheLimit", SetCpuCacheLimit},
       {"cudaIsAvailable", CudaIsAvailable}, {"cudaDeviceCount", CudaDeviceCount},
       {"memory", Memory}, {"startScope", StartScope}, {"endScope", EndScope},
   };

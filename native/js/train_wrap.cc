@@ -5,6 +5,7 @@
 #include "diffusion/fashion_mnist.h"
 #include "diffusion/trainer.h"
 #include "js/common.h"
+#include "js/cpu_allocator.h"
 #include "js/module_wrap.h"
 #include "js/tensor_wrap.h"
 
@@ -48,6 +49,7 @@ class TrainWorker : public Napi::AsyncProgressQueueWorker<Progress> {
 
  protected:
   void Execute(const ExecutionProgress& progress) override {
+    CpuCacheUse cache_use;
     try {
       options_.on_step = [&progress, this](int64_t step, int64_t total, double loss) {
         Progress p{step, total, loss};
@@ -135,6 +137,7 @@ TrainOptions ToTrainOptions(const Napi::Value& o) {
   if (!IsMissing(path)) t.checkpoint_path = ToString(path, "checkpointPath");
   t.seed = static_cast<uint64_t>(Int(o, "seed", 0));
   t.loss_window = Int(o, "lossWindow", t.loss_window);
+  t.max_timestep = Int(o, "maxTimestep", t.max_timestep);
   return t;
 }
 

@@ -140,10 +140,12 @@ tj::Module JitBuilder::rms_norm(int64_t dim, RmsScale scale) const {
   TORCH_CHECK(dim > 0, "RMSNorm: dim must be positive, got ", dim);
   tj::Module m = module("RMSNorm");
   add_parameter(m, "g", at::ones({1, dim, 1, 1}, at::kFloat));
-  // F.normalize(x, dim=1) spelled out: x / max(||x||_2, 1e-12), then * g * sqrt(n).
+  // F.normalize(x, dim=1) spelled out: x / max(||x||_2, 1e-12), then * g * sqrt(n). The norm
+  // is sqrt(sum(x^2)): linalg_vector_norm over the channel dim of NCHW was 17x slower, a
+  // quarter of the Unet's time on CPU.
   m.define(fill_source(R"TS(
 def forward(self, x: Tensor) -> Tensor:
-    denom = torch.linalg_vector_norm(x, 2.0, [1], True).clamp_min(1e-12).expand_as(x)
+    denom = x.square().sum([1], True).sqrt().clamp_min(1e-12)
     return x / denom * self.g * (x.size($axis) ** 0.5)
 )TS",
                        {{"axis", scale == RmsScale::Width ? "-1" : "1"}}));

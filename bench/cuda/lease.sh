@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# CUDA checks on a lent GPU machine that has Python PyTorch (a CUDA LibTorch), CMake, ninja and
+# nvcc but no Node.js and no network. The ignored folder .gpu/ brings what is missing: node
+# (node.xz, this machine's /usr/bin/node), the npm packages (node_modules without typescript;
+# dist/ is built here and carried too) and zlib's headers. Builds the addon against that
+# LibTorch without cmake-js, runs the CUDA and reference-case tests, then the CUDA benchmark.
+#   bash bench/cuda/lease.sh      (writes its reports to $OUT, or /tmp/gd-cuda)
+set -uo pipefail
+OUT=${OUT:-/tmp/gd-cuda}
+mkdir -p "$OUT" /tmp/nodebin
+xz -dc .gpu/node.xz > /tmp/nodebin/node && chmod +x /tmp/nodebin/node
+export PATH=/tmp/nodebin:$PATH
+[ -d node_modules ] || cp -r .gpu/node_modules node_modules
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+  nproc; node --version; } | tee "$OUT/machine.txt"
+TORCH_CMAKE=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+ZINC=/usr/include; [ -f $ZINC/zlib.h ] || ZINC=$PWD/.gpu/zlib/usr/include
+ZLIB=$(ldconfig -p | awk '/libz\.so\.1 /{print $NF; exit}')
+start=$(date +%s)
+cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_JS_VERSION=8.0.0 \
+  -DCMAKE_JS_INC="$PWD/node_modules/node-api-headers/include" -DCMAKE_PREFIX_PATH="$TORCH_CMAKE" \
+  -DZLIB_INCLUDE_DIR="$ZINC" -DZLIB_LIBRARY="$ZLIB" \
+  -DCMAKE_LIBRARY_OUTPUT_DIRECTORY="$PWD/build-cuda/Release" > "$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
+cmake --build build-cuda -j "$(nproc)" > "$OUT/build.log" 2>&1 || { grep -m3 -B2 -A12 'error' "$OUT/build.log"; exit 1; }
+echo "build: $(( $(date +%s) - start )) s"
+export GD_ADDON_PATH=$PWD/build-cuda/Release/guided_diffusion.node
+node node_modules/mocha/bin/mocha.js --no-config --timeout 120000 --exit dist/test/cuda.test.js dist/test/reference-case.test.js 2>&1 | tee "$OUT/tests.log" | tail -30
+timeout ${GD_BENCH_TIMEOUT:-240} node dist/bench/run.js --device cuda --case shipped --rounds 2 --threads 4 --max-wait 0 --out "$OUT/RESULTS-cuda.md" > "$OUT/bench.log" 2>&1
+echo "bench exit $?"; grep -A8 '^| configuration' "$OUT/RESULTS-cuda.md" | head -12
