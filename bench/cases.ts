@@ -159,6 +159,7 @@ export interface Config {
   runs?: number;
   /** Python's Unet: the reference's eager ops (default) or our TorchScript file. */
   pythonUnet?: 'eager' | 'script';
+  autocast?: 'float16' | 'bfloat16';
 }
 
 let waitSpentMs = 0;
@@ -186,6 +187,7 @@ function specFor(cfg: Config, opts: BenchOptions, outPath?: string): SampleSpec 
     pythonThread: cfg.pythonThread,
     device: opts.device,
     pythonUnet: cfg.pythonUnet,
+    autocast: cfg.autocast,
   };
 }
 
@@ -282,7 +284,13 @@ export async function caseShipped(opts: BenchOptions): Promise<CaseResult> {
   // Python running our TorchScript Unet (the same graph as ours): what is left is the sampler.
   const script: Config = { ...cfg, samplingTimesteps: 10, breakdown: false, pythonUnet: 'script' };
   rows.push({ label: 'DDIM 10 steps, Python with our TorchScript Unet (torch.jit.load)', cfg: script, pair: await measure('shipped guided script', script, ['python'], opts) });
-  if (opts.device === 'cuda') return { name: 'shipped', title: '(1) Shipped model, classifier-guided DDIM, batch 16', rows };
+  if (opts.device === 'cuda') {
+    const bf16: Config = { ...cfg, breakdown: false, autocast: 'bfloat16' };
+    rows.push({ label: `DDIM ${cfg.samplingTimesteps} steps, both sides with the Unet under bfloat16 autocast`, cfg: bf16, pair: await measure('shipped guided bf16', bf16, ['ours', 'python'], opts) });
+    const big: Config = { ...cfg, batch: 256, breakdown: false };
+    rows.push({ label: `batch 256, DDIM ${cfg.samplingTimesteps} steps, guided`, cfg: big, pair: await measure('shipped guided b256', big, ['ours', 'python'], opts) });
+    return { name: 'shipped', title: '(1) Shipped model, classifier-guided DDIM, batch 16', rows };
+  }
   // Where the allocator costs: Python sampling on a thread of its own, as ours does, and
   // both sides with glibc's malloc told to keep freed memory. A step costs the same at any
   // number of steps, so these rows take 10.

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 RSS_START_KIB = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 DEVICE = "cpu"
+AUTOCAST = None
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "fixtures"))
 import models_spec_check  # noqa: E402  the reference Unet as plain eager PyTorch (docs/reference-unet.md)
@@ -106,7 +107,11 @@ class Diffusion:
 
     def model_predictions(self, x, t):
         t0 = time.perf_counter()
-        eps = self.model(x, t)
+        if AUTOCAST:
+            with torch.autocast("cuda", dtype=AUTOCAST):
+                eps = self.model(x, t).float()
+        else:
+            eps = self.model(x, t)
         self.timer["model"] += time.perf_counter() - t0
         x0 = self.predict_start_from_noise(x, t, eps).clamp(-1.0, 1.0)
         return eps, x0
@@ -189,9 +194,10 @@ def diffusion_for(unet, spec, steps):
 
 
 def main():
-    global DEVICE
+    global DEVICE, AUTOCAST
     spec = json.loads(sys.argv[1])
     DEVICE = spec.get("device", "cpu")
+    AUTOCAST = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(spec.get("autocast"))
     torch.set_num_threads(spec["threads"])
     torch.backends.nnpack.set_flags(False)  # as our addon: NNPACK is off there
     unet = torch.jit.load(spec["files"]["unetPt"], map_location=DEVICE).eval()

@@ -40,6 +40,8 @@ export interface SampleSpec {
   breakdown?: boolean;
   /** Where both sides sample; default 'cpu'. */
   device?: 'cpu' | 'cuda';
+  /** CUDA: the Unet's forward under autocast in this dtype (both sides). */
+  autocast?: 'float16' | 'bfloat16';
   /** Python's Unet: 'eager' (default), docs/reference-unet.md as plain PyTorch ops, as the
    * reference runs; or 'script', our TorchScript file loaded with torch.jit.load. */
   pythonUnet?: 'eager' | 'script';

@@ -51,7 +51,7 @@ function diffusionFor(unet: Module, spec: SampleSpec, steps: number): GaussianDi
   const ancestral = spec.samplingTimesteps === spec.timesteps;
   // An ancestral warm-up needs a schedule of `steps` timesteps; its steps cost the same.
   const timesteps = ancestral ? steps : spec.timesteps;
-  return new GaussianDiffusion(unet, { imageSize: spec.imageSize, channels: spec.channels, timesteps, samplingTimesteps: steps });
+  return new GaussianDiffusion(unet, { imageSize: spec.imageSize, channels: spec.channels, timesteps, samplingTimesteps: steps, autocast: spec.autocast });
 }
 
 function condFnFor(kind: SampleSpec['guidance']): CondFn<ClassifierGuidanceKwargs> | undefined {

@@ -48,6 +48,8 @@ export interface NativeDiffusion {
   qSample(x0: Tensor, t: Tensor, noise: Tensor): Tensor;
   pLosses(x0: Tensor, t: Tensor, noise: Tensor): Tensor;
   predict(x: Tensor, t: Tensor): { eps: Tensor; x0: Tensor };
+  /** Where it samples: the device option, else the model's. */
+  device(): Device;
 }
 
 export interface Binding {

@@ -29,8 +29,10 @@ export interface GaussianDiffusionOptions {
   autoNormalize?: boolean;
   /** Clamp predicted x0 to [-1, 1]; default true. */
   clipDenoised?: boolean;
-  /** Device to sample on; default 'cpu'. The model must be there too. */
+  /** Device to sample on; default: where the model's weights are. The model must be there too. */
   device?: Device;
+  /** CUDA only: run the model's forward under autocast in this dtype (guidance stays float32). */
+  autocast?: 'float16' | 'bfloat16';
 }
 
 export interface SampleProgress {
@@ -87,7 +89,7 @@ function abortError(message: string): Error {
 
 export class GaussianDiffusion {
   readonly model: Module;
-  readonly options: Required<Omit<GaussianDiffusionOptions, 'device'>> & { device: Device };
+  readonly options: Required<Omit<GaussianDiffusionOptions, 'device' | 'autocast'>> & Pick<GaussianDiffusionOptions, 'autocast'> & { device: Device };
   private readonly native: NativeDiffusion;
 
   constructor(model: Module, options: GaussianDiffusionOptions) {
@@ -106,13 +108,15 @@ export class GaussianDiffusion {
       ddimSamplingEta: nonNegative(options.ddimSamplingEta ?? 0, 'ddimSamplingEta'),
       autoNormalize: options.autoNormalize ?? true,
       clipDenoised: options.clipDenoised ?? true,
-      device: options.device ?? 'cpu',
+      device: options.device ?? 'cpu', // replaced below by the native side's choice
+      ...(options.autocast !== undefined ? { autocast: options.autocast } : {}),
     };
     if (this.options.samplingTimesteps > timesteps) {
       throw new RangeError(`samplingTimesteps (${this.options.samplingTimesteps}) cannot exceed timesteps (${timesteps})`);
     }
     this.model = model;
-    this.native = binding.createDiffusion(model.native, this.options);
+    this.native = binding.createDiffusion(model.native, { ...this.options, device: options.device });
+    this.options.device = this.native.device();
   }
 
   /**

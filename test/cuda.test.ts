@@ -18,18 +18,22 @@ describe('CUDA', function () {
   const unet = (): Unet => new Unet({ dim: 8, dimMults: [1, 2], channels: 3 }).loadStateDict(path.join(REFERENCE, 'unet.safetensors')).eval().to('cuda');
   const report = (what: string, err: number): void => console.log(`      ${what}: max abs error ${err.toExponential(2)}`);
 
-  it('the native Unet and the traced checkpoint match forward_out.f32', () => {
-    const t = torch.tensor(rc.forward_t, { device: 'cuda' });
-    for (const [what, model] of [
-      ['native', unet()],
-      ['traced', jit.load(path.join(REFERENCE, 'unet_traced.pt'), { device: 'cuda' })],
-    ] as const) {
-      const out = torch.noGrad(() => model.forward(input(), t));
-      assert.match(out.device, /^cuda/);
-      const err = maxAbsDiff(out.toFloat32Array(), ref('forward_out'));
-      report(what, err);
-      assert.ok(err < 5e-3, `${what}: ${err}`);
-    }
+  it('the native Unet matches forward_out.f32', () => {
+    const out = torch.noGrad(() => unet().forward(input(), torch.tensor(rc.forward_t, { device: 'cuda' })));
+    assert.match(out.device, /^cuda/);
+    const err = maxAbsDiff(out.toFloat32Array(), ref('forward_out'));
+    report('native', err);
+    assert.ok(err < 5e-3, String(err));
+  });
+
+  it('the traced checkpoint fails on CUDA with the device mismatch named (tracing fixed its arange on the CPU)', () => {
+    const traced = jit.load(path.join(REFERENCE, 'unet_traced.pt'), { device: 'cuda' });
+    assert.throws(() => traced.forward(input(), torch.tensor(rc.forward_t, { device: 'cuda' })), /cuda:0 and cpu|cpu and cuda:0/);
+  });
+
+  it('GaussianDiffusion samples where the model is when no device is given', () => {
+    assert.strictEqual(new GaussianDiffusion(unet(), { imageSize: 16, timesteps: 20 }).options.device, 'cuda:0');
+    assert.strictEqual(new GaussianDiffusion(unet().to('cpu'), { imageSize: 16, timesteps: 20 }).options.device, 'cpu');
   });
 
   it('classifierCondFn matches cond_grad.f32', () => {
@@ -42,6 +46,17 @@ describe('CUDA', function () {
     const err = maxAbsDiff(g.toFloat32Array(), ref('cond_grad'));
     report('gradient', err);
     assert.ok(err < 5e-3, String(err));
+  });
+
+  it('autocast bfloat16 samples in float32 close to the float32 sample', async () => {
+    const plain = new GaussianDiffusion(unet(), { imageSize: 16, timesteps: 20 });
+    const mixed = new GaussianDiffusion(unet(), { imageSize: 16, timesteps: 20, autocast: 'bfloat16' });
+    const a = await plain.sample({ batchSize: 2, seed: 3 });
+    const b = await mixed.sample({ batchSize: 2, seed: 3 });
+    assert.strictEqual(b.dtype, 'float32');
+    const err = maxAbsDiff(a.toFloat32Array(), b.toFloat32Array());
+    report('bfloat16 vs float32 sample', err);
+    assert.ok(err > 0 && err < 0.1, String(err));
   });
 
   for (const [name, condFn] of [

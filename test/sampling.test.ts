@@ -145,6 +145,18 @@ describe('sample()', () => {
     assert.ok(scores[1] > scores[0] && scores[2] > scores[1], `log p: ${scores.join(', ')}`);
   });
 
+  it('autocast is refused off CUDA, and an unknown dtype is named', () => {
+    const model = smallDiffusion().model;
+    assert.throws(() => new GaussianDiffusion(model, { imageSize: 8, timesteps: 10, autocast: 'bfloat16' }), {
+      name: 'RangeError',
+      message: 'autocast needs a CUDA device; this diffusion samples on cpu',
+    });
+    assert.throws(() => new GaussianDiffusion(model, { imageSize: 8, timesteps: 10, autocast: 'int8' as never }), {
+      name: 'RangeError',
+      message: "autocast must be 'float16' or 'bfloat16'; got 'int8'",
+    });
+  });
+
   it('bad options and guidanceKwargs reject cleanly', async () => {
     const d = smallDiffusion();
     const classifier = new LinearClassifier({ imageSize: 8, channels: 3, numClasses: 4 });

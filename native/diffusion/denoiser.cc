@@ -1,5 +1,7 @@
 #include "diffusion/denoiser.h"
 
+#include <ATen/autocast_mode.h>
+
 #include <sstream>
 #include <stdexcept>
 
@@ -51,6 +53,32 @@ Denoiser::Denoiser(torch::jit::Module model, Objective objective, std::optional<
   }
 }
 
+namespace {
+
+// Autocast for CUDA ops on this thread while in scope (the setting is thread-local).
+class CudaAutocast {
+ public:
+  explicit CudaAutocast(at::ScalarType dtype)
+      : was_enabled_(at::autocast::is_autocast_enabled(at::kCUDA)),
+        was_dtype_(at::autocast::get_autocast_dtype(at::kCUDA)) {
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+    at::autocast::increment_nesting();
+  }
+  ~CudaAutocast() {
+    // Casts of the weights are cached for the scope; drop them when the outermost one ends.
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(at::kCUDA, was_enabled_);
+    at::autocast::set_autocast_dtype(at::kCUDA, was_dtype_);
+  }
+
+ private:
+  bool was_enabled_;
+  at::ScalarType was_dtype_;
+};
+
+}  // namespace
+
 at::Tensor Denoiser::forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& x_self_cond) const {
   std::vector<c10::IValue> inputs{x, t};
   if (arity_ == 3) {
@@ -62,11 +90,18 @@ at::Tensor Denoiser::forward(const at::Tensor& x, const at::Tensor& t, const at:
       inputs.emplace_back(at::zeros_like(x));
     }
   }
-  c10::IValue out = model_.forward(std::move(inputs));
+  c10::IValue out;
+  if (autocast_ && x.is_cuda()) {
+    CudaAutocast autocast(*autocast_);
+    out = model_.forward(std::move(inputs));
+  } else {
+    out = model_.forward(std::move(inputs));
+  }
   if (!out.isTensor()) {
     throw std::runtime_error("the diffusion model returned " + out.tagKind() + "; expected a tensor");
   }
   at::Tensor y = out.toTensor();
+  if (autocast_ && y.scalar_type() != x.scalar_type()) y = y.to(x.scalar_type());
   if (y.sizes() != x.sizes()) {
     std::ostringstream msg;
     msg << "the diffusion model returned a tensor of shape " << y.sizes() << "; expected "

@@ -44,6 +44,11 @@ class Denoiser {
   Prediction predict(const Schedule& schedule, const at::Tensor& x, const at::Tensor& t,
                      const at::Tensor& x_self_cond, bool clip) const;
 
+  // Runs forward() under CUDA autocast with this dtype (kHalf or kBFloat16) when x is on
+  // CUDA; the output is cast back to float32. Guidance stays in float32.
+  void set_autocast(std::optional<at::ScalarType> dtype) { autocast_ = dtype; }
+  std::optional<at::ScalarType> autocast() const { return autocast_; }
+
   Objective objective() const { return objective_; }
   bool self_condition() const { return self_condition_; }
   // 2 or 3: the number of forward arguments besides self.
@@ -56,6 +61,7 @@ class Denoiser {
   int64_t arity_ = 2;
   bool self_cond_optional_ = false;  // third argument typed Optional[Tensor]
   bool self_condition_ = false;
+  std::optional<at::ScalarType> autocast_;
 };
 
 // x0 and eps conversions of the math doc, over buffers gathered at t.

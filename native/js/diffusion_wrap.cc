@@ -28,6 +28,7 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
                                          InstanceMethod<&DiffusionWrap::QSample>("qSample"),
                                          InstanceMethod<&DiffusionWrap::PLosses>("pLosses"),
                                          InstanceMethod<&DiffusionWrap::Predict>("predict"),
+                                         InstanceMethod<&DiffusionWrap::DeviceName>("device"),
                                      });
     constructor = new Napi::FunctionReference(Napi::Persistent(cls));
   }
@@ -58,16 +59,36 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
       auto_normalize_ = ToBool(Option(o, "autoNormalize"), "autoNormalize");
       clip_denoised_ = ToBool(Option(o, "clipDenoised"), "clipDenoised");
       Napi::Value device = Option(o, "device");
-      device_ = IsMissing(device) ? at::Device(at::kCPU) : ToDevice(env, ToString(device, "device"));
+      device_ = IsMissing(device) ? ModelDevice(model) : ToDevice(env, ToString(device, "device"));
       schedule_ = std::make_shared<const Schedule>(make_schedule(so).to(device_));
       Objective objective = parse_objective(ToString(Option(o, "objective"), "objective"));
       model.eval();
-      denoiser_ = std::make_shared<const Denoiser>(model, objective);
+      auto denoiser = std::make_shared<Denoiser>(model, objective);
+      Napi::Value autocast = Option(o, "autocast");
+      if (!IsMissing(autocast)) {
+        const std::string dtype = ToString(autocast, "autocast");
+        if (dtype != "float16" && dtype != "bfloat16") {
+          ThrowRange(env, "autocast must be 'float16' or 'bfloat16'; got '" + dtype + "'");
+        }
+        if (!device_.is_cuda()) ThrowRange(env, "autocast needs a CUDA device; this diffusion samples on " + device_.str());
+        denoiser->set_autocast(dtype == "float16" ? at::kHalf : at::kBFloat16);
+      }
+      denoiser_ = std::move(denoiser);
       Probe();
     })
   }
 
+  Napi::Value DeviceName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), device_.str()); }
+
  private:
+  // Where the model's weights are (its first parameter, else buffer): a model moved to CUDA
+  // samples there without a device option. CPU for a model with neither.
+  static at::Device ModelDevice(const torch::jit::Module& model) {
+    for (const at::Tensor& p : model.parameters()) return p.device();
+    for (const at::Tensor& b : model.buffers()) return b.device();
+    return at::Device(at::kCPU);
+  }
+
   // A checkpoint with the wrong forward is rejected now, not at step 1 of a sample.
   void Probe() {
     at::NoGradGuard no_grad;
