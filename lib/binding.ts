@@ -103,6 +103,8 @@ export interface Binding {
   createDiffusion(model: NativeModule, options: object): NativeDiffusion;
   /** Stops running samples and joins their threads; for process.on('exit'). */
   stopSamplesForExit(): void;
+  /** Cancels training runs in flight (each ends after its step); for process.on('exit'). */
+  stopTrainingForExit(): void;
   trainDiffusion(model: NativeModule, options: object, onProgress: unknown): unknown;
   trainClassifier(model: NativeModule, options: object, onProgress: unknown): unknown;
   imageGrid(images: Tensor, nrow: number, padding: number, padValue: number): Tensor;

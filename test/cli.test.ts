@@ -56,6 +56,26 @@ describe('CLI', () => {
     assert.match(r.stderr, /--n must be an integer >= 1/);
   });
 
+  it('samples the shipped Fashion-MNIST model by class name into a 32x32-per-image grid', () => {
+    const out = path.join(tmp, 'sneakers.png');
+    const r = cli('sample', '--class', 'sneaker', '--n', '4', '--steps', '3', '--seed', '1', '--out', out);
+    assert.strictEqual(r.status, 0, r.stderr);
+    const png = PNG.sync.read(fs.readFileSync(out));
+    // nrow 8 by default, 4 images: one row of 32x32 with 2 px padding
+    assert.strictEqual(png.width, 4 * 34 + 2);
+    assert.strictEqual(png.height, 34 + 2);
+    assert.match(r.stderr, /wrote .*sneakers\.png: 4 images of Sneaker, 3 steps, scale \d/);
+  });
+
+  it('the shipped model rejects an unknown class name, listing the names', () => {
+    const r = cli('sample', '--class', 'hat', '--n', '1', '--steps', '1');
+    assert.strictEqual(r.status, 1);
+    assert.strictEqual(
+      r.stderr.trim(),
+      "guided-diffusion: unknown class 'hat'; expected one of: T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, Ankle boot, or an index",
+    );
+  });
+
   it('--help documents every flag', () => {
     const r = spawnSync(process.execPath, [CLI, 'sample', '--help'], { encoding: 'utf8' });
     for (const flag of ['--class', '--n', '--scale', '--steps', '--seed', '--out', '--model', '--classifier', '--image-size', '--timesteps']) {

@@ -205,6 +205,18 @@ describe('reliability: faults', () => {
       assertCleanExit(r, /exiting/);
     });
 
+    it('while training runs on a worker thread (the exit ends the run after its step, within seconds)', () => {
+      const started = Date.now();
+      const r = child(`
+        const data = torch.randn([64, 1, 16, 16]);
+        lib.trainDiffusion(new Unet({ dim: 8, dimMults: [1, 2], channels: 1 }), { data, steps: 1000000, batchSize: 8 });
+        lib.trainClassifier(new lib.Classifier({ imageSize: 16, channels: 1, numClasses: 2, dim: 8 }), { data, labels: torch.zeros([64], { dtype: 'int64' }), steps: 1000000 });
+        setTimeout(() => { console.log('exiting'); process.exit(0); }, 1000);
+      `);
+      assertCleanExit(r, /exiting/);
+      assert.ok(Date.now() - started < 30000, `took ${Date.now() - started} ms`);
+    });
+
     it('a process that just ends with a never-settling condFn pending exits once stepTimeoutMs fires', () => {
       const r = child(`
         d.sample({ batchSize: 1, stepTimeoutMs: 200, condFn: () => new Promise(() => {}) }).catch((e) => console.log('rejected:', e.message));

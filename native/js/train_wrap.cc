@@ -1,6 +1,8 @@
 // Training from JS: the native loops of diffusion/trainer.h on a worker thread, with progress
 // and abort, and the Fashion-MNIST loader.
 #include <atomic>
+#include <mutex>
+#include <set>
 
 #include "diffusion/fashion_mnist.h"
 #include "diffusion/trainer.h"
@@ -23,6 +25,34 @@ struct Aborted : std::runtime_error {
   Aborted() : std::runtime_error("training was aborted") {}
 };
 
+// The cancel flags of the runs in flight. At process.exit Node joins its thread pool, so a
+// training run still on a worker would hold the exit until its last step: the exit hook
+// cancels them all, and each ends after its current step.
+class RunningFlags {
+ public:
+  void Add(const std::shared_ptr<std::atomic<bool>>& flag) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    flags_.insert(flag);
+  }
+  void Remove(const std::shared_ptr<std::atomic<bool>>& flag) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    flags_.erase(flag);
+  }
+  void CancelAll() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& flag : flags_) *flag = true;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::set<std::shared_ptr<std::atomic<bool>>> flags_;
+};
+
+RunningFlags& Running() {
+  static auto* running = new RunningFlags();  // outlives exit-time destructors
+  return *running;
+}
+
 class TrainWorker : public Napi::AsyncProgressQueueWorker<Progress> {
  public:
   using Run = std::function<TrainResult(TrainOptions&)>;
@@ -34,7 +64,10 @@ class TrainWorker : public Napi::AsyncProgressQueueWorker<Progress> {
         options_(std::move(options)),
         cancelled_(std::make_shared<std::atomic<bool>>(false)) {
     if (on_progress.IsFunction()) on_progress_ = Napi::Persistent(on_progress.As<Napi::Function>());
+    Running().Add(cancelled_);
   }
+
+  ~TrainWorker() override { Running().Remove(cancelled_); }
 
   Napi::Object Handle(Napi::Env env) {
     auto handle = Napi::Object::New(env);
@@ -228,6 +261,10 @@ void InstallTraining(Napi::Env env, Napi::Object exports) {
   exports.Set("trainDiffusion", Napi::Function::New(env, TrainDiffusion, "trainDiffusion"));
   exports.Set("trainClassifier", Napi::Function::New(env, TrainClassifier, "trainClassifier"));
   exports.Set("loadFashionMnist", Napi::Function::New(env, LoadFashionMnist, "loadFashionMnist"));
+  exports.Set("stopTrainingForExit", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+                Running().CancelAll();
+                return info.Env().Undefined();
+              }, "stopTrainingForExit"));
 }
 
 }  // namespace gd::js

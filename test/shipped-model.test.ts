@@ -1,0 +1,41 @@
+// The shipped Fashion-MNIST model (models/fashion-mnist): it loads with one call, and its
+// noise-aware classifier reads real test images noised to small t far better than chance.
+import * as assert from 'assert';
+import { GaussianDiffusion, loadFashionMnist, torch } from '../lib';
+
+describe('shipped model', () => {
+  it("GaussianDiffusion.pretrained('fashion-mnist') gives the diffusion, the classifier and the class names", () => {
+    const p = GaussianDiffusion.pretrained('fashion-mnist');
+    assert.strictEqual(p.classNames.length, 10);
+    assert.strictEqual(p.classNames[7], 'Sneaker');
+    assert.strictEqual(p.diffusion.options.imageSize, 32);
+    assert.strictEqual(p.diffusion.options.channels, 1);
+    assert.strictEqual(p.diffusion.options.samplingTimesteps, p.meta.samplingTimesteps);
+    const logits = torch.noGrad(() => p.classifier.forward(torch.zeros([2, 1, 32, 32]), torch.tensor([0, 999])));
+    assert.deepStrictEqual(logits.shape, [2, 10]);
+    assert.throws(() => GaussianDiffusion.pretrained('imagenet'), /no model 'imagenet'/);
+  });
+
+  it('its classifier labels real test images noised to t = 0, 100, 300 far above chance (10%)', () => {
+    const { classifier, diffusion } = GaussianDiffusion.pretrained('fashion-mnist');
+    const test = loadFashionMnist({ train: false, padTo: 32, limit: 1000 });
+    const labels = test.labels.toArray() as number[];
+    const accuracy: Record<number, number> = {};
+    for (const step of [0, 100, 300]) {
+      torch.manualSeed(step);
+      const predicted = torch.tidy(() => {
+        const t = torch.full([labels.length], step, { dtype: 'int64' });
+        const x = diffusion.qSample(test.images, t, torch.randnLike(test.images));
+        return torch.noGrad(() => classifier.forward(x, t).argmax(1));
+      });
+      const p = predicted.toArray() as number[];
+      accuracy[step] = p.filter((v, i) => v === labels[i]).length / labels.length;
+      predicted.dispose();
+    }
+    console.log(`      accuracy on 1,000 test images: ${JSON.stringify(accuracy)}`);
+    assert.ok(accuracy[0] > 0.8, `t=0: ${accuracy[0]}`);
+    assert.ok(accuracy[100] > 0.7, `t=100: ${accuracy[100]}`);
+    assert.ok(accuracy[300] > 0.4, `t=300: ${accuracy[300]}`);
+    torch.dispose([test.images, test.labels]);
+  });
+});
