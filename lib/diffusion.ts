@@ -29,6 +29,12 @@ export interface GaussianDiffusionOptions {
   autoNormalize?: boolean;
   /** Clamp predicted x0 to [-1, 1]; default true. */
   clipDenoised?: boolean;
+  /**
+   * Guided DDIM: clamp the x0 that condition_score re-derives as well; default false (the
+   * math as specified). Small models, above all on the cosine schedule, need it: without it
+   * a zero gradient already undoes clipDenoised. The shipped model turns it on.
+   */
+  clipAfterGuidance?: boolean;
   /** Device to sample on; default: where the model's weights are. The model must be there too. */
   device?: Device;
   /** CUDA only: run the model's forward under autocast in this dtype (guidance stays float32). */
@@ -108,6 +114,7 @@ export class GaussianDiffusion {
       ddimSamplingEta: nonNegative(options.ddimSamplingEta ?? 0, 'ddimSamplingEta'),
       autoNormalize: options.autoNormalize ?? true,
       clipDenoised: options.clipDenoised ?? true,
+      clipAfterGuidance: options.clipAfterGuidance ?? false,
       device: options.device ?? 'cpu', // replaced below by the native side's choice
       ...(options.autocast !== undefined ? { autocast: options.autocast } : {}),
     };
@@ -123,7 +130,7 @@ export class GaussianDiffusion {
    * A shipped model: GaussianDiffusion.pretrained('fashion-mnist') returns { diffusion,
    * classifier, classNames, meta }. Defined in lib/pretrained.ts.
    */
-  static pretrained: (name?: string, options?: { samplingTimesteps?: number }) => import('./pretrained').Pretrained;
+  static pretrained: (name?: string, options?: { samplingTimesteps?: number; ddimSamplingEta?: number }) => import('./pretrained').Pretrained;
 
   /** True when sample() takes DDIM steps (samplingTimesteps < timesteps). */
   get isDdimSampling(): boolean {

@@ -16,6 +16,10 @@ export interface DefaultModelMeta {
   samplingTimesteps: number;
   /** The guidance scale the evaluation recommends. */
   classifierScale: number;
+  /** Guided DDIM clamps x0 after condition_score too (GaussianDiffusion's clipAfterGuidance). */
+  clipAfterGuidance?: boolean;
+  /** DDIM eta the evaluation recommends (0 deterministic, 1 as noisy as ancestral steps). */
+  ddimSamplingEta?: number;
   classNames: string[];
 }
 
@@ -36,7 +40,7 @@ export function pretrainedDir(name: string = DEFAULT_MODEL): string {
  * (DDIM with the recommended steps unless samplingTimesteps is given), the noise-aware
  * classifier and the class names.
  */
-export function loadPretrained(name: string = DEFAULT_MODEL, options: { samplingTimesteps?: number } = {}): Pretrained {
+export function loadPretrained(name: string = DEFAULT_MODEL, options: { samplingTimesteps?: number; ddimSamplingEta?: number } = {}): Pretrained {
   const dir = pretrainedDir(name);
   const metaPath = path.join(dir, 'model.json');
   if (!fs.existsSync(metaPath)) {
@@ -52,6 +56,8 @@ export function loadPretrained(name: string = DEFAULT_MODEL, options: { sampling
     betaSchedule: meta.betaSchedule,
     objective: meta.objective,
     samplingTimesteps: options.samplingTimesteps ?? meta.samplingTimesteps,
+    clipAfterGuidance: meta.clipAfterGuidance ?? false,
+    ddimSamplingEta: options.ddimSamplingEta ?? meta.ddimSamplingEta ?? 0,
   });
   return { diffusion, classifier, classNames: meta.classNames, meta };
 }

@@ -18,8 +18,8 @@ export const RECIPE = {
   unet: { dim: 16, dimMults: [1, 2, 4], channels: 1 },
   classifier: { imageSize: 32, channels: 1, numClasses: 10, dim: 16, dimMults: [1, 2, 2], attentionResolutions: [8], pool: 'avg' as const },
   unetTrain: { steps: 5000, batchSize: 16, lr: 1e-3, emaDecay: 0.995, gradClip: 1, seed: 1 },
-  classifierTrain: { steps: 2000, batchSize: 64, lr: 1e-3, emaDecay: 0.99, gradClip: 1, seed: 2 },
-  sampling: { samplingTimesteps: 100, classifierScale: 4 },
+  classifierTrain: { steps: 6000, batchSize: 64, lr: 1e-3, emaDecay: 0.99, gradClip: 1, seed: 2 },
+  sampling: { samplingTimesteps: 50, classifierScale: 4, clipAfterGuidance: true },
 };
 
 export interface RecipeRun {
@@ -86,6 +86,7 @@ export async function trainRecipePart(run: RecipeRun): Promise<void> {
     objective: RECIPE.objective,
     samplingTimesteps: RECIPE.sampling.samplingTimesteps,
     classifierScale: RECIPE.sampling.classifierScale,
+    clipAfterGuidance: RECIPE.sampling.clipAfterGuidance,
     classNames: ds.classNames,
   };
   fs.writeFileSync(path.join(OUT, 'model.json'), JSON.stringify(meta, null, 2) + '\n');

@@ -28,6 +28,7 @@ interface Flags {
   out?: string;
   picture?: string;
   threads: number;
+  eta?: number;
 }
 
 /** The judge, trained once and cached in .gd-cache/eval. */
@@ -92,6 +93,7 @@ async function main(): Promise<void> {
     .option('--steps <n>', 'DDIM steps', (v) => parseInt(v, 10), 50)
     .option('--seed <n>', 'sampling seed', (v) => parseInt(v, 10), 1)
     .option('--threads <n>', 'intra-op threads', (v) => parseInt(v, 10), 2)
+    .option('--eta <x>', "DDIM eta (default: the model's)", parseFloat)
     .option('--out <file>', 'write the report (markdown) here too')
     .option('--picture <file>', 'PNG of one row per class at the model\'s default scale')
     .parse()
@@ -107,7 +109,7 @@ async function main(): Promise<void> {
   predicted.dispose();
   log(`judge: ${(judgeAccuracy * 100).toFixed(1)}% on the 10,000 test images`);
 
-  const { diffusion, classifier, classNames, meta } = GaussianDiffusion.pretrained('fashion-mnist', { samplingTimesteps: flags.steps });
+  const { diffusion, classifier, classNames, meta } = GaussianDiffusion.pretrained('fashion-mnist', { samplingTimesteps: flags.steps, ddimSamplingEta: flags.eta });
   const classes = classNames.length;
   const realSpread = classNames.map((_, c) =>
     torch.tidy(() => {
@@ -147,7 +149,7 @@ async function main(): Promise<void> {
   const header = ['guidance scale', 'judged as the requested class', 'worst class', 'class entropy (bits, max 3.32)', 'spread (1 = as varied as the data)'];
   const table = [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
   const report =
-    `${table}\n\n${flags.n} samples per class and scale (${classes * flags.n} per row), DDIM ${flags.steps} steps, seed ${flags.seed}. ` +
+    `${table}\n\n${flags.n} samples per class and scale (${classes * flags.n} per row), DDIM ${flags.steps} steps (eta ${diffusion.options.ddimSamplingEta}), seed ${flags.seed}. ` +
     `Judge: a clean-image Classifier(dim ${JUDGE.model.dim}) trained by this script, ${(judgeAccuracy * 100).toFixed(1)}% on the test set. ` +
     `Default scale of the shipped model: ${meta.classifierScale}.\n`;
   console.log(report);

@@ -145,6 +145,18 @@ describe('sample()', () => {
     assert.ok(scores[1] > scores[0] && scores[2] > scores[1], `log p: ${scores.join(', ')}`);
   });
 
+  it('clipAfterGuidance: a zero gradient gives the unguided DDIM sample exactly; without it, x0 is left unclamped', async () => {
+    const zero = (x: Tensor): Tensor => torch.zerosLike(x);
+    const clipped = smallDiffusion({ samplingTimesteps: 5, betaSchedule: 'cosine', clipAfterGuidance: true });
+    const plain = smallDiffusion({ samplingTimesteps: 5, betaSchedule: 'cosine' });
+    const unguided = await clipped.sample({ batchSize: 2, seed: 9 });
+    const a = await clipped.sample({ batchSize: 2, seed: 9, condFn: zero });
+    const b = await plain.sample({ batchSize: 2, seed: 9, condFn: zero });
+    assert.strictEqual(maxAbsDiff(a.toFloat32Array(), unguided.toFloat32Array()), 0);
+    assert.ok(maxAbsDiff(b.toFloat32Array(), unguided.toFloat32Array()) > 1e-3);
+    torch.dispose([unguided, a, b]);
+  });
+
   it('autocast is refused off CUDA, and an unknown dtype is named', () => {
     const model = smallDiffusion().model;
     assert.throws(() => new GaussianDiffusion(model, { imageSize: 8, timesteps: 10, autocast: 'bfloat16' }), {

@@ -147,7 +147,10 @@ at::Tensor sample_ddim(const Denoiser& denoiser, const Schedule& schedule, Guida
     Prediction p = denoiser.predict(s, x, t, denoiser.self_condition() ? x0_prev : at::Tensor(),
                                     o.clip_denoised);
     x0_prev = p.x0;  // the model's own (unguided) x0, as in the ancestral sampler
-    if (guidance) p = condition_score(s, x, t, p, guided_gradient(*guidance, x, t, step, t_value));
+    if (guidance) {
+      p = condition_score(s, x, t, p, guided_gradient(*guidance, x, t, step, t_value));
+      if (o.clip_after_guidance) p.x0 = p.x0.clamp(-1.0, 1.0);
+    }
     if (t_next < 0) {
       x = p.x0;
     } else {

@@ -22,6 +22,10 @@ struct SampleOptions {
   int64_t sampling_timesteps = 0;  // == schedule.timesteps: ancestral; fewer: DDIM
   double ddim_eta = 0;
   bool clip_denoised = true;  // clamp x0 to [-1, 1]
+  // DDIM: clamp the x0 that condition_score re-derives too (the math doc leaves it unclamped).
+  // Without it even a zero gradient undoes clip_denoised, which a small model on the cosine
+  // schedule does not survive; with it, a zero gradient gives the unguided sample exactly.
+  bool clip_after_guidance = false;
   // Where the ancestral sampler evaluates the guidance: the posterior mean (the reference's
   // fix of openai/guided-diffusion#51) or x_t (the paper's code). DDIM always uses x_t.
   enum class CondInput { Mean, X } cond_input = CondInput::Mean;

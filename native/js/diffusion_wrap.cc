@@ -58,6 +58,8 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
       eta_ = ToNumber(Option(o, "ddimSamplingEta"), "ddimSamplingEta");
       auto_normalize_ = ToBool(Option(o, "autoNormalize"), "autoNormalize");
       clip_denoised_ = ToBool(Option(o, "clipDenoised"), "clipDenoised");
+      Napi::Value clip_after = Option(o, "clipAfterGuidance");
+      clip_after_guidance_ = !IsMissing(clip_after) && ToBool(clip_after, "clipAfterGuidance");
       Napi::Value device = Option(o, "device");
       device_ = IsMissing(device) ? ModelDevice(model) : ToDevice(env, ToString(device, "device"));
       schedule_ = std::make_shared<const Schedule>(make_schedule(so).to(device_));
@@ -121,6 +123,7 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
       setup.options.sampling_timesteps = sampling_timesteps_;
       setup.options.ddim_eta = eta_;
       setup.options.clip_denoised = clip_denoised_;
+      setup.options.clip_after_guidance = clip_after_guidance_;
       setup.options.auto_normalize = auto_normalize_;
       setup.options.device = device_;
       setup.options.return_all_timesteps = ToBool(Option(r, "returnAllTimesteps"), "returnAllTimesteps");
@@ -204,6 +207,7 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
   double eta_ = 0;
   bool auto_normalize_ = true;
   bool clip_denoised_ = true;
+  bool clip_after_guidance_ = false;
   at::Device device_ = at::kCPU;
 };
 
