@@ -198,11 +198,12 @@ const METHOD = `## Method
   last point), or over all rounds when none was.
 - Same network and weights: a node child builds the native \`Unet\` and \`Classifier\` with
   \`torch.manualSeed(1234)\`, writes them with \`save()\` (TorchScript) and \`saveSafetensors()\`.
-  Our side builds the native models and loads the safetensors; Python loads the TorchScript
-  files with \`torch.jit.load\`. **The Python side therefore runs our scripted Unet, not the
-  reference's eager \`nn.Module\` Unet** (an eager re-implementation of the reference Unet is
-  out of scope): the comparison is of the samplers and of what surrounds the same network
-  (language, threads, allocator), not of TorchScript against eager PyTorch.
+  Our side builds the native models and loads the safetensors. **Python runs the reference
+  Unet as the reference does, eagerly**: \`scripts/fixtures/models_spec_check.py\` writes
+  docs/reference-unet.md out as plain PyTorch ops (\`F.normalize\`, \`einsum\`, as the
+  reference's nn.Module), on the weights of the TorchScript file; its classifier is the
+  TorchScript file. Where a row says "our TorchScript Unet", Python loads our scripted Unet
+  with \`torch.jit.load\` instead: the same graph as ours, so what is left is the sampler.
 - \`bench/python_sampler.py\` mirrors docs/guided-diffusion-math.md in plain PyTorch: sigmoid
   schedule in float64 stored as float32, pred_noise with x0 clipped, DDIM steps with
   condition_score or ancestral steps with condition_mean evaluated at the mean, the seed's

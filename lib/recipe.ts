@@ -19,7 +19,7 @@ export const RECIPE = {
   classifier: { imageSize: 32, channels: 1, numClasses: 10, dim: 16, dimMults: [1, 2, 2], attentionResolutions: [8], pool: 'avg' as const },
   unetTrain: { steps: 5000, batchSize: 16, lr: 1e-3, emaDecay: 0.995, gradClip: 1, seed: 1 },
   classifierTrain: { steps: 6000, batchSize: 64, lr: 1e-3, emaDecay: 0.99, gradClip: 1, seed: 2 },
-  sampling: { samplingTimesteps: 50, classifierScale: 4, clipAfterGuidance: true },
+  sampling: { samplingTimesteps: 1000, classifierScale: 4, clipAfterGuidance: true },
 };
 
 export interface RecipeRun {

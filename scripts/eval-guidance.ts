@@ -7,7 +7,7 @@
 //   (log2(10) = 3.32 when samples spread evenly over the classes);
 // - spread: mean pairwise pixel distance between samples asked for the same class, divided by
 //   the same figure for real test images of that class (1 = as varied as the data).
-//   node dist/scripts/eval-guidance.js [--n 10] [--scales 0,1,2,4,8] [--steps 50] [--out FILE] [--picture FILE]
+//   node dist/scripts/eval-guidance.js [--n 10] [--scales 0,1,2,4,8] [--steps N] [--eta X] [--out FILE] [--picture FILE]
 import * as fs from 'fs';
 import * as path from 'path';
 import { Command } from 'commander';
@@ -23,7 +23,7 @@ const JUDGE = {
 interface Flags {
   n: number;
   scales: number[];
-  steps: number;
+  steps?: number;
   seed: number;
   out?: string;
   picture?: string;
@@ -90,7 +90,7 @@ async function main(): Promise<void> {
     .name('eval-guidance')
     .option('--n <n>', 'samples per class and scale', (v) => parseInt(v, 10), 10)
     .option('--scales <list>', 'guidance scales (0 = unguided)', (v) => v.split(',').map(Number), [0, 1, 2, 4, 8])
-    .option('--steps <n>', 'DDIM steps', (v) => parseInt(v, 10), 50)
+    .option('--steps <n>', "sampling steps (default: the model's; 1000 = ancestral, fewer = DDIM)", (v) => parseInt(v, 10))
     .option('--seed <n>', 'sampling seed', (v) => parseInt(v, 10), 1)
     .option('--threads <n>', 'intra-op threads', (v) => parseInt(v, 10), 2)
     .option('--eta <x>', "DDIM eta (default: the model's)", parseFloat)
@@ -111,6 +111,8 @@ async function main(): Promise<void> {
 
   const { diffusion, classifier, classNames, meta } = GaussianDiffusion.pretrained('fashion-mnist', { samplingTimesteps: flags.steps, ddimSamplingEta: flags.eta });
   const classes = classNames.length;
+  const steps = diffusion.options.samplingTimesteps;
+  const sampler = diffusion.isDdimSampling ? `DDIM ${steps} steps (eta ${diffusion.options.ddimSamplingEta})` : `ancestral sampling, ${steps} steps`;
   const realSpread = classNames.map((_, c) =>
     torch.tidy(() => {
       const idx = torch.tensor(testLabels.map((l, i) => (l === c ? i : -1)).filter((i) => i >= 0).slice(0, 200), { dtype: 'int64' });
@@ -149,7 +151,7 @@ async function main(): Promise<void> {
   const header = ['guidance scale', 'judged as the requested class', 'worst class', 'class entropy (bits, max 3.32)', 'spread (1 = as varied as the data)'];
   const table = [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
   const report =
-    `${table}\n\n${flags.n} samples per class and scale (${classes * flags.n} per row), DDIM ${flags.steps} steps (eta ${diffusion.options.ddimSamplingEta}), seed ${flags.seed}. ` +
+    `${table}\n\n${flags.n} samples per class and scale (${classes * flags.n} per row), ${sampler}, seed ${flags.seed}. ` +
     `Judge: a clean-image Classifier(dim ${JUDGE.model.dim}) trained by this script, ${(judgeAccuracy * 100).toFixed(1)}% on the test set. ` +
     `Default scale of the shipped model: ${meta.classifierScale}.\n`;
   console.log(report);
