@@ -12,6 +12,7 @@
 // glibc keeps the freed memory.
 import * as path from 'path';
 import { classifierCondFn, classifierGuidance, GaussianDiffusion, jit, LinearClassifier, torch } from '../lib';
+import { mixedTensorOp } from '../test/helpers';
 
 const RSS_LIMIT_MB = 30;
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -83,26 +84,10 @@ async function main(): Promise<void> {
     const img = await d.sample({ batchSize: 2, seed: i, condFn, guidanceKwargs: { classifier, y, classifierScale: 2 } });
     img.dispose();
   };
-  const op = (i: number): void => {
-    if (i % 3 === 0) {
-      torch.tidy(() => torch.randn([32, 32]).matmul(torch.randn([32, 32])).softmax(-1).sum(0));
-    } else if (i % 3 === 1) {
-      const a = torch.rand([16, 16]);
-      const b = a.mul(2).add_(1);
-      const [c, e] = b.chunk(2);
-      torch.dispose([a, b, c, e]);
-    } else {
-      try {
-        torch.tidy(() => torch.ones([2, 3]).add(torch.ones([4])));
-      } catch {
-        // expected: a shape mismatch
-      }
-    }
-  };
 
   const phases = [
     await measure(`${samples} guided samples (toy model 8x8, 10 steps, batch 2)`, samples, 10, sample),
-    await measure(`${ops} iterations of tensor ops (about ${ops * 4} ops)`, ops, 2000, op, process.argv.includes('--no-yield') ? 0 : 1000),
+    await measure(`${ops} iterations of tensor ops (about ${ops * 4} ops)`, ops, 2000, mixedTensorOp, process.argv.includes('--no-yield') ? 0 : 1000),
   ];
   let ok = true;
   for (const p of phases) {

@@ -103,7 +103,7 @@ export class GaussianDiffusion {
     if (options === null || typeof options !== 'object') throw new TypeError('GaussianDiffusion: expected an options object such as { imageSize: 32 }');
     const timesteps = positiveInt(options.timesteps ?? 1000, 'timesteps');
     const attrChannels = model.attribute('channels');
-    this.options = {
+    const resolved = {
       imageSize: positiveInt(options.imageSize, 'imageSize'),
       channels: positiveInt(options.channels ?? (typeof attrChannels === 'number' ? attrChannels : 3), 'channels'),
       timesteps,
@@ -115,15 +115,15 @@ export class GaussianDiffusion {
       autoNormalize: options.autoNormalize ?? true,
       clipDenoised: options.clipDenoised ?? true,
       clipAfterGuidance: options.clipAfterGuidance ?? false,
-      device: options.device ?? 'cpu', // replaced below by the native side's choice
       ...(options.autocast !== undefined ? { autocast: options.autocast } : {}),
     };
-    if (this.options.samplingTimesteps > timesteps) {
-      throw new RangeError(`samplingTimesteps (${this.options.samplingTimesteps}) cannot exceed timesteps (${timesteps})`);
+    if (resolved.samplingTimesteps > timesteps) {
+      throw new RangeError(`samplingTimesteps (${resolved.samplingTimesteps}) cannot exceed timesteps (${timesteps})`);
     }
     this.model = model;
-    this.native = binding.createDiffusion(model.native, { ...this.options, device: options.device });
-    this.options.device = this.native.device();
+    this.native = binding.createDiffusion(model.native, { ...resolved, device: options.device });
+    // The native side picks the device: the option, else where the model's weights are.
+    this.options = { ...resolved, device: this.native.device() };
   }
 
   /**

@@ -2,6 +2,7 @@
 import * as assert from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
+import { torch } from '../lib';
 
 /** test/fixtures, whether running from test/ or from dist/test/. */
 export const FIXTURES = path.resolve(__dirname, '..', '..', 'test', 'fixtures');
@@ -34,4 +35,26 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number, what = 'values'): void {
   const d = maxAbsDiff(actual, expected);
   assert.ok(d <= tol, `${what}: max abs difference ${d} exceeds ${tol}`);
+}
+
+/**
+ * One iteration of the soak's tensor-op mix (test/reliability-soak and bench/soak.ts): a tidy
+ * chain, a dispose of split results, and an op that throws inside tidy (its error path must
+ * free what it made too).
+ */
+export function mixedTensorOp(i: number): void {
+  if (i % 3 === 0) {
+    torch.tidy(() => torch.randn([32, 32]).matmul(torch.randn([32, 32])).softmax(-1).sum(0));
+  } else if (i % 3 === 1) {
+    const a = torch.rand([16, 16]);
+    const b = a.mul(2).add_(1);
+    const [c, e] = b.chunk(2);
+    torch.dispose([a, b, c, e]);
+  } else {
+    try {
+      torch.tidy(() => torch.ones([2, 3]).add(torch.ones([4])));
+    } catch {
+      // expected: a shape mismatch
+    }
+  }
 }

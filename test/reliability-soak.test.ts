@@ -3,7 +3,7 @@
 import * as assert from 'assert';
 import * as path from 'path';
 import { classifierCondFn, classifierGuidance, GaussianDiffusion, jit, LinearClassifier, torch } from '../lib';
-import { FIXTURES } from './helpers';
+import { FIXTURES, mixedTensorOp } from './helpers';
 
 const RSS_LIMIT_MB = 30;
 
@@ -40,28 +40,12 @@ describe('reliability: soak', function () {
   });
 
   it('20,000 tensor ops in a loop (dispose, tidy and errors mixed)', async () => {
-    const step = (i: number): void => {
-      if (i % 3 === 0) {
-        torch.tidy(() => torch.randn([32, 32]).matmul(torch.randn([32, 32])).softmax(-1).sum(0));
-      } else if (i % 3 === 1) {
-        const a = torch.rand([16, 16]);
-        const b = a.mul(2).add_(1);
-        const [c, e] = b.chunk(2);
-        torch.dispose([a, b, c, e]);
-      } else {
-        try {
-          torch.tidy(() => torch.ones([2, 3]).add(torch.ones([4])));
-        } catch {
-          // the error path must free what it made too
-        }
-      }
-    };
-    for (let i = 0; i < 2000; i++) step(i);
+    for (let i = 0; i < 2000; i++) mixedTensorOp(i);
     await quiesce();
     const before = torch.memory();
     const rss = process.memoryUsage().rss;
     for (let i = 0; i < 20000; i++) {
-      step(i);
+      mixedTensorOp(i);
       // Node 20 frees JS Tensor wrappers (N-API finalizers) from the event loop: yield as a
       // server would (bench/soak.ts --no-yield shows the difference).
       if (i % 1000 === 999) await new Promise((r) => setImmediate(r));
