@@ -160,6 +160,8 @@ export interface Config {
   /** Python's Unet: the reference's eager ops (default) or our TorchScript file. */
   pythonUnet?: 'eager' | 'script';
   autocast?: 'float16' | 'bfloat16';
+  /** Our side on CUDA: false runs every model call eagerly. */
+  cudaGraph?: boolean;
 }
 
 let waitSpentMs = 0;
@@ -188,6 +190,7 @@ function specFor(cfg: Config, opts: BenchOptions, outPath?: string): SampleSpec 
     device: opts.device,
     pythonUnet: cfg.pythonUnet,
     autocast: cfg.autocast,
+    cudaGraph: cfg.cudaGraph,
   };
 }
 
@@ -289,6 +292,13 @@ export async function caseShipped(opts: BenchOptions): Promise<CaseResult> {
     rows.push({ label: `DDIM ${cfg.samplingTimesteps} steps, both sides with the Unet under bfloat16 autocast`, cfg: bf16, pair: await measure('shipped guided bf16', bf16, ['ours', 'python'], opts) });
     const big: Config = { ...cfg, batch: 256, breakdown: false };
     rows.push({ label: `batch 256, DDIM ${cfg.samplingTimesteps} steps, guided`, cfg: big, pair: await measure('shipped guided b256', big, ['ours', 'python'], opts) });
+    // CUDA graphs replay the Unet call; the classifier's gradient stays eager.
+    const eager: Config = { ...cfg, breakdown: false, cudaGraph: false };
+    rows.push({ label: `DDIM ${cfg.samplingTimesteps} steps, guided, ours without CUDA graphs (cudaGraph: false)`, cfg: eager, pair: await measure('shipped guided nograph', eager, ['ours'], opts) });
+    const unguided: Config = { ...cfg, breakdown: false, guidance: 'none' };
+    rows.push({ label: `DDIM ${cfg.samplingTimesteps} steps, unguided`, cfg: unguided, pair: await measure('shipped unguided', unguided, ['ours', 'python'], opts) });
+    const unguidedEager: Config = { ...unguided, cudaGraph: false };
+    rows.push({ label: `DDIM ${cfg.samplingTimesteps} steps, unguided, ours without CUDA graphs (cudaGraph: false)`, cfg: unguidedEager, pair: await measure('shipped unguided nograph', unguidedEager, ['ours'], opts) });
     return { name: 'shipped', title: '(1) Shipped model, classifier-guided DDIM, batch 16', rows };
   }
   // Where the allocator costs: Python sampling on a thread of its own, as ours does, and

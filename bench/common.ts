@@ -20,6 +20,18 @@ export function median(values: readonly number[]): number {
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
+/** The median of `reps` timed calls of fn (ms), after one untimed call. */
+export function timeMedian(fn: () => void, reps = 5): number {
+  fn();
+  const times: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    fn();
+    times.push(performance.now() - t0);
+  }
+  return median(times);
+}
+
 export function min(values: readonly number[]): number {
   return values.length ? Math.min(...values) : NaN;
 }

@@ -42,6 +42,8 @@ export interface SampleSpec {
   device?: 'cpu' | 'cuda';
   /** CUDA: the Unet's forward under autocast in this dtype (both sides). */
   autocast?: 'float16' | 'bfloat16';
+  /** CUDA, our side: replay the Unet call from a CUDA graph (GaussianDiffusion's default there). */
+  cudaGraph?: boolean;
   /** Python's Unet: 'eager' (default), docs/reference-unet.md as plain PyTorch ops, as the
    * reference runs; or 'script', our TorchScript file loaded with torch.jit.load. */
   pythonUnet?: 'eager' | 'script';

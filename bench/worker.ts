@@ -16,7 +16,7 @@ import {
   Unet,
 } from '../lib';
 import type { ClassifierOptions, UnetOptions } from '../lib';
-import { emitResult, median } from './common';
+import { emitResult, timeMedian } from './common';
 import type { ModelFiles, SampleResult, SampleSpec } from './spec';
 
 export interface PrepareSpec {
@@ -51,7 +51,7 @@ function diffusionFor(unet: Module, spec: SampleSpec, steps: number): GaussianDi
   const ancestral = spec.samplingTimesteps === spec.timesteps;
   // An ancestral warm-up needs a schedule of `steps` timesteps; its steps cost the same.
   const timesteps = ancestral ? steps : spec.timesteps;
-  return new GaussianDiffusion(unet, { imageSize: spec.imageSize, channels: spec.channels, timesteps, samplingTimesteps: steps, autocast: spec.autocast });
+  return new GaussianDiffusion(unet, { imageSize: spec.imageSize, channels: spec.channels, timesteps, samplingTimesteps: steps, autocast: spec.autocast, cudaGraph: spec.cudaGraph });
 }
 
 function condFnFor(kind: SampleSpec['guidance']): CondFn<ClassifierGuidanceKwargs> | undefined {
@@ -65,17 +65,6 @@ function condFnFor(kind: SampleSpec['guidance']): CondFn<ClassifierGuidanceKwarg
     case 'js-zero':
       return (x: Tensor) => torch.zerosLike(x);
   }
-}
-
-function timeMedian(fn: () => void, reps = 5): number {
-  fn();
-  const times: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    fn();
-    times.push(performance.now() - t0);
-  }
-  return median(times);
 }
 
 async function sample(spec: SampleSpec): Promise<void> {

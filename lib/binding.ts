@@ -11,6 +11,17 @@ export interface TensorOptions {
 }
 
 export type Shape = readonly number[];
+
+export interface CudaGraphStats {
+  /** This build's LibTorch has CUDA, so it can capture graphs. */
+  supported: boolean;
+  /** Graphs captured and verified against an eager call. */
+  captures: number;
+  /** Model calls served by replaying a graph. */
+  replays: number;
+  /** Captures abandoned: the model could not be captured, or its replay disagreed. */
+  fallbacks: number;
+}
 export type Reduction = 'mean' | 'sum' | 'none';
 
 /** The native Module handle (a torch::jit::Module); lib/module.ts wraps it. */
@@ -50,6 +61,7 @@ export interface NativeDiffusion {
   predict(x: Tensor, t: Tensor): { eps: Tensor; x0: Tensor };
   /** Where it samples: the device option, else the model's. */
   device(): Device;
+  cudaGraph(): boolean;
 }
 
 export interface Binding {
@@ -89,6 +101,7 @@ export interface Binding {
   getNumThreads(): number;
   cudaIsAvailable(): boolean;
   cudaDeviceCount(): number;
+  cudaGraphStats(): CudaGraphStats;
   memory(): { tensors: number; bytes: number };
   cpuCache(): { bytes: number; blocks: number; limit: number };
   emptyCache(): number;

@@ -4,7 +4,7 @@ import * as torch from './torch';
 export { torch };
 export { Tensor } from './tensor';
 export type { NestedArray, AnyTypedArray, Operand } from './tensor';
-export type { DType, Device, Shape, TensorOptions } from './binding';
+export type { CudaGraphStats, DType, Device, Shape, TensorOptions } from './binding';
 export { Module, jit } from './module';
 export type { ModuleArg } from './module';
 export { Unet, LinearClassifier, Classifier } from './models';

@@ -1,6 +1,6 @@
 // The `torch` namespace: creation, joins, nn.functional, autograd, memory and settings.
 // Each function validates its JS arguments' shape and hands the rest to one native call.
-import { binding, DType, Device, Reduction, Shape, TensorOptions } from './binding';
+import { binding, CudaGraphStats, DType, Device, Reduction, Shape, TensorOptions } from './binding';
 import { AnyTypedArray, NestedArray, Operand, Tensor } from './tensor';
 
 export type { DType, Device, Shape, TensorOptions, Reduction };
@@ -212,6 +212,8 @@ export const nn = {
 export const cuda = {
   isAvailable: (): boolean => binding.cudaIsAvailable(),
   deviceCount: (): number => binding.cudaDeviceCount(),
+  /** Counts of CUDA graph captures and replays by GaussianDiffusion's sampler (option cudaGraph). */
+  graphStats: (): CudaGraphStats => binding.cudaGraphStats(),
 };
 
 export { Tensor };

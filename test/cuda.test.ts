@@ -3,8 +3,8 @@
 // PyTorch), so the bounds are looser than the CPU's 1e-5.
 import * as assert from 'assert';
 import * as path from 'path';
-import { classifierCondFn, classifierGuidance, GaussianDiffusion, jit, torch, Unet } from '../lib';
-import { maxAbsDiff, readF32, REFERENCE, referenceCase } from './helpers';
+import { classifierCondFn, classifierGuidance, CudaGraphStats, GaussianDiffusion, jit, torch, trainDiffusion, Unet } from '../lib';
+import { FIXTURES, maxAbsDiff, readF32, REFERENCE, referenceCase } from './helpers';
 
 const rc = referenceCase();
 const ref = (name: string): Float32Array => readF32(path.join(REFERENCE, `${name}.f32`));
@@ -17,6 +17,13 @@ describe('CUDA', function () {
   const input = (): ReturnType<typeof torch.tensor> => torch.tensor(ref('forward_x'), { shape: rc.tensors.forward_x, device: 'cuda' });
   const unet = (): Unet => new Unet({ dim: 8, dimMults: [1, 2], channels: 3 }).loadStateDict(path.join(REFERENCE, 'unet.safetensors')).eval().to('cuda');
   const report = (what: string, err: number): void => console.log(`      ${what}: max abs error ${err.toExponential(2)}`);
+  // What one sample() did with CUDA graphs: the change of torch.cuda.graphStats() across it.
+  async function graphDelta<T>(fn: () => Promise<T>): Promise<[T, Omit<CudaGraphStats, 'supported'>]> {
+    const a = torch.cuda.graphStats();
+    const out = await fn();
+    const b = torch.cuda.graphStats();
+    return [out, { captures: b.captures - a.captures, replays: b.replays - a.replays, fallbacks: b.fallbacks - a.fallbacks }];
+  }
 
   it('the native Unet matches forward_out.f32', () => {
     const out = torch.noGrad(() => unet().forward(input(), torch.tensor(rc.forward_t, { device: 'cuda' })));
@@ -73,9 +80,72 @@ describe('CUDA', function () {
         guidanceKwargs: { classifier, y: torch.tensor(rc.y, { device: 'cuda' }), classifierScale: rc.classifier_scale },
       });
       assert.match(img.device, /^cuda/);
+      assert.strictEqual(diffusion.options.cudaGraph, true);
       const err = maxAbsDiff(img.toFloat32Array(), ref('ddpm_guided'));
       report(name, err);
       assert.ok(err < 2e-2, String(err));
     });
   }
+
+  it('a DDIM sample replayed from a CUDA graph equals the eager one; 3 eager steps, 1 captured and checked, the rest replayed', async () => {
+    const steps = 12;
+    const eager = new GaussianDiffusion(unet(), { imageSize: 16, timesteps: 20, samplingTimesteps: steps, cudaGraph: false });
+    const graphed = new GaussianDiffusion(unet(), { imageSize: 16, timesteps: 20, samplingTimesteps: steps });
+    assert.strictEqual(graphed.options.cudaGraph, true);
+    assert.strictEqual(torch.cuda.graphStats().supported, true);
+    const [a, none] = await graphDelta(() => eager.sample({ batchSize: 2, seed: 3 }));
+    assert.deepStrictEqual(none, { captures: 0, replays: 0, fallbacks: 0 });
+    const [b, used] = await graphDelta(() => graphed.sample({ batchSize: 2, seed: 3 }));
+    assert.deepStrictEqual(used, { captures: 1, replays: steps - 4, fallbacks: 0 });
+    const err = maxAbsDiff(a.toFloat32Array(), b.toFloat32Array());
+    report('graph vs eager DDIM sample', err);
+    assert.ok(err < 1e-5, String(err));
+  });
+
+  it('a guided ancestral sample with graphs replays the Unet call every step after the fourth', async () => {
+    const classifier = jit.load(path.join(REFERENCE, 'classifier.pt'), { device: 'cuda' });
+    const diffusion = new GaussianDiffusion(unet(), { imageSize: 16, timesteps: 20, betaSchedule: 'sigmoid' });
+    const kwargs = { classifier, y: torch.tensor(rc.y, { device: 'cuda' }), classifierScale: rc.classifier_scale };
+    const [img, used] = await graphDelta(() => diffusion.sample({ batchSize: 2, seed: 42, condFn: classifierGuidance, guidanceKwargs: kwargs }));
+    assert.deepStrictEqual(used, { captures: 1, replays: 16, fallbacks: 0 });
+    assert.ok(maxAbsDiff(img.toFloat32Array(), ref('ddpm_guided')) < 2e-2);
+  });
+
+  it('a model that syncs with the host cannot be captured: the run falls back to eager calls with the same result', async () => {
+    const model = jit.load(path.join(FIXTURES, 'reliability', 'forward_host_sync.pt'), { device: 'cuda' });
+    const make = (cudaGraph: boolean): GaussianDiffusion =>
+      new GaussianDiffusion(model, { imageSize: 8, timesteps: 10, samplingTimesteps: 8, device: 'cuda', cudaGraph });
+    const a = await make(false).sample({ batchSize: 2, seed: 1 });
+    const [b, used] = await graphDelta(() => make(true).sample({ batchSize: 2, seed: 1 }));
+    assert.deepStrictEqual(used, { captures: 0, replays: 0, fallbacks: 1 });
+    assert.strictEqual(maxAbsDiff(a.toFloat32Array(), b.toFloat32Array()), 0);
+    // CUDA still works after the abandoned capture.
+    assert.strictEqual(torch.ones([3], { device: 'cuda' }).sum().item(), 3);
+  });
+
+  it('host data reaches CUDA through pinned memory and comes back unchanged, uint8 converted on the device', () => {
+    const values = Float32Array.from({ length: 1 << 20 }, (_, i) => Math.sin(i));
+    const t = torch.tensor(values, { device: 'cuda' });
+    assert.match(t.device, /^cuda/);
+    assert.deepStrictEqual(t.toFloat32Array(), values);
+    const bytes = Uint8Array.from({ length: 300 }, (_, i) => i % 256);
+    const f = torch.tensor(bytes, { device: 'cuda', dtype: 'float32' });
+    assert.strictEqual(f.dtype, 'float32');
+    assert.deepStrictEqual(Array.from(f.toFloat32Array()), Array.from(bytes));
+    torch.dispose([t, f]);
+  });
+
+  it('training on CUDA from CPU data (batches copied through pinned memory) has the CPU losses', async () => {
+    torch.manualSeed(11);
+    const data = torch.rand([64, 1, 16, 16]).mul(2).sub(1);
+    const run = async (device: 'cpu' | 'cuda'): Promise<number[]> => {
+      torch.manualSeed(5);
+      const model = new Unet({ dim: 8, dimMults: [1, 2], channels: 1 }).to(device);
+      const r = await trainDiffusion(model, { data, steps: 4, batchSize: 8, lr: 1e-3, seed: 3, timesteps: 100 });
+      return Array.from(r.losses);
+    };
+    const cpu = await run('cpu');
+    const gpu = await run('cuda');
+    for (let i = 0; i < cpu.length; i++) assert.ok(Math.abs(cpu[i] - gpu[i]) < 1e-2 * cpu[i], `step ${i}: ${cpu[i]} vs ${gpu[i]}`);
+  });
 });

@@ -169,6 +169,22 @@ describe('sample()', () => {
     });
   });
 
+  it('cudaGraph is off on the CPU by default, refused when asked for there, and a CPU sample replays nothing', async () => {
+    const model = smallDiffusion().model;
+    assert.strictEqual(smallDiffusion().options.cudaGraph, false);
+    assert.strictEqual(smallDiffusion({ cudaGraph: false }).options.cudaGraph, false);
+    assert.throws(() => new GaussianDiffusion(model, { imageSize: 8, timesteps: 10, cudaGraph: true }), {
+      name: 'RangeError',
+      message: 'cudaGraph needs a CUDA device; this diffusion samples on cpu',
+    });
+    assert.throws(() => smallDiffusion({ cudaGraph: 'yes' }), { name: 'TypeError', message: /cudaGraph/ });
+    const before = torch.cuda.graphStats();
+    assert.strictEqual(before.supported, torch.cuda.isAvailable());
+    const img = await smallDiffusion({ samplingTimesteps: 5 }).sample({ batchSize: 2, seed: 1 });
+    assert.deepStrictEqual(torch.cuda.graphStats(), before);
+    img.dispose();
+  });
+
   it('bad options and guidanceKwargs reject cleanly', async () => {
     const d = smallDiffusion();
     const classifier = new LinearClassifier({ imageSize: 8, channels: 3, numClasses: 4 });

@@ -3,7 +3,8 @@
 # nvcc but no Node.js and no network. The ignored folder .gpu/ brings what is missing: node
 # (node.xz, this machine's /usr/bin/node), the npm packages (node_modules without typescript;
 # dist/ is built here and carried too) and zlib's headers. Builds the addon against that
-# LibTorch without cmake-js, runs the CUDA and reference-case tests, then the CUDA benchmark.
+# LibTorch without cmake-js, runs the CUDA and reference-case tests, the host <-> CUDA copy
+# benchmark (bench/cuda/transfers.ts), then the CUDA sampling benchmark.
 #   bash bench/cuda/lease.sh      (writes its reports to $OUT, or /tmp/gd-cuda)
 set -uo pipefail
 OUT=${OUT:-/tmp/gd-cuda}
@@ -25,6 +26,7 @@ cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_JS_VERSION=
 cmake --build build-cuda -j "$(nproc)" > "$OUT/build.log" 2>&1 || { grep -m3 -B2 -A12 'error' "$OUT/build.log"; exit 1; }
 echo "build: $(( $(date +%s) - start )) s"
 export GD_ADDON_PATH=$PWD/build-cuda/Release/guided_diffusion.node
-node node_modules/mocha/bin/mocha.js --no-config --timeout 120000 --exit dist/test/cuda.test.js dist/test/reference-case.test.js 2>&1 | tee "$OUT/tests.log" | tail -30
-timeout ${GD_BENCH_TIMEOUT:-240} node dist/bench/run.js --device cuda --case shipped --rounds 2 --threads 4 --max-wait 0 --out "$OUT/RESULTS-cuda.md" > "$OUT/bench.log" 2>&1
-echo "bench exit $?"; grep -A8 '^| configuration' "$OUT/RESULTS-cuda.md" | head -12
+node node_modules/mocha/bin/mocha.js --no-config --timeout 120000 --exit dist/test/cuda.test.js dist/test/reference-case.test.js 2>&1 | tee "$OUT/tests.log" | tail -45
+timeout 60 node dist/bench/cuda/transfers.js 2>&1 | tee "$OUT/transfers.md"
+timeout ${GD_BENCH_TIMEOUT:-300} node dist/bench/run.js --device cuda --case shipped --rounds 2 --threads 4 --max-wait 0 --out "$OUT/RESULTS-cuda.md" > "$OUT/bench.log" 2>&1
+echo "bench exit $?"; grep -A12 '^| configuration' "$OUT/RESULTS-cuda.md" | head -16

@@ -113,7 +113,11 @@ at::Tensor Denoiser::forward(const at::Tensor& x, const at::Tensor& t, const at:
 
 Prediction Denoiser::predict(const Schedule& s, const at::Tensor& x, const at::Tensor& t,
                              const at::Tensor& x_self_cond, bool clip) const {
-  at::Tensor out = forward(x, t, x_self_cond);
+  return prediction(s, x, t, forward(x, t, x_self_cond), clip);
+}
+
+Prediction Denoiser::prediction(const Schedule& s, const at::Tensor& x, const at::Tensor& t,
+                                const at::Tensor& out, bool clip) const {
   Prediction p;
   switch (objective_) {
     case Objective::PredNoise:

@@ -43,6 +43,9 @@ class Denoiser {
   // pred_v eps is then derived from the clamped x0, for pred_noise eps stays the output.
   Prediction predict(const Schedule& schedule, const at::Tensor& x, const at::Tensor& t,
                      const at::Tensor& x_self_cond, bool clip) const;
+  // The same from a model output already computed (by forward() or a replay of it).
+  Prediction prediction(const Schedule& schedule, const at::Tensor& x, const at::Tensor& t,
+                        const at::Tensor& out, bool clip) const;
 
   // Runs forward() under CUDA autocast with this dtype (kHalf or kBFloat16) when x is on
   // CUDA; the output is cast back to float32. Guidance stays in float32.

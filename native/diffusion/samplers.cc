@@ -1,5 +1,8 @@
 #include "diffusion/samplers.h"
 
+#include "diffusion/model_call.h"
+#include "diffusion/transfer.h"
+
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -37,7 +40,7 @@ class Noise {
     if (!generator_) return at::randn(shape, options_);
     const at::Device gen_device = generator_->device();
     if (gen_device.type() == options_.device().type()) return at::randn(shape, generator_, options_);
-    return at::randn(shape, generator_, options_.device(gen_device)).to(options_.device());
+    return to_device(at::randn(shape, generator_, options_.device(gen_device)), options_.device());
   }
 
  private:
@@ -97,6 +100,7 @@ at::Tensor sample_ancestral(const Denoiser& denoiser, const Schedule& schedule, 
   at::NoGradGuard no_grad;
   const Schedule s = schedule.to(o.device);
   const Noise noise(o);
+  ModelCall model(denoiser, o.cuda_graph);
   const int64_t T = s.timesteps, batch = o.shape[0], nd = static_cast<int64_t>(o.shape.size());
 
   at::Tensor x = noise(o.shape);
@@ -106,8 +110,8 @@ at::Tensor sample_ancestral(const Denoiser& denoiser, const Schedule& schedule, 
   for (int64_t step = 0; step < T; ++step) {
     const int64_t t_value = T - 1 - step;
     at::Tensor t = at::full({batch}, t_value, at::TensorOptions().dtype(at::kLong).device(o.device));
-    Prediction p = denoiser.predict(s, x, t, denoiser.self_condition() ? x0_prev : at::Tensor(),
-                                    o.clip_denoised);
+    Prediction p = denoiser.prediction(s, x, t, model(x, t, denoiser.self_condition() ? x0_prev : at::Tensor()),
+                                       o.clip_denoised);
     at::Tensor mean = extract(s.posterior_mean_coef1, t, nd) * p.x0 + extract(s.posterior_mean_coef2, t, nd) * x;
     if (guidance) {
       const at::Tensor& input = o.cond_input == SampleOptions::CondInput::Mean ? mean : x;
@@ -133,6 +137,7 @@ at::Tensor sample_ddim(const Denoiser& denoiser, const Schedule& schedule, Guida
   at::NoGradGuard no_grad;
   const Schedule s = schedule.to(o.device);
   const Noise noise(o);
+  ModelCall model(denoiser, o.cuda_graph);
   const int64_t batch = o.shape[0];
   const auto pairs = ddim_time_pairs(s.timesteps, o.sampling_timesteps);
   const int64_t total = static_cast<int64_t>(pairs.size());
@@ -144,8 +149,8 @@ at::Tensor sample_ddim(const Denoiser& denoiser, const Schedule& schedule, Guida
   for (int64_t step = 0; step < total; ++step) {
     const auto [t_value, t_next] = pairs[static_cast<size_t>(step)];
     at::Tensor t = at::full({batch}, t_value, at::TensorOptions().dtype(at::kLong).device(o.device));
-    Prediction p = denoiser.predict(s, x, t, denoiser.self_condition() ? x0_prev : at::Tensor(),
-                                    o.clip_denoised);
+    Prediction p = denoiser.prediction(s, x, t, model(x, t, denoiser.self_condition() ? x0_prev : at::Tensor()),
+                                       o.clip_denoised);
     x0_prev = p.x0;  // the model's own (unguided) x0, as in the ancestral sampler
     if (guidance) {
       p = condition_score(s, x, t, p, guided_gradient(*guidance, x, t, step, t_value));

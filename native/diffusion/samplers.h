@@ -38,6 +38,8 @@ struct SampleOptions {
   // just denoised. May throw to abort: the exception propagates out of the sampler.
   std::function<void(int64_t step, int64_t total, int64_t t)> on_step;
   at::Device device = at::kCPU;
+  // On CUDA, replay the model call from a CUDA graph once shapes are known (model_call.h).
+  bool cuda_graph = false;
 };
 
 // Throws std::invalid_argument: "condInput must be one of mean, x; got 'foo'".

@@ -16,6 +16,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "diffusion/transfer.h"
+
 namespace gd {
 
 namespace detail {
@@ -250,10 +252,10 @@ TrainResult run_loop(TrainState& state, const Schedule& schedule, const at::Tens
     }
     Batch b;
     const at::Tensor idx = at::randint(n, {o.batch_size}, gen, cpu_long);
-    b.t = at::randint(t_range, {o.batch_size}, gen, cpu_long).to(device);
-    b.x0 = data.index_select(0, idx.to(data.device())).to(device, at::kFloat);
-    b.noise = at::randn(b.x0.sizes(), gen, cpu_float).to(device);
-    if (classifier) b.labels = labels.index_select(0, idx.to(labels.device())).to(device);
+    b.t = to_device(at::randint(t_range, {o.batch_size}, gen, cpu_long), device);
+    b.x0 = to_device(data.index_select(0, idx.to(data.device())), device, at::kFloat);
+    b.noise = to_device(at::randn(b.x0.sizes(), gen, cpu_float), device);
+    if (classifier) b.labels = to_device(labels.index_select(0, idx.to(labels.device())), device);
 
     optimizer.zero_grad();
     double accuracy = kNaN;

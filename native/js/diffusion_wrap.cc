@@ -29,6 +29,7 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
                                          InstanceMethod<&DiffusionWrap::PLosses>("pLosses"),
                                          InstanceMethod<&DiffusionWrap::Predict>("predict"),
                                          InstanceMethod<&DiffusionWrap::DeviceName>("device"),
+                                         InstanceMethod<&DiffusionWrap::CudaGraph>("cudaGraph"),
                                      });
     constructor = new Napi::FunctionReference(Napi::Persistent(cls));
   }
@@ -75,12 +76,16 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
         if (!device_.is_cuda()) ThrowRange(env, "autocast needs a CUDA device; this diffusion samples on " + device_.str());
         denoiser->set_autocast(dtype == "float16" ? at::kHalf : at::kBFloat16);
       }
+      Napi::Value cuda_graph = Option(o, "cudaGraph");
+      cuda_graph_ = IsMissing(cuda_graph) ? device_.is_cuda() : ToBool(cuda_graph, "cudaGraph");
+      if (cuda_graph_ && !device_.is_cuda()) ThrowRange(env, "cudaGraph needs a CUDA device; this diffusion samples on " + device_.str());
       denoiser_ = std::move(denoiser);
       Probe();
     })
   }
 
   Napi::Value DeviceName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), device_.str()); }
+  Napi::Value CudaGraph(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), cuda_graph_); }
 
  private:
   // Where the model's weights are (its first parameter, else buffer): a model moved to CUDA
@@ -126,6 +131,7 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
       setup.options.clip_after_guidance = clip_after_guidance_;
       setup.options.auto_normalize = auto_normalize_;
       setup.options.device = device_;
+      setup.options.cuda_graph = cuda_graph_;
       setup.options.return_all_timesteps = ToBool(Option(r, "returnAllTimesteps"), "returnAllTimesteps");
       setup.options.cond_input = parse_cond_input(ToString(Option(r, "condInput"), "condInput"));
       Napi::Value seed = Option(r, "seed");
@@ -208,6 +214,7 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
   bool auto_normalize_ = true;
   bool clip_denoised_ = true;
   bool clip_after_guidance_ = false;
+  bool cuda_graph_ = false;
   at::Device device_ = at::kCPU;
 };
 

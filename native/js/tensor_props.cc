@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "diffusion/transfer.h"
 #include "js/common.h"
 #include "js/tensor_wrap.h"
 
@@ -117,7 +118,7 @@ Napi::Value Data(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     at::Tensor t = Self(info).detach();
     if (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16) t = t.to(at::kFloat);
-    t = t.to(at::kCPU).contiguous();
+    t = to_host(t).contiguous();
     size_t n = static_cast<size_t>(t.numel());
     size_t bytes = n * t.element_size();
     auto buf = Napi::ArrayBuffer::New(env, bytes);

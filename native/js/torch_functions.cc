@@ -11,6 +11,8 @@
 #include <mutex>
 #include <sstream>
 
+#include "diffusion/model_call.h"
+#include "diffusion/transfer.h"
 #include "js/common.h"
 #include "js/cpu_allocator.h"
 #include "js/tensor_wrap.h"
@@ -62,13 +64,13 @@ Napi::Value FromData(const Napi::CallbackInfo& info) {
       case napi_uint8_array: src = at::kByte; break;
       default: ThrowType(env, "Unsupported TypedArray; use Float32Array, Float64Array, Int32Array, BigInt64Array or Uint8Array");
     }
-    at::Tensor t = at::empty(shape, at::TensorOptions().dtype(src));
+    const at::TensorOptions opts = ToTensorOptions(info[2], at::TensorOptions().dtype(src));
+    at::Tensor t = gd::empty_host_for(shape, src, opts.device());
     if (numel > 0) {
       auto* bytes = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
       std::memcpy(t.data_ptr(), bytes, arr.ByteLength());
     }
-    at::TensorOptions opts = ToTensorOptions(info[2], t.options());
-    return Finish(env, t.to(opts), info[2]);
+    return Finish(env, gd::to_device(t, opts.device(), opts.dtype().toScalarType()), info[2]);
   })
 }
 
@@ -420,6 +422,16 @@ Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(at::detail::getCUDAHooks().deviceCount()));
 }
 
+Napi::Value CudaGraphStats(const Napi::CallbackInfo& info) {
+  const gd::CudaGraphStats s = gd::cuda_graph_stats();
+  auto o = Napi::Object::New(info.Env());
+  o.Set("supported", gd::cuda_graphs_built());
+  o.Set("captures", static_cast<double>(s.captures));
+  o.Set("replays", static_cast<double>(s.replays));
+  o.Set("fallbacks", static_cast<double>(s.fallbacks));
+  return o;
+}
+
 Napi::Value Memory(const Napi::CallbackInfo& info) {
   auto s = TensorWrap::stats();
   auto o = Napi::Object::New(info.Env());
@@ -468,6 +480,7 @@ void InstallTorchFunctions(Napi::Env env, Napi::Object exports) {
       {"setNumThreads", SetNumThreads}, {"getNumThreads", GetNumThreads},
       {"cpuCache", CpuCache}, {"emptyCache", EmptyCache}, {"setCpuCacheLimit", SetCpuCacheLimit},
       {"cudaIsAvailable", CudaIsAvailable}, {"cudaDeviceCount", CudaDeviceCount},
+      {"cudaGraphStats", CudaGraphStats},
       {"memory", Memory}, {"startScope", StartScope}, {"endScope", EndScope},
   };
   for (const auto& e : entries) exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));
