@@ -5,7 +5,8 @@
 # dist/ is built here and carried too) and zlib's headers. Builds the addon against that
 # LibTorch without cmake-js, runs the CUDA and reference-case tests, the host <-> CUDA copy
 # benchmark (bench/cuda/transfers.ts), then the CUDA sampling benchmark.
-#   bash bench/cuda/lease.sh      (writes its reports to $OUT, or /tmp/gd-cuda)
+#   bash bench/cuda/lease.sh [PART...]   (writes its reports to $OUT, or /tmp/gd-cuda)
+# PARTs after the build, in order: tests transfers jit bench (default: tests transfers bench).
 set -uo pipefail
 OUT=${OUT:-/tmp/gd-cuda}
 mkdir -p "$OUT" /tmp/nodebin
@@ -26,7 +27,11 @@ cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_JS_VERSION=
 cmake --build build-cuda -j "$(nproc)" > "$OUT/build.log" 2>&1 || { grep -m3 -B2 -A12 'error' "$OUT/build.log"; exit 1; }
 echo "build: $(( $(date +%s) - start )) s"
 export GD_ADDON_PATH=$PWD/build-cuda/Release/guided_diffusion.node
-node node_modules/mocha/bin/mocha.js --no-config --timeout 120000 --exit dist/test/cuda.test.js dist/test/reference-case.test.js 2>&1 | tee "$OUT/tests.log" | tail -45
-timeout 60 node dist/bench/cuda/transfers.js 2>&1 | tee "$OUT/transfers.md"
-timeout ${GD_BENCH_TIMEOUT:-300} node dist/bench/run.js --device cuda --case shipped --rounds 2 --threads 4 --max-wait 0 --out "$OUT/RESULTS-cuda.md" > "$OUT/bench.log" 2>&1
-echo "bench exit $?"; grep -A12 '^| configuration' "$OUT/RESULTS-cuda.md" | head -16
+for part in "${@:-tests transfers bench}"; do for p in $part; do case $p in
+  tests) node node_modules/mocha/bin/mocha.js --no-config --timeout 120000 --exit dist/test/cuda.test.js dist/test/reference-case.test.js 2>&1 | tee "$OUT/tests.log" | tail -45 ;;
+  transfers) timeout 60 node dist/bench/cuda/transfers.js 2>&1 | tee "$OUT/transfers.md" ;;
+  jit) timeout 150 node dist/bench/cuda/jit_executor.js 2>&1 | tee "$OUT/jit_executor.md" ;;
+  bench) timeout ${GD_BENCH_TIMEOUT:-300} node dist/bench/run.js --device cuda --case shipped --rounds ${GD_BENCH_ROUNDS:-2} --threads 4 --max-wait 0 --out "$OUT/RESULTS-cuda.md" > "$OUT/bench.log" 2>&1
+    echo "bench exit $?"; grep -A12 '^| configuration' "$OUT/RESULTS-cuda.md" | head -16 ;;
+  *) echo "unknown part $p"; exit 2 ;;
+esac; done; done

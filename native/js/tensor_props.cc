@@ -2,8 +2,6 @@
 // its data leaves or enters. The math lives in tensor_ops.cc.
 #include <torch/csrc/autograd/autograd.h>
 
-#include <cstring>
-
 #include "diffusion/transfer.h"
 #include "js/common.h"
 #include "js/tensor_wrap.h"
@@ -118,18 +116,20 @@ Napi::Value Data(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     at::Tensor t = Self(info).detach();
     if (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16) t = t.to(at::kFloat);
-    t = to_host(t).contiguous();
-    size_t n = static_cast<size_t>(t.numel());
-    size_t bytes = n * t.element_size();
-    auto buf = Napi::ArrayBuffer::New(env, bytes);
-    if (bytes > 0) std::memcpy(buf.Data(), t.data_ptr(), bytes);
+    if (t.is_cuda()) t = to_host(t);
+    const size_t n = static_cast<size_t>(t.numel());
+    // A Node Buffer's memory is not zero-filled first (an ArrayBuffer's is); at::copy_ fills it
+    // in parallel and handles strides.
+    auto buf = Napi::Buffer<uint8_t>::New(env, n * t.element_size());
+    if (n > 0) at::from_blob(buf.Data(), t.sizes(), t.options().device(at::kCPU)).copy_(t);
+    const size_t offset = buf.ByteOffset();
     switch (t.scalar_type()) {
-      case at::kFloat: return Napi::Float32Array::New(env, n, buf, 0);
-      case at::kDouble: return Napi::Float64Array::New(env, n, buf, 0);
-      case at::kLong: return Napi::BigInt64Array::New(env, n, buf, 0);
-      case at::kInt: return Napi::Int32Array::New(env, n, buf, 0);
+      case at::kFloat: return Napi::Float32Array::New(env, n, buf.ArrayBuffer(), offset);
+      case at::kDouble: return Napi::Float64Array::New(env, n, buf.ArrayBuffer(), offset);
+      case at::kLong: return Napi::BigInt64Array::New(env, n, buf.ArrayBuffer(), offset);
+      case at::kInt: return Napi::Int32Array::New(env, n, buf.ArrayBuffer(), offset);
       case at::kByte:
-      case at::kBool: return Napi::Uint8Array::New(env, n, buf, 0);
+      case at::kBool: return Napi::Uint8Array::New(env, n, buf.ArrayBuffer(), offset);
       default: ThrowType(env, "data() does not support dtype " + DtypeName(t.scalar_type()));
     }
   })

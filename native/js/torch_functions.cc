@@ -67,8 +67,9 @@ Napi::Value FromData(const Napi::CallbackInfo& info) {
     const at::TensorOptions opts = ToTensorOptions(info[2], at::TensorOptions().dtype(src));
     at::Tensor t = gd::empty_host_for(shape, src, opts.device());
     if (numel > 0) {
+      // A view of the JS memory, copied at once (by at::copy_, in parallel): the tensor never aliases it.
       auto* bytes = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
-      std::memcpy(t.data_ptr(), bytes, arr.ByteLength());
+      t.copy_(at::from_blob(bytes, shape, at::TensorOptions().dtype(src)));
     }
     return Finish(env, gd::to_device(t, opts.device(), opts.dtype().toScalarType()), info[2]);
   })
