@@ -31,7 +31,9 @@ export function classifierCondFn(x: Tensor, t: Tensor, kwargs: ClassifierGuidanc
       const xIn = x.detach().requiresGrad_(true);
       const logits = classifier.forward(xIn, t);
       const logProbs = logits.logSoftmax(-1);
-      const selected = logProbs.index([torch.arange(logits.shape[0]), y.view(-1)]);
+      // Indices on the logits' device: a CPU index into a CUDA tensor is a blocking copy.
+      const rows = torch.arange(0, logits.shape[0], 1, { device: logits.device });
+      const selected = logProbs.index([rows, y.view(-1).to(logits.device)]);
       const [grad] = torch.autograd.grad(selected.sum(), xIn);
       return grad!.mul(scale);
     }),

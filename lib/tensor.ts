@@ -21,7 +21,7 @@ export type Dims = number | readonly number[];
 export interface Tensor {
   readonly shape: number[];
   readonly dtype: DType;
-  readonly device: string;
+  readonly device: Device;
   readonly numel: number;
   readonly ndim: number;
   requiresGrad: boolean;

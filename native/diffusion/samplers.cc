@@ -1,11 +1,11 @@
 #include "diffusion/samplers.h"
 
-#include "diffusion/model_call.h"
-#include "diffusion/transfer.h"
-
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
+
+#include "diffusion/model_call.h"
+#include "diffusion/transfer.h"
 
 namespace gd {
 
