@@ -90,13 +90,10 @@ at::Tensor Denoiser::forward(const at::Tensor& x, const at::Tensor& t, const at:
       inputs.emplace_back(at::zeros_like(x));
     }
   }
-  c10::IValue out;
-  if (autocast_ && x.is_cuda()) {
-    CudaAutocast autocast(*autocast_);
-    out = model_.forward(std::move(inputs));
-  } else {
-    out = model_.forward(std::move(inputs));
-  }
+  std::optional<CudaAutocast> autocast;
+  if (autocast_ && x.is_cuda()) autocast.emplace(*autocast_);
+  c10::IValue out = model_.forward(std::move(inputs));
+  autocast.reset();  // the cast back to x's dtype below runs outside autocast
   if (!out.isTensor()) {
     throw std::runtime_error("the diffusion model returned " + out.tagKind() + "; expected a tensor");
   }

@@ -75,7 +75,6 @@ struct ModelCall::Graph {
   std::vector<int64_t> signature;
   int eager_calls = 0;
   bool given_up = false;  // for the rest of the run: this model does not replay correctly
-  decltype(at::cuda::graph_pool_handle()) pool{0, 0};
   std::unique_ptr<at::cuda::CUDAGraph> graph;
   at::Tensor x, t, x_self_cond, out;  // the graph's static inputs and output
 
@@ -98,7 +97,7 @@ struct ModelCall::Graph {
     c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool();
     current.synchronize();  // the static inputs are ready before the side stream reads them (once a run)
 
-    pool = at::cuda::graph_pool_handle();
+    const auto pool = at::cuda::graph_pool_handle();
     graph = std::make_unique<at::cuda::CUDAGraph>();
     bool captured = false;
     {

@@ -1,4 +1,4 @@
-// LibTorch's CPU allocator inside Node. Two problems with the default one, posix_memalign:
+// LibTorch's CPU allocator inside Node, and three problems of the default one (posix_memalign):
 //
 // 1. glibc can never reuse a freed memalign chunk for the next request of the same size
 //    (memalign asks for n + alignment), and in Node the chunks do not coalesce because N-API's

@@ -1,7 +1,5 @@
 #include "js/sample_job.h"
 
-#include "js/cpu_allocator.h"
-
 #include <c10/util/Exception.h>
 
 #include <chrono>
@@ -10,6 +8,7 @@
 #include <sstream>
 
 #include "js/common.h"
+#include "js/cpu_allocator.h"
 #include "js/tensor_wrap.h"
 
 namespace gd::js {
