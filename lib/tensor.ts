@@ -15,7 +15,13 @@ export type TypedArrayOf<D extends DType> = D extends 'float64'
 
 export type AnyTypedArray = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array;
 export type NestedArray = number | boolean | NestedArray[];
-export type Operand = Tensor | number | boolean;
+/**
+ * A tensor or a scalar. A scalar acts as a Python scalar does in PyTorch (a wrapped number):
+ * an integral number or a BigInt is an int (int64.add(1) stays int64), a fractional number a
+ * float (int64.add(0.5) is float32), a boolean a bool.
+ */
+export type Scalar = number | boolean | bigint;
+export type Operand = Tensor | Scalar;
 export type Dims = number | readonly number[];
 
 export interface Tensor {
@@ -52,9 +58,9 @@ export interface Tensor {
   sub_(other: Operand): Tensor;
   mul_(other: Operand): Tensor;
   div_(other: Operand): Tensor;
-  clamp_(min?: number | null, max?: number | null): Tensor;
+  clamp_(min?: Scalar | null, max?: Scalar | null): Tensor;
   zero_(): Tensor;
-  fill_(value: number): Tensor;
+  fill_(value: Scalar): Tensor;
   copy_(src: Tensor): Tensor;
   requiresGrad_(requiresGrad?: boolean): Tensor;
 
@@ -99,7 +105,7 @@ export interface Tensor {
   matmul(other: Tensor): Tensor;
   /** this where condition holds, else other (PyTorch's Tensor.where). */
   where(condition: Tensor, other: Operand): Tensor;
-  clamp(min?: number | null, max?: number | null): Tensor;
+  clamp(min?: Scalar | null, max?: Scalar | null): Tensor;
 
   // reductions
   sum(dim?: Dims, keepdim?: boolean): Tensor;
@@ -148,7 +154,7 @@ export interface Tensor {
   gather(dim: number, index: Tensor): Tensor;
   /** Advanced indexing: x.index([torch.arange(B), y]) is Python's x[range(B), y]; null skips a dim. */
   index(indices: readonly (Tensor | null)[]): Tensor;
-  maskedFill(mask: Tensor, value: number): Tensor;
+  maskedFill(mask: Tensor, value: Scalar): Tensor;
 }
 
 export interface TensorConstructor {

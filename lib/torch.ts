@@ -27,7 +27,9 @@ function flatten(data: NestedArray, shape: number[], out: (number | boolean)[], 
 
 function inferDtype(values: (number | boolean)[]): DType {
   if (values.length > 0 && values.every((v) => typeof v === 'boolean')) return 'bool';
-  if (values.length > 0 && values.every((v) => typeof v === 'number' && Number.isInteger(v))) return 'int64';
+  // Only safe integers are surely integers: 1e20 is a float that happens to be integral (and
+  // does not fit int64); Python's torch.tensor([1e20]) is float32 too.
+  if (values.length > 0 && values.every((v) => typeof v === 'number' && Number.isSafeInteger(v))) return 'int64';
   return 'float32';
 }
 
@@ -41,7 +43,10 @@ function typedDtype(data: AnyTypedArray): DType {
 
 /**
  * A tensor from nested arrays, a flat array with `shape`, a TypedArray, or a number.
- * The dtype is inferred as PyTorch does (integers -> int64, booleans -> bool, else float32).
+ * The dtype is inferred as PyTorch does (safe integers -> int64, booleans -> bool, else float32).
+ * A value an integer dtype cannot hold (NaN, Infinity, out of range) is a RangeError naming it,
+ * never a silently wrapped number; fractions truncate and float dtypes overflow to Infinity, as
+ * in PyTorch.
  */
 export function tensor(data: NestedArray | AnyTypedArray, options: CreateOptions = {}): Tensor {
   if (ArrayBuffer.isView(data)) {
@@ -60,7 +65,8 @@ export function tensor(data: NestedArray | AnyTypedArray, options: CreateOptions
 export const zeros = (shape: Shape, options?: TensorOptions): Tensor => binding.zeros(shape, options);
 export const ones = (shape: Shape, options?: TensorOptions): Tensor => binding.ones(shape, options);
 export const empty = (shape: Shape, options?: TensorOptions): Tensor => binding.empty(shape, options);
-export const full = (shape: Shape, value: number | boolean, options?: TensorOptions): Tensor => binding.full(shape, value, options);
+/** Without a dtype, inferred from value as PyTorch does: boolean -> bool, integer -> int64, else float32. */
+export const full = (shape: Shape, value: number | boolean | bigint, options?: TensorOptions): Tensor => binding.full(shape, value, options);
 /** Standard normal samples from the global generator (same stream as Python torch for the same seed). */
 export const randn = (shape: Shape, options?: TensorOptions): Tensor => binding.randn(shape, options);
 export const rand = (shape: Shape, options?: TensorOptions): Tensor => binding.rand(shape, options);
@@ -76,7 +82,7 @@ export const linspace = (start: number, end: number, steps: number, options?: Te
 export const zerosLike = (t: Tensor, options?: TensorOptions): Tensor => binding.zerosLike(t, options);
 export const onesLike = (t: Tensor, options?: TensorOptions): Tensor => binding.onesLike(t, options);
 export const emptyLike = (t: Tensor, options?: TensorOptions): Tensor => binding.emptyLike(t, options);
-export const fullLike = (t: Tensor, value: number, options?: TensorOptions): Tensor => binding.fullLike(t, value, options);
+export const fullLike = (t: Tensor, value: number | boolean | bigint, options?: TensorOptions): Tensor => binding.fullLike(t, value, options);
 export const randnLike = (t: Tensor, options?: TensorOptions): Tensor => binding.randnLike(t, options);
 export const randLike = (t: Tensor, options?: TensorOptions): Tensor => binding.randLike(t, options);
 /** Seeds the global CPU (and CUDA) generators, like Python's torch.manual_seed. */
@@ -86,7 +92,7 @@ export const cat = (tensors: Tensor[], dim = 0): Tensor => binding.cat(tensors, 
 export const stack = (tensors: Tensor[], dim = 0): Tensor => binding.stack(tensors, dim);
 /** input where condition holds, else other. */
 export const where = (condition: Tensor, input: Operand, other: Operand): Tensor =>
-  binding.where(condition, input as Tensor | number, other as Tensor | number);
+  binding.where(condition, input, other);
 
 /** Live JS tensors and their bytes: what has not been disposed or collected yet. */
 export const memory = (): { tensors: number; bytes: number } => binding.memory();

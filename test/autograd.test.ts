@@ -67,4 +67,37 @@ describe('autograd', () => {
     assert.throws(() => torch.ones([2], { requiresGrad: true }).mul(2).backward(), /scalar outputs/);
     assert.throws(() => torch.autograd.grad(torch.ones([1]), torch.ones([1])), /does not require grad/);
   });
+
+  it('degenerate autograd.grad calls are clear errors, not LibTorch internal asserts', () => {
+    torch.tidy(() => {
+      const x = torch.ones([2], { requiresGrad: true });
+      const y = x.mul(2);
+      const noInternal = (err: Error): void => assert.doesNotMatch(err.message, /INTERNAL ASSERT|report a bug/);
+      assert.throws(() => torch.autograd.grad(y.sum(), []), {
+        name: 'RangeError',
+        message: 'autograd.grad: inputs is empty; pass the tensor(s) to differentiate with respect to',
+      });
+      assert.throws(() => torch.autograd.grad([], [x]), { name: 'RangeError', message: 'autograd.grad: outputs is empty; pass the tensor(s) to differentiate' });
+      assert.throws(() => torch.autograd.grad(y.sum(), x, { gradOutputs: [torch.ones([]), torch.ones([])], retainGraph: true }), {
+        name: 'RangeError',
+        message: 'autograd.grad: gradOutputs has 2 tensors but outputs has 1',
+      });
+      // A non-scalar output without gradOutputs, an input that does not require grad, an
+      // input the output does not use: LibTorch's own messages, as Python gives them.
+      for (const [call, message] of [
+        [() => torch.autograd.grad(y, x, { retainGraph: true }), /grad can be implicitly created only for scalar outputs/],
+        [() => torch.autograd.grad(y.sum(), torch.ones([2]), { retainGraph: true }), /element 0 of the input tensors does not require grad/],
+        [() => torch.autograd.grad(y.sum(), torch.ones([2], { requiresGrad: true }), { retainGraph: true }), /appears to not have been used in the graph/],
+      ] as [() => unknown, RegExp][]) {
+        assert.throws(call, (err: Error) => {
+          assert.strictEqual(err.name, 'Error');
+          assert.match(err.message, message);
+          noInternal(err);
+          return true;
+        });
+      }
+      // The graph survived the refusals.
+      assert.deepStrictEqual(torch.autograd.grad(y.sum(), x)[0]!.toArray(), [2, 2]);
+    });
+  });
 });

@@ -15,7 +15,13 @@ describe('tensor errors', () => {
   });
 
   it('device mismatch or unavailable device', () => {
-    assert.throws(() => torch.ones([2], { device: 'cuda' }), /CUDA|cuda/);
+    // One past the last GPU fails everywhere: cuda:0 without CUDA, cuda:N on a machine with N GPUs.
+    assert.throws(() => torch.ones([2], { device: `cuda:${torch.cuda.deviceCount()}` }), /CUDA|cuda|device/);
+    if (torch.cuda.isAvailable()) {
+      assert.throws(() => torch.ones([2]).add(torch.ones([2, 2], { device: 'cuda' })), /same device/);
+    } else {
+      assert.throws(() => torch.ones([2], { device: 'cuda' }), /CUDA|cuda/);
+    }
     assert.throws(() => torch.ones([2], { device: 'gpu' as never }), { name: 'TypeError', message: "Unknown device 'gpu'; expected 'cpu', 'cuda' or 'cuda:N'" });
   });
 
@@ -33,7 +39,7 @@ describe('tensor errors', () => {
   });
 
   it('wrong argument types are TypeErrors; bad values RangeErrors', () => {
-    assert.throws(() => torch.ones([2]).add('x' as never), { name: 'TypeError', message: "Expected Tensor or number for other but received 'x'" });
+    assert.throws(() => torch.ones([2]).add('x' as never), { name: 'TypeError', message: "Expected Tensor, number, boolean or BigInt for other but received 'x'" });
     assert.throws(() => torch.zeros([2, -1]), { name: 'RangeError', message: 'Expected non-negative integer for shape[1] but received -1' });
     assert.throws(() => torch.zeros([2.5]), { name: 'RangeError', message: 'Expected integer for shape[0] but received 2.5' });
     assert.throws(() => torch.zeros('3' as never), { name: 'TypeError' });

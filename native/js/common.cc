@@ -34,6 +34,9 @@ void RethrowAsJs(Napi::Env env) {
     throw;
   } catch (const Napi::Error&) {
     throw;
+  } catch (const c10::OutOfMemoryError& e) {
+    // The allocators' messages name the bytes asked for ("you tried to allocate N bytes").
+    throw Napi::RangeError::New(env, TrimTorchMessage(e.what_without_backtrace()));
   } catch (const c10::Error& e) {
     throw Napi::Error::New(env, TrimTorchMessage(e.what_without_backtrace()));
   } catch (const std::bad_alloc&) {
@@ -58,6 +61,8 @@ std::string Describe(const Napi::Value& v) {
   }
   if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? "true" : "false";
   if (v.IsString()) return "'" + v.As<Napi::String>().Utf8Value() + "'";
+  if (v.IsBigInt()) return v.ToString().Utf8Value() + "n";
+  if (v.IsSymbol()) return "a symbol";
   if (v.IsArray()) return "an array";
   if (v.IsFunction()) return "a function";
   return "an object";
@@ -73,8 +78,13 @@ double ToNumber(const Napi::Value& v, const char* name) {
 int64_t ToInt(const Napi::Value& v, const char* name) {
   if (!v.IsNumber()) ThrowType(v.Env(), std::string("Expected integer for ") + name + " but received " + Describe(v));
   double d = v.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d) || std::floor(d) != d || std::fabs(d) > 9.007199254740992e15) {
+  if (!std::isfinite(d) || std::floor(d) != d) {
     ThrowRange(v.Env(), std::string("Expected integer for ") + name + " but received " + Describe(v));
+  }
+  // An integer all the same, but one a JS number does not hold exactly (2**64 is a rounding).
+  if (std::fabs(d) > 9.007199254740991e15) {
+    ThrowRange(v.Env(), std::string("Expected a safe integer (magnitude at most 2^53 - 1) for ") + name + " but received " +
+                            v.ToString().Utf8Value());
   }
   return static_cast<int64_t>(d);
 }
@@ -88,6 +98,24 @@ int64_t ToNonNegativeInt(const Napi::Value& v, const char* name) {
 bool ToBool(const Napi::Value& v, const char* name) {
   if (!v.IsBoolean()) ThrowType(v.Env(), std::string("Expected boolean for ") + name + " but received " + Describe(v));
   return v.As<Napi::Boolean>().Value();
+}
+
+at::Scalar ToScalar(const Napi::Value& v, const char* name) {
+  if (v.IsBoolean()) return at::Scalar(v.As<Napi::Boolean>().Value());
+  if (v.IsBigInt()) {
+    bool lossless = false;
+    int64_t i = v.As<Napi::BigInt>().Int64Value(&lossless);
+    if (!lossless) ThrowRange(v.Env(), std::string("Expected a BigInt in the int64 range for ") + name + " but received " + Describe(v));
+    return at::Scalar(i);
+  }
+  if (!v.IsNumber()) ThrowType(v.Env(), std::string("Expected number, boolean or BigInt for ") + name + " but received " + Describe(v));
+  double d = v.As<Napi::Number>().DoubleValue();
+  // -0 is kept a float: in JS it only comes from float arithmetic, and its sign matters there.
+  // 2^63 itself does not fit int64, hence the strict bound.
+  if (std::isfinite(d) && std::trunc(d) == d && std::fabs(d) < 9.223372036854775808e18 && !(d == 0 && std::signbit(d))) {
+    return at::Scalar(static_cast<int64_t>(d));
+  }
+  return at::Scalar(d);
 }
 
 std::string ToString(const Napi::Value& v, const char* name) {

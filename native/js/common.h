@@ -36,6 +36,10 @@ double ToNumber(const Napi::Value& v, const char* name);
 int64_t ToInt(const Napi::Value& v, const char* name);
 int64_t ToNonNegativeInt(const Napi::Value& v, const char* name);
 bool ToBool(const Napi::Value& v, const char* name);
+// A JS number, boolean or BigInt as a LibTorch scalar, typed as Python would type the same
+// literal: an integral number (or a BigInt) is an int, a fractional one a float, so that
+// int64.add(1) stays int64 and 2**40 + 1 stays exact (PyTorch's wrapped-number promotion).
+at::Scalar ToScalar(const Napi::Value& v, const char* name);
 std::string ToString(const Napi::Value& v, const char* name);
 // A shape: an array of non-negative integers (or a single integer).
 std::vector<int64_t> ToShape(const Napi::Value& v, const char* name);

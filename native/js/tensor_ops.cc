@@ -103,8 +103,8 @@ Napi::Value Where(const Napi::CallbackInfo& info) {
 Napi::Value Clamp(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
     std::optional<at::Scalar> lo, hi;
-    if (!IsMissing(info[0])) lo = at::Scalar(ToNumber(info[0], "min"));
-    if (!IsMissing(info[1])) hi = at::Scalar(ToNumber(info[1], "max"));
+    if (!IsMissing(info[0])) lo = ToScalar(info[0], "min");
+    if (!IsMissing(info[1])) hi = ToScalar(info[1], "max");
     if (!lo && !hi) ThrowType(info.Env(), "clamp() needs at least one of min and max");
     return TensorWrap::Wrap(info.Env(), Self(info).clamp(lo, hi));
   })
@@ -324,7 +324,7 @@ Napi::Value Index(const Napi::CallbackInfo& info) {
 
 Napi::Value MaskedFill(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    return TensorWrap::Wrap(info.Env(), Self(info).masked_fill(TensorWrap::From(info[0], "mask"), at::Scalar(ToNumber(info[1], "value"))));
+    return TensorWrap::Wrap(info.Env(), Self(info).masked_fill(TensorWrap::From(info[0], "mask"), ToScalar(info[1], "value")));
   })
 }
 

@@ -160,7 +160,7 @@ Napi::Value DivInPlace(const Napi::CallbackInfo& info) { return InPlaceBinary(in
 
 std::optional<at::Scalar> OptionalScalar(const Napi::Value& v, const char* name) {
   if (IsMissing(v)) return std::nullopt;
-  return at::Scalar(ToNumber(v, name));
+  return ToScalar(v, name);
 }
 
 Napi::Value ClampInPlace(const Napi::CallbackInfo& info) {
@@ -179,7 +179,7 @@ Napi::Value ZeroInPlace(const Napi::CallbackInfo& info) {
 
 Napi::Value FillInPlace(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    Self(info).fill_(at::Scalar(ToNumber(info[0], "value")));
+    Self(info).fill_(ToScalar(info[0], "value"));
     return info.This();
   })
 }

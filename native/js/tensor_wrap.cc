@@ -143,15 +143,12 @@ TensorWrap::Stats TensorWrap::stats() { return g_stats; }
 
 Operand ToOperand(const Napi::Value& v, const char* name) {
   Operand o;
-  if (v.IsNumber()) {
-    double d = v.As<Napi::Number>().DoubleValue();
-    o.scalar = at::Scalar(d);
-  } else if (v.IsBoolean()) {
-    o.scalar = at::Scalar(v.As<Napi::Boolean>().Value());
+  if (v.IsNumber() || v.IsBoolean() || v.IsBigInt()) {
+    o.scalar = ToScalar(v, name);
   } else {
     o.is_tensor = true;
     if (!TensorWrap::IsTensor(v)) {
-      ThrowType(v.Env(), std::string("Expected Tensor or number for ") + name + " but received " + Describe(v));
+      ThrowType(v.Env(), std::string("Expected Tensor, number, boolean or BigInt for ") + name + " but received " + Describe(v));
     }
     o.tensor = TensorWrap::From(v, name);
   }
@@ -160,7 +157,11 @@ Operand ToOperand(const Napi::Value& v, const char* name) {
 
 at::Tensor OperandTensor(const Operand& o, const at::Tensor& like) {
   if (o.is_tensor) return o.tensor;
-  return at::scalar_tensor(o.scalar, like.options().dtype(at::typeMetaToScalarType(like.dtype())));
+  // A 0-dim tensor of the scalar's own type, marked as a wrapped number: type promotion then
+  // treats it as PyTorch treats a Python scalar (int64.where(c, 0.5) is float32, not int64).
+  at::Tensor s = at::scalar_tensor(o.scalar, like.options().dtype(o.scalar.type()));
+  s.unsafeGetTensorImpl()->set_wrapped_number(true);
+  return s;
 }
 
 std::vector<at::Tensor> ToTensorList(const Napi::Value& v, const char* name) {

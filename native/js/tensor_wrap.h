@@ -60,14 +60,14 @@ inline void SetMethod(Napi::Env env, Napi::Object prototype, const char* name, N
   prototype.Set(name, Napi::Function::New(env, cb, name));
 }
 
-// A math operand: a Tensor or a JS number/boolean.
+// A math operand: a Tensor or a JS number/boolean/BigInt (typed by ToScalar).
 struct Operand {
   bool is_tensor = false;
   at::Tensor tensor;
   at::Scalar scalar;
 };
 Operand ToOperand(const Napi::Value& v, const char* name);
-// The operand as a tensor (scalars become 0-dim tensors like `like`'s dtype promotion allows).
+// The operand as a tensor on like's device; a scalar becomes a wrapped-number 0-dim tensor.
 at::Tensor OperandTensor(const Operand& o, const at::Tensor& like);
 
 // Tensors from a JS array of Tensors.

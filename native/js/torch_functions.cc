@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <sstream>
 
 #include "diffusion/model_call.h"
@@ -44,6 +45,41 @@ int64_t Numel(Napi::Env env, const std::vector<int64_t>& shape) {
 
 at::TensorOptions FloatOptions(const Napi::Value& options) { return ToTensorOptions(options, at::TensorOptions().dtype(at::kFloat)); }
 
+// The values an integral dtype holds, as doubles.
+struct Range {
+  double lo, hi;
+  bool hi_inclusive;
+};
+
+std::optional<Range> IntegralRange(at::ScalarType dtype) {
+  switch (dtype) {
+    // 2^63 is a double but not an int64: the upper bound is exclusive.
+    case at::kLong: return Range{-9223372036854775808.0, 9223372036854775808.0, false};
+    case at::kInt: return Range{-2147483648.0, 2147483647.0, true};
+    case at::kByte: return Range{0.0, 255.0, true};
+    // Float dtypes take anything (overflow is inf, as in Python); bool takes anything (nonzero is true).
+    default: return std::nullopt;
+  }
+}
+
+// Refuses data that an integral `to` cannot hold, as Python's torch.tensor does, instead of the
+// cast's silent garbage (300 as uint8 is 44; NaN or 1e20 as int64 is -2^63). Fractions
+// truncate, as in Python. Python wraps -1 into uint8 as 255; that is refused too.
+void CheckFits(Napi::Env env, const at::Tensor& data, at::ScalarType to) {
+  const std::optional<Range> range = IntegralRange(to);
+  if (!range || data.scalar_type() == to) return;
+  const at::Tensor d = data.to(at::kDouble);
+  at::Tensor bad = range->hi_inclusive ? d.gt(range->hi) : d.ge(range->hi);
+  bad.logical_or_(d.lt(range->lo)).logical_or_(d.isnan());
+  if (!bad.any().item<bool>()) return;
+  const int64_t i = bad.flatten().nonzero().select(0, 0).item<int64_t>();
+  // The value as JS prints it, read from the source (int64 data beyond 2^53 keeps its digits).
+  const at::Tensor v = data.flatten().select(0, i);
+  std::string value = data.scalar_type() == at::kLong ? std::to_string(v.item<int64_t>())
+                                                      : Napi::Number::New(env, v.item<double>()).ToString().Utf8Value();
+  ThrowRange(env, "tensor(): the value " + value + " (element " + std::to_string(i) + ") does not fit dtype " + DtypeName(to));
+}
+
 // fromData(typedArray, shape, options): copies the typed array, then converts to options.dtype.
 Napi::Value FromData(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
@@ -69,7 +105,9 @@ Napi::Value FromData(const Napi::CallbackInfo& info) {
     if (numel > 0) {
       // A view of the JS memory, copied at once (by at::copy_, in parallel): the tensor never aliases it.
       auto* bytes = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
-      t.copy_(at::from_blob(bytes, shape, at::TensorOptions().dtype(src)));
+      const at::Tensor view = at::from_blob(bytes, shape, at::TensorOptions().dtype(src));
+      CheckFits(env, view, opts.dtype().toScalarType());
+      t.copy_(view);
     }
     return Finish(env, gd::to_device(t, opts.device(), opts.dtype().toScalarType()), info[2]);
   })
@@ -127,8 +165,8 @@ GD_SHAPE_FACTORY(Rand, at::rand(shape, opts))
 Napi::Value Full(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
     std::vector<int64_t> shape = ToShape(info[0], "shape");
-    at::Scalar value = info[1].IsBoolean() ? at::Scalar(info[1].As<Napi::Boolean>().Value()) : at::Scalar(ToNumber(info[1], "value"));
-    return Finish(info.Env(), at::full(shape, value, FloatOptions(info[2])), info[2]);
+    // Without a dtype, at::full infers it from the value as Python does: bool, int64 or float32.
+    return Finish(info.Env(), at::full(shape, ToScalar(info[1], "value"), ToTensorOptions(info[2])), info[2]);
   })
 }
 
@@ -194,7 +232,7 @@ Napi::Value FullLike(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
     const at::Tensor& like = TensorWrap::From(info[0], "input");
     at::TensorOptions opts = ToTensorOptions(info[2], like.options());
-    return Finish(info.Env(), at::full_like(like, at::Scalar(ToNumber(info[1], "value")), opts), info[2]);
+    return Finish(info.Env(), at::full_like(like, ToScalar(info[1], "value"), opts), info[2]);
   })
 }
 
@@ -359,6 +397,13 @@ Napi::Value AutogradGrad(const Napi::CallbackInfo& info) {
     if (!IsMissing(rg)) retain = ToBool(rg, "retainGraph");
     bool create = IsMissing(cg) ? false : ToBool(cg, "createGraph");
     bool allow_unused = IsMissing(au) ? false : ToBool(au, "allowUnused");
+    // LibTorch answers these with an internal assert ("report a bug to PyTorch").
+    if (outputs.empty()) ThrowRange(env, "autograd.grad: outputs is empty; pass the tensor(s) to differentiate");
+    if (inputs.empty()) ThrowRange(env, "autograd.grad: inputs is empty; pass the tensor(s) to differentiate with respect to");
+    if (!grad_outputs.empty() && grad_outputs.size() != outputs.size()) {
+      ThrowRange(env, "autograd.grad: gradOutputs has " + std::to_string(grad_outputs.size()) + " tensors but outputs has " +
+                          std::to_string(outputs.size()));
+    }
     for (size_t i = 0; i < outputs.size(); i++) {
       if (!outputs[i].requires_grad()) {
         throw Napi::Error::New(env, "autograd.grad: outputs[" + std::to_string(i) + "] does not require grad; was it computed under noGrad, or from inputs that do not require grad?");
