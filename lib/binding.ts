@@ -72,7 +72,7 @@ export interface Binding {
   zeros(shape: Shape, options?: TensorOptions): Tensor;
   ones(shape: Shape, options?: TensorOptions): Tensor;
   empty(shape: Shape, options?: TensorOptions): Tensor;
-  full(shape: Shape, value: number | boolean, options?: TensorOptions): Tensor;
+  full(shape: Shape, value: number | boolean | bigint, options?: TensorOptions): Tensor;
   randn(shape: Shape, options?: TensorOptions): Tensor;
   rand(shape: Shape, options?: TensorOptions): Tensor;
   randint(low: number, high: number, shape: Shape, options?: TensorOptions): Tensor;
@@ -81,13 +81,13 @@ export interface Binding {
   zerosLike(t: Tensor, options?: TensorOptions): Tensor;
   onesLike(t: Tensor, options?: TensorOptions): Tensor;
   emptyLike(t: Tensor, options?: TensorOptions): Tensor;
-  fullLike(t: Tensor, value: number, options?: TensorOptions): Tensor;
+  fullLike(t: Tensor, value: number | boolean | bigint, options?: TensorOptions): Tensor;
   randnLike(t: Tensor, options?: TensorOptions): Tensor;
   randLike(t: Tensor, options?: TensorOptions): Tensor;
   manualSeed(seed: number): void;
   cat(tensors: Tensor[], dim?: number): Tensor;
   stack(tensors: Tensor[], dim?: number): Tensor;
-  where(condition: Tensor, input: Tensor | number, other: Tensor | number): Tensor;
+  where(condition: Tensor, input: Tensor | number | boolean | bigint, other: Tensor | number | boolean | bigint): Tensor;
   crossEntropy(input: Tensor, target: Tensor, options?: { reduction?: Reduction }): Tensor;
   mseLoss(input: Tensor, target: Tensor, options?: { reduction?: Reduction }): Tensor;
   gelu(input: Tensor, options?: { approximate?: 'none' | 'tanh' }): Tensor;
@@ -125,9 +125,35 @@ export interface Binding {
 }
 
 // GD_ADDON_PATH points at another build of the addon (a second build folder, a CUDA build).
-export const binding: Binding = process.env.GD_ADDON_PATH
-  ? require(require('path').resolve(process.env.GD_ADDON_PATH))
-  : require('bindings')({ bindings: 'guided_diffusion.node', module_root: moduleRoot() });
+export const binding: Binding = loadAddon();
+
+function loadAddon(): Binding {
+  const path = require('path') as typeof import('path');
+  const explicit = process.env.GD_ADDON_PATH;
+  try {
+    return explicit
+      ? require(path.resolve(explicit))
+      : require('bindings')({ bindings: 'guided_diffusion.node', module_root: moduleRoot() });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { tries?: string[] };
+    // Only "not there" gets the advice; a built addon that fails to load (a missing libtorch,
+    // an ABI mismatch) keeps its own message.
+    const missing = explicit ? e.code === 'MODULE_NOT_FOUND' : Array.isArray(e.tries);
+    if (!missing) throw err;
+    throw new Error(missingAddonMessage(explicit ? path.resolve(explicit) : 'build/Release/guided_diffusion.node'));
+  }
+}
+
+/** What to tell a user whose install did not build the addon (npm 11 skips unapproved install scripts). */
+export function missingAddonMessage(where: string): string {
+  return (
+    `guided-diffusion: the native addon is not built (${where} is missing). ` +
+    'npm 11 skips the install scripts of dependencies until they are approved; run ' +
+    '`npm install-scripts approve guided-diffusion` and then `npm rebuild guided-diffusion` ' +
+    '(with an older npm, or scripts already approved, `npm rebuild guided-diffusion` alone) ' +
+    'in your project to build it.'
+  );
+}
 
 function moduleRoot(): string {
   // dist/lib/binding.js -> package root

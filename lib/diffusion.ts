@@ -67,9 +67,12 @@ export interface SampleOptions<K = unknown> {
   /** Where ancestral steps evaluate condFn: 'mean' (the reference) or 'x' (the paper's code). */
   condFnInput?: 'mean' | 'x';
   onProgress?: (progress: SampleProgress) => void;
-  /** Aborting stops the sample within one step; sample() rejects with an AbortError. */
+  /**
+   * Aborting stops the sample within one step; sample() rejects with signal.reason, as fetch
+   * does (an AbortError DOMException unless abort() was given a reason).
+   */
   signal?: AbortSignal;
-  /** A generator of this sample's own: reproducible whatever runs beside it. */
+  /** A generator of this sample's own: reproducible whatever runs beside it. An integer in 0..2^53-1. */
   seed?: number;
   /** Reject when one condFn call takes longer than this (ms). */
   stepTimeoutMs?: number;
@@ -93,10 +96,23 @@ function nonNegative(value: unknown, name: string): number {
   return value;
 }
 
-function abortError(message: string): Error {
-  const err = new Error(message);
-  err.name = 'AbortError';
-  return err;
+// Checked before anything starts: a signal that is not one would otherwise fail only after the
+// native sample has begun, and leave it running.
+function checkSignal(signal: unknown): AbortSignal | undefined {
+  if (signal === undefined) return undefined;
+  const s = signal as Partial<AbortSignal> | null;
+  if (s === null || typeof s !== 'object' || typeof s.aborted !== 'boolean' || typeof s.addEventListener !== 'function' || typeof s.removeEventListener !== 'function') {
+    throw new TypeError(`Expected an AbortSignal for signal but received ${s === null ? 'null' : typeof s}`);
+  }
+  return signal as AbortSignal;
+}
+
+function checkSeed(seed: unknown): number {
+  if (typeof seed !== 'number') throw new TypeError(`Expected integer for seed but received ${typeof seed}`);
+  if (!Number.isSafeInteger(seed) || seed < 0) {
+    throw new RangeError(`Expected seed to be an integer in 0..${Number.MAX_SAFE_INTEGER} but received ${seed}`);
+  }
+  return seed;
 }
 
 export class GaussianDiffusion {
@@ -151,14 +167,15 @@ export class GaussianDiffusion {
    */
   sample<K>(options: SampleOptions<K> = {}): Promise<Tensor> {
     let handle: { promise: Promise<Tensor>; cancel(): void };
-    const signal = options.signal;
+    let signal: AbortSignal | undefined;
     try {
-      if (signal?.aborted) return Promise.reject(abortError('sample() was aborted before it started'));
+      signal = checkSignal(options.signal);
+      if (signal?.aborted) return Promise.reject(signal.reason);
       const batchSize = positiveInt(options.batchSize ?? 16, 'batchSize');
       const condInput = options.condFnInput ?? 'mean';
       if (condInput !== 'mean' && condInput !== 'x') throw new TypeError(`condFnInput must be 'mean' or 'x'; got '${String(condInput)}'`);
       const request: NativeSampleRequest = { batchSize, returnAllTimesteps: options.returnAllTimesteps ?? false, condInput };
-      if (options.seed !== undefined) request.seed = options.seed;
+      if (options.seed !== undefined) request.seed = checkSeed(options.seed);
       if (options.stepTimeoutMs !== undefined) request.stepTimeoutMs = positiveInt(options.stepTimeoutMs, 'stepTimeoutMs');
       const condFn = options.condFn;
       if (condFn !== undefined && typeof condFn !== 'function') throw new TypeError(`Expected a function for condFn but received ${typeof condFn}`);
@@ -178,9 +195,26 @@ export class GaussianDiffusion {
       return Promise.reject(err);
     }
     if (!signal) return handle.promise;
+    const s = signal;
     const onAbort = (): void => handle.cancel();
-    signal.addEventListener('abort', onAbort, { once: true });
-    return handle.promise.finally(() => signal.removeEventListener('abort', onAbort));
+    s.addEventListener('abort', onAbort, { once: true });
+    return handle.promise.then(
+      (images) => {
+        s.removeEventListener('abort', onAbort);
+        // Aborted while the last steps' progress was still queued: rejected all the same, as
+        // fetch does once its signal aborts.
+        if (s.aborted) {
+          images.dispose();
+          throw s.reason;
+        }
+        return images;
+      },
+      (err) => {
+        s.removeEventListener('abort', onAbort);
+        // The native AbortError of a cancelled sample stands for the signal's reason.
+        throw s.aborted && (err as Error)?.name === 'AbortError' ? s.reason : err;
+      },
+    );
   }
 
   /** x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) noise (x0 in [-1, 1]). */

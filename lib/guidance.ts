@@ -33,7 +33,8 @@ export function classifierCondFn(x: Tensor, t: Tensor, kwargs: ClassifierGuidanc
       const logProbs = logits.logSoftmax(-1);
       // Indices on the logits' device: a CPU index into a CUDA tensor is a blocking copy.
       const rows = torch.arange(0, logits.shape[0], 1, { device: logits.device });
-      const selected = logProbs.index([rows, y.view(-1).to(logits.device)]);
+      // int64 indices: a uint8 index tensor would be read as a mask.
+      const selected = logProbs.index([rows, y.view(-1).to({ device: logits.device, dtype: 'int64' })]);
       const [grad] = torch.autograd.grad(selected.sum(), xIn);
       return grad!.mul(scale);
     }),
@@ -59,7 +60,9 @@ export function checkClassifierKwargs(kwargs: unknown, batchSize: number): asser
   if (k.y.numel !== batchSize) {
     throw new RangeError(`guidanceKwargs.y has ${k.y.numel} labels but batchSize is ${batchSize}`);
   }
-  if (k.y.dtype !== 'int64' && k.y.dtype !== 'int32') throw new TypeError(`guidanceKwargs.y: expected an integer Tensor but received ${k.y.dtype}`);
+  if (k.y.dtype !== 'int64' && k.y.dtype !== 'int32' && k.y.dtype !== 'uint8') {
+    throw new TypeError(`guidanceKwargs.y: expected an int64, int32 or uint8 Tensor of class indices but received ${k.y.dtype}`);
+  }
   const numClasses = k.classifier.attribute('num_classes');
   const [lo, hi] = k.y.numel ? torch.tidy(() => [k.y!.min().item() as number, k.y!.max().item() as number]) : [0, 0];
   if (lo < 0 || (typeof numClasses === 'number' && hi >= numClasses)) {

@@ -182,7 +182,7 @@ describe('reliability: guidanceKwargs', () => {
         });
         await assert.rejects(d16().sample({ batchSize: 2, condFn, guidanceKwargs: { classifier, y: torch.tensor([0.5, 1]) } }), {
           name: 'TypeError',
-          message: 'guidanceKwargs.y: expected an integer Tensor but received float32',
+          message: 'guidanceKwargs.y: expected an int64, int32 or uint8 Tensor of class indices but received float32',
         });
         const gone = torch.tensor([0, 1]);
         gone.dispose();

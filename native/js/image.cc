@@ -3,6 +3,9 @@
 #include "js/common.h"
 #include "js/tensor_wrap.h"
 
+#include <algorithm>
+#include <cmath>
+
 namespace gd::js {
 
 namespace {
@@ -18,9 +21,18 @@ Napi::Value ImageGrid(const Napi::CallbackInfo& info) {
     const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
     if (c != 1 && c != 3) ThrowRange(env, "saveImage expects 1 or 3 channels; got " + std::to_string(c));
     if (b == 0 || h == 0 || w == 0) ThrowRange(env, "saveImage got an empty batch");
-    const int64_t nrow = std::max<int64_t>(1, std::min<int64_t>(ToInt(info[1], "nrow"), b));
+    const int64_t nrow_asked = ToInt(info[1], "nrow");
+    if (nrow_asked < 1) ThrowRange(env, "Expected positive integer for nrow but received " + Describe(info[1]));
+    const int64_t nrow = std::min<int64_t>(nrow_asked, b);  // more per row than images: one row, as torchvision
     const int64_t pad = ToNonNegativeInt(info[2], "padding");
     const double pad_value = ToNumber(info[3], "padValue");
+    if (std::isnan(pad_value)) ThrowRange(env, "Expected a number for padValue but received NaN");
+    // NaN would become black pixels through the clamp: a diverged sample must not look like an image.
+    const int64_t nans = x.isnan().sum().item<int64_t>();
+    if (nans > 0) {
+      ThrowRange(env, "saveImage: the images hold " + std::to_string(nans) + " NaN values (of " + std::to_string(x.numel()) +
+                          "); nothing was written");
+    }
     const int64_t rows = (b + nrow - 1) / nrow;
     at::Tensor grid = at::full({c, rows * (h + pad) + pad, nrow * (w + pad) + pad}, pad_value, x.options());
     for (int64_t i = 0; i < b; i++) {
