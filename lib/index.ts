@@ -3,7 +3,7 @@ import * as torch from './torch';
 
 export { torch };
 export { Tensor } from './tensor';
-export type { NestedArray, AnyTypedArray, Operand, Scalar } from './tensor';
+export type { NestedArray, NestedInput, AnyTypedArray, Operand, Scalar } from './tensor';
 export type { CudaGraphStats, DType, Device, Shape, TensorOptions } from './binding';
 export { Module, jit } from './module';
 export type { ModuleArg } from './module';

@@ -15,6 +15,8 @@ export type TypedArrayOf<D extends DType> = D extends 'float64'
 
 export type AnyTypedArray = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array;
 export type NestedArray = number | boolean | NestedArray[];
+/** What torch.tensor() takes: nested arrays of numbers, booleans or BigInts (BigInts all alone: int64 data). */
+export type NestedInput = number | boolean | bigint | NestedInput[];
 /**
  * A tensor or a scalar. A scalar acts as a Python scalar does in PyTorch (a wrapped number):
  * an integral number or a BigInt is an int (int64.add(1) stays int64), a fractional number a

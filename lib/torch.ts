@@ -1,7 +1,7 @@
 // The `torch` namespace: creation, joins, nn.functional, autograd, memory and settings.
 // Each function validates its JS arguments' shape and hands the rest to one native call.
 import { binding, CudaGraphStats, DType, Device, Reduction, Shape, TensorOptions } from './binding';
-import { AnyTypedArray, NestedArray, Operand, Tensor } from './tensor';
+import { AnyTypedArray, NestedInput, Operand, Tensor } from './tensor';
 
 export type { DType, Device, Shape, TensorOptions, Reduction };
 
@@ -10,11 +10,11 @@ export interface CreateOptions extends TensorOptions {
   shape?: Shape;
 }
 
-function flatten(data: NestedArray, shape: number[], out: (number | boolean)[], depth: number): void {
+function flatten(data: NestedInput, shape: number[], out: (number | boolean | bigint)[], depth: number): void {
   if (!Array.isArray(data)) {
     if (depth !== shape.length) throw new RangeError('tensor(): ragged nested array; every row must have the same length');
-    if (typeof data !== 'number' && typeof data !== 'boolean') {
-      throw new TypeError(`tensor(): expected numbers or booleans but received ${typeof data}`);
+    if (typeof data !== 'number' && typeof data !== 'boolean' && typeof data !== 'bigint') {
+      throw new TypeError(`tensor(): expected numbers, booleans or BigInts but received ${typeof data}`);
     }
     out.push(data);
     return;
@@ -23,6 +23,19 @@ function flatten(data: NestedArray, shape: number[], out: (number | boolean)[], 
   else if (shape[depth] !== data.length) throw new RangeError('tensor(): ragged nested array; every row must have the same length');
   for (const item of data) flatten(item, shape, out, depth + 1);
   if (data.length === 0 && depth === shape.length - 1) return;
+}
+
+// BigInts are int64 data, exact beyond 2^53; mixed with numbers they would have to round.
+function bigIntData(values: (number | boolean | bigint)[]): BigInt64Array | undefined {
+  const big = values.filter((v) => typeof v === 'bigint').length;
+  if (big === 0) return undefined;
+  if (big !== values.length) throw new TypeError('tensor(): BigInts cannot be mixed with numbers or booleans; use BigInts for all or none');
+  const out = new BigInt64Array(values.length);
+  values.forEach((v, i) => {
+    if (BigInt.asIntN(64, v as bigint) !== v) throw new RangeError(`tensor(): the value ${v}n (element ${i}) does not fit dtype int64`);
+    out[i] = v as bigint;
+  });
+  return out;
 }
 
 function inferDtype(values: (number | boolean)[]): DType {
@@ -48,16 +61,18 @@ function typedDtype(data: AnyTypedArray): DType {
  * never a silently wrapped number; fractions truncate and float dtypes overflow to Infinity, as
  * in PyTorch.
  */
-export function tensor(data: NestedArray | AnyTypedArray, options: CreateOptions = {}): Tensor {
+export function tensor(data: NestedInput | AnyTypedArray, options: CreateOptions = {}): Tensor {
   if (ArrayBuffer.isView(data)) {
     const typed = data as AnyTypedArray;
     const shape = options.shape ?? [typed.length];
     return binding.fromData(typed, shape, { ...options, dtype: options.dtype ?? typedDtype(typed) });
   }
   const shape: number[] = [];
-  const values: (number | boolean)[] = [];
+  const values: (number | boolean | bigint)[] = [];
   flatten(data, shape, values, 0);
-  const dtype = options.dtype ?? inferDtype(values);
+  const big = bigIntData(values);
+  if (big) return binding.fromData(big, options.shape ?? shape, { ...options, dtype: options.dtype ?? 'int64' });
+  const dtype = options.dtype ?? inferDtype(values as (number | boolean)[]);
   const flat = Float64Array.from(values, Number);
   return binding.fromData(flat, options.shape ?? shape, { ...options, dtype });
 }

@@ -64,6 +64,24 @@ describe('tensor values that do not fit the dtype', () => {
   });
 });
 
+describe('BigInt data', () => {
+  it('nested BigInts are exact int64 data; out of int64, mixed with numbers, or not fitting the dtype are refused', () => {
+    torch.tidy(() => {
+      const t = torch.tensor([[1n, 2n ** 62n + 1n], [-(2n ** 63n), 0n]]);
+      assert.strictEqual(t.dtype, 'int64');
+      assert.deepStrictEqual(t.shape, [2, 2]);
+      assert.deepStrictEqual(t.data(), BigInt64Array.of(1n, 2n ** 62n + 1n, -(2n ** 63n), 0n));
+      assert.deepStrictEqual(torch.tensor([3n], { dtype: 'float32' }).toArray(), [3]);
+    });
+    assert.throws(() => torch.tensor([2n ** 63n]), fits('tensor(): the value 9223372036854775808n (element 0) does not fit dtype int64'));
+    assert.throws(() => torch.tensor([1n, 2n ** 40n], { dtype: 'int32' }), fits('tensor(): the value 1099511627776 (element 1) does not fit dtype int32'));
+    assert.throws(() => torch.tensor([1n, 2]), {
+      name: 'TypeError',
+      message: 'tensor(): BigInts cannot be mixed with numbers or booleans; use BigInts for all or none',
+    });
+  });
+});
+
 describe('allocation failures', () => {
   it('are RangeErrors naming the bytes asked for', () => {
     const before = torch.memory();
