@@ -239,3 +239,92 @@ describe('openai models: option errors', () => {
     for (const m of [cond, uncond, pool]) m.dispose();
   });
 });
+
+const tinyFlags = JSON.parse(fs.readFileSync(path.join(DIR, 'flags.json'), 'utf8')) as {
+  model: string;
+  classifier: string;
+  classifier_kwargs: Record<string, unknown>;
+};
+
+/** Our camelCase options as snake_case, restricted to the keys their constructor call had. */
+function asTheirKwargs(ours: Record<string, unknown>, theirs: Record<string, unknown>): Record<string, unknown> {
+  const snake = Object.fromEntries(Object.entries(ours).map(([k, v]) => [k.replace(/[A-Z]/g, (m) => `_${m.toLowerCase()}`), v]));
+  return Object.fromEntries(Object.keys(theirs).map((k) => [k, snake[k]]));
+}
+
+describe('openai flags: parseFlags, createModel, createClassifier', function () {
+  this.timeout(240_000);
+
+  it('parseFlags reads the README line as their argparse does', () => {
+    const f = openai.parseFlags(
+      '--attention_resolutions 32,16,8 --class_cond True --diffusion_steps 1000 --image_size 64 --learn_sigma True --noise_schedule cosine --num_channels 192 --num_head_channels 64 --num_res_blocks 3 --resblock_updown True --use_new_attention_order True --use_fp16 True --use_scale_shift_norm True',
+    );
+    assert.deepStrictEqual(f, {
+      attention_resolutions: '32,16,8', class_cond: true, diffusion_steps: 1000, image_size: 64, learn_sigma: true,
+      noise_schedule: 'cosine', num_channels: 192, num_head_channels: 64, num_res_blocks: 3, resblock_updown: true,
+      use_new_attention_order: true, use_fp16: true, use_scale_shift_norm: true,
+    });
+    assert.deepStrictEqual(openai.parseFlags('--dropout=0.1 --timestep_respacing ddim25 --use_ddim false --channel_mult "" --num_heads_upsample -1'), {
+      dropout: 0.1, timestep_respacing: 'ddim25', use_ddim: false, channel_mult: '', num_heads_upsample: -1,
+    });
+    for (const e of [...mapping.models, ...mapping.classifiers]) {
+      const ours = openai.parseFlags(e.flags);
+      for (const [k, v] of Object.entries(e.parsed)) {
+        if (k in openai.MODEL_FLAG_DEFAULTS || k in openai.CLASSIFIER_FLAG_DEFAULTS) assert.deepStrictEqual(ours[k], v, `${k} of ${e.flags}`);
+      }
+    }
+    assert.throws(() => openai.parseFlags('--image_size'), { message: 'parseFlags: flag --image_size has no value' });
+    assert.throws(() => openai.parseFlags('image_size 64'), { message: "parseFlags: expected a flag such as --image_size but found 'image_size'" });
+  });
+
+  it(`maps every MODEL_FLAGS of their README to the kwargs of their create_model (${mapping.models.length} flag sets)`, () => {
+    for (const e of mapping.models) {
+      const ours = openai.modelOptions(openai.parseFlags(e.flags)) as unknown as Record<string, unknown>;
+      assert.deepStrictEqual(asTheirKwargs(ours, e.kwargs), e.kwargs, e.flags);
+    }
+  });
+
+  it(`maps every classifier of their README to the kwargs of their create_classifier (${mapping.classifiers.length} flag sets)`, () => {
+    for (const e of mapping.classifiers) {
+      const ours = openai.classifierOptions(openai.parseFlags(e.flags)) as unknown as Record<string, unknown>;
+      assert.deepStrictEqual(asTheirKwargs(ours, e.kwargs), e.kwargs, e.flags);
+    }
+    const tiny = openai.classifierOptions(openai.parseFlags(tinyFlags.classifier)) as unknown as Record<string, unknown>;
+    assert.deepStrictEqual(asTheirKwargs(tiny, tinyFlags.classifier_kwargs), tinyFlags.classifier_kwargs);
+  });
+
+  it('createModel and createClassifier build working nets from the flags of the committed tiny checkpoints', () => {
+    const model = openai.createModel(openai.parseFlags(tinyFlags.model)).eval();
+    assert.ok(model instanceof openai.UNetModel);
+    assert.strictEqual(model.attribute('num_classes'), 1000);
+    const classifier = openai.createClassifier(openai.parseFlags(tinyFlags.classifier)).eval();
+    assert.ok(classifier instanceof openai.EncoderUNetModel);
+    const x = torch.randn([2, 3, 16, 16]);
+    const t = torch.tensor([10, 900], { dtype: 'int64' });
+    const eps = torch.noGrad(() => model.forward(x, t, torch.tensor([207, 3], { dtype: 'int64' })));
+    const logits = torch.noGrad(() => classifier.forward(x, t));
+    assert.deepStrictEqual(eps.shape, [2, 6, 16, 16]);
+    assert.deepStrictEqual(logits.shape, [2, 1000]);
+    torch.dispose([x, t, eps, logits]);
+    model.dispose();
+    classifier.dispose();
+  });
+
+  it('accepts camelCase flags and refuses unknown ones by name', () => {
+    const a = openai.modelOptions({ imageSize: 64, numChannels: 64, classCond: true, learnSigma: 'True' });
+    const b = openai.modelOptions(openai.parseFlags('--image_size 64 --num_channels 64 --class_cond True --learn_sigma True'));
+    assert.deepStrictEqual(a, b);
+    assert.strictEqual(a.numClasses, 1000);
+    assert.strictEqual(a.outChannels, 6);
+    assert.deepStrictEqual(a.attentionResolutions, [4, 8]);
+    assert.throws(() => openai.createModel({ num_channel: 64 }), { name: 'TypeError', message: "createModel: unknown flag 'num_channel'" });
+    assert.throws(() => openai.createModel({ image_size: 48 }), { name: 'RangeError', message: 'createModel: unsupported image size: 48 (64, 128, 256 or 512, or give channel_mult)' });
+    assert.throws(() => openai.createModel({ class_cond: 'maybe' }), { name: 'TypeError', message: 'createModel: expected a boolean (True/False) for class_cond but received "maybe"' });
+    assert.throws(() => openai.createClassifier({ classifier_pool: 'max' }), {
+      name: 'RangeError',
+      message: "createClassifier: expected one of 'adaptive', 'attention', 'spatial', 'spatial_v2' for classifier_pool but received 'max'",
+    });
+    // Diffusion and sampling flags ride along untouched.
+    assert.strictEqual(openai.modelOptions(openai.parseFlags('--timestep_respacing 250 --use_ddim True --classifier_scale 1.0')).imageSize, 64);
+  });
+});
