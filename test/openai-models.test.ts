@@ -183,6 +183,21 @@ describe('openai models: save() is TorchScript that Python runs', function () {
   }
 });
 
+describe('openai models: memory', function () {
+  this.timeout(120_000);
+  it('building, loading, running and disposing a net leaves the tensor count where it started', () => {
+    const c = cases.find((k) => k.name === 'model_additive_emb') as Case;
+    const before = torch.memory();
+    for (let i = 0; i < 2; i++) {
+      const { net, x, io } = loadedCase(c);
+      const out = torch.noGrad(() => net.forward(x, io.t, io.y));
+      torch.dispose([x, out, ...Object.values(io)]);
+      net.dispose();
+    }
+    assert.deepStrictEqual(torch.memory(), before);
+  });
+});
+
 describe('openai models: option errors', () => {
   const base = {
     image_size: 16, in_channels: 3, model_channels: 32, out_channels: 3, num_res_blocks: 1,
