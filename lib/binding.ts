@@ -113,6 +113,9 @@ export interface Binding {
   createUnet(options: object): NativeModule;
   createLinearClassifier(options: object): NativeModule;
   createClassifier(options: object): NativeModule;
+  /** openai/guided-diffusion's nets; options validated and filled by lib/openai/models.ts. */
+  createOpenaiUNetModel(options: object): NativeModule;
+  createOpenaiEncoderUNetModel(options: object): NativeModule;
   createDiffusion(model: NativeModule, options: object): NativeDiffusion;
   /** Stops running samples and joins their threads; for process.on('exit'). */
   stopSamplesForExit(): void;

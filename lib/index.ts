@@ -8,6 +8,7 @@ export type { CudaGraphStats, DType, Device, Shape, TensorOptions } from './bind
 export { Module, jit } from './module';
 export type { ModuleArg } from './module';
 export { Unet, LinearClassifier, Classifier } from './models';
+export * as openai from './openai';
 export type { UnetOptions, LinearClassifierOptions, ClassifierOptions } from './models';
 export { GaussianDiffusion } from './diffusion';
 export type { GaussianDiffusionOptions, SampleOptions, SampleProgress, Objective, BetaSchedule } from './diffusion';

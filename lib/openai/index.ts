@@ -1,0 +1,14 @@
+// openai/guided-diffusion's models from TypeScript: `import { openai } from 'guided-diffusion'`.
+export { UNetModel, EncoderUNetModel } from './models';
+export type { NetOptions, UNetModelOptions, EncoderUNetModelOptions, EncoderPool, Snake } from './models';
+export {
+  parseFlags,
+  createModel,
+  createClassifier,
+  modelOptions,
+  classifierOptions,
+  MODEL_FLAG_DEFAULTS,
+  CLASSIFIER_FLAG_DEFAULTS,
+  OTHER_SCRIPT_FLAGS,
+} from './flags';
+export type { Flags, FlagValue } from './flags';
