@@ -10,5 +10,6 @@ void InstallModuleFunctions(Napi::Env env, Napi::Object exports);
 void InstallDiffusion(Napi::Env env, Napi::Object exports);
 void InstallTraining(Napi::Env env, Napi::Object exports);
 void InstallImage(Napi::Env env, Napi::Object exports);
+void InstallCheckpoints(Napi::Env env, Napi::Object exports);
 
 }  // namespace gd::js
