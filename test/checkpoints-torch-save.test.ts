@@ -4,7 +4,7 @@
 // nothing run; devices and /proc files refused before a byte is read; the first mismatch named.
 // Fixtures: scripts/fixtures/torch_save.py (Python torch 2.13).
 import * as assert from 'assert';
-import { execFileSync } from 'child_process';
+import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -264,6 +264,22 @@ describe('checkpoints: torch.save files', () => {
       });
       unet.loadStateDict(fixture('linear.pt'), { strict: false }); // nothing in common: nothing copied, no error
     });
+  });
+
+  it('a short fuzz run of the reader (300 mutated torch.save files): no crash, no hang', function () {
+    // The full run (docs/FUZZ.md) is 5,000+ cases; this one takes about 15 s.
+    this.timeout(180000);
+    const script = path.resolve(__dirname, '..', '..', 'scripts', 'fuzz-checkpoints.js');
+    const run = spawnSync(process.execPath, [script, '--cases', '300', '--seed', '7', '--batch', '150', '--kinds', 'torchsave,legacy', '--hang-ms', '20000'], {
+      encoding: 'utf8',
+      env: process.env,
+    });
+    assert.strictEqual(run.status, 0, run.stdout + run.stderr);
+    const summary = JSON.parse(run.stdout.slice(run.stdout.indexOf('{'), run.stdout.indexOf('most common errors:')));
+    assert.strictEqual(summary.counts.crash, 0);
+    assert.strictEqual(summary.counts.hang, 0);
+    assert.strictEqual(summary.counts.ok + summary.counts.error, 300);
+    assert.ok(summary.counts.error > 100, `only ${summary.counts.error} mutants were refused`);
   });
 
   it('memory: reading, loading and refusing leave no tensors behind', () => {
