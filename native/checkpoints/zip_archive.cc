@@ -134,6 +134,7 @@ ZipArchive::ZipArchive(const std::string& path) {
         Fail("its zip entry " + entry.name + " claims " + std::to_string(entry.size) + " bytes from " +
              std::to_string(entry.compressed) + " compressed, more than deflate can give");
       }
+      index_.emplace(entry.name, entries_.size());
       entries_.push_back(std::move(entry));
       pos = next;
     }
@@ -148,10 +149,8 @@ ZipArchive::~ZipArchive() {
 }
 
 const ZipEntry* ZipArchive::Find(const std::string& name) const {
-  for (const auto& e : entries_) {
-    if (e.name == name) return &e;
-  }
-  return nullptr;
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &entries_[it->second];
 }
 
 void ZipArchive::Read(const ZipEntry& entry, void* out) const {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace gd::checkpoints {
@@ -53,6 +54,8 @@ class ZipArchive {
   int fd_ = -1;
   uint64_t file_size_ = 0;
   std::vector<ZipEntry> entries_;
+  // By name (the first of duplicates): a pickle may look up every one of many storages.
+  std::unordered_map<std::string, size_t> index_;
 };
 
 // True when the file starts as a zip does (a local file header).
