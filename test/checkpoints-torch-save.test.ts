@@ -91,6 +91,22 @@ describe('checkpoints: torch.save files', () => {
     assert.deepStrictEqual(valuesOf(w), EXPECTED['linear_dict_f16.pt']['linear_img.weight'].values);
   });
 
+  it('nn.Parameters saved directly (_rebuild_parameter) read as tensors', () => {
+    const sd = readStateDict(fixture('params.pt'));
+    assert.deepStrictEqual(valuesOf(sd.w), EXPECTED['params.pt'].w.values);
+    assert.deepStrictEqual(valuesOf(sd.b), [1, -1]);
+    torch.dispose(Object.values(sd));
+  });
+
+  it('torch.save(model), the module object itself, is refused by its class, with nothing run', () => {
+    const p = fixture('whole_module.pt');
+    assert.throws(() => linear().loadStateDict(p), {
+      message:
+        `loadStateDict: ${p} refers to __main__.Linear, which is not part of a state dict: only tensors, dicts, lists, tuples, ` +
+        'numbers and strings are read from a torch.save file, and nothing in it is run',
+    });
+  });
+
   describe('a denoising-diffusion-pytorch Trainer checkpoint (model-N.pt)', () => {
     const trainer = fixture('trainer.pt');
     const want = EXPECTED['trainer.pt'];
