@@ -141,6 +141,9 @@ NamedTensors ReadZip(const std::string& path, const std::string& key) {
   PickleReader reader(pickle.data(), pickle.size(), [&](const std::string& k, at::ScalarType dtype, int64_t numel) {
     const ZipEntry* e = zip.Find(root + "data/" + k);
     if (e == nullptr) Damaged("its pickle refers to storage " + k + ", which the archive does not hold");
+    // torch.save stores storages uncompressed (so that they can be mapped); refusing deflate
+    // here keeps what is allocated within the file's size.
+    if (e->method != 0) Damaged("its storage " + k + " is compressed, which torch.save never does");
     const int64_t bytes = StorageBytes(dtype, numel);
     if (bytes < 0 || e->size != static_cast<uint64_t>(bytes)) {
       Damaged("storage " + k + " holds " + std::to_string(e->size) + " bytes, not the " + std::to_string(numel) + " " +
