@@ -108,8 +108,11 @@ export interface Binding {
   setCpuCacheLimit(bytes: number): void;
   startScope(): void;
   endScope(keep: Tensor[]): void;
-  // models and diffusion
+  // checkpoints (native/checkpoints); `who` starts error messages ("loadStateDict: ...")
+  checkpointFormat(path: string, who: string): { format: 'zip' | 'pickle' | 'safetensors' | 'unknown'; head: string };
+  readTorchSave(path: string, key: string | undefined, who: string): Record<string, Tensor>;
   jitLoad(path: string, device?: Device): NativeModule;
+  // models and diffusion
   createUnet(options: object): NativeModule;
   createLinearClassifier(options: object): NativeModule;
   createClassifier(options: object): NativeModule;

@@ -1,8 +1,7 @@
 // Module: a TorchScript module (native model or loaded checkpoint) with PyTorch's nn.Module
 // surface. Checkpoints from Python and models built here are the same kind of object.
-import * as fs from 'fs';
 import { binding, DType, Device, NativeModule } from './binding';
-import { loadSafetensors } from './safetensors';
+import { readStateDict, ReadStateDictOptions } from './checkpoint';
 import { Tensor } from './tensor';
 
 export type ModuleArg = Tensor | number | boolean | string | null | undefined | readonly (Tensor | number)[];
@@ -64,16 +63,15 @@ export class Module {
   }
 
   /**
-   * Loads weights by name from a .safetensors file or a {name: Tensor} map. With strict
-   * (default) every name must match; shapes must always match.
+   * Loads weights by name from a {name: Tensor} map or a file: safetensors or torch.save (zip or
+   * the old format), told apart by content (readStateDict; `key` picks 'model' or 'ema' of a
+   * Trainer checkpoint). Values are converted to each parameter's dtype. With strict (default)
+   * every name must match; shapes must always match; the error names the first difference.
    */
-  loadStateDict(source: string | Record<string, Tensor>, options: { strict?: boolean } = {}): this {
+  loadStateDict(source: string | Record<string, Tensor>, options: { strict?: boolean } & ReadStateDictOptions = {}): this {
     const strict = options.strict ?? true;
     if (typeof source === 'string') {
-      if (!source.endsWith('.safetensors')) {
-        throw new Error(`loadStateDict: ${source} is not a .safetensors file; export weights with safetensors.torch.save_file (see scripts/export_for_guided_diffusion.py)`);
-      }
-      const tensors = loadSafetensors(source);
+      const tensors = readStateDict(source, { key: options.key }, 'loadStateDict');
       try {
         this.native.loadStateDict(tensors, strict);
       } finally {
@@ -114,7 +112,6 @@ export const jit = {
    */
   load(path: string, options: { device?: Device } = {}): Module {
     if (typeof path !== 'string') throw new TypeError(`Expected string for path but received ${typeof path}`);
-    if (!fs.existsSync(path)) throw new Error(`jit.load: no such file: ${path}`);
     return new Module(binding.jitLoad(path, options.device));
   },
 };

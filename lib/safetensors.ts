@@ -22,12 +22,12 @@ function bad(path: string, why: string): Error {
 
 /** Loads every tensor of a .safetensors file (on the CPU). */
 export function loadSafetensors(path: string): Record<string, Tensor> {
-  if (!fs.existsSync(path)) throw new Error(`safetensors: no such file: ${path}`);
-  if (fs.statSync(path).isDirectory()) throw new Error(`safetensors: ${path} is a directory, not a file`);
-  const buf = fs.readFileSync(path);
-  if (buf.length < 8) throw bad(path, `it has ${buf.length} bytes, fewer than the 8-byte header length`);
+  if (typeof path !== 'string') throw new TypeError(`Expected string for path but received ${typeof path}`);
+  // A regular, non-empty file (not /dev/zero, a FIFO or a /proc file, which never end), and a
+  // header that fits in it, before anything is read or allocated.
+  binding.checkpointFormat(path, 'safetensors');
+  const buf = readChecked(path);
   const headerLen = buf.readBigUInt64LE(0);
-  if (headerLen > BigInt(buf.length - 8)) throw bad(path, `the header length ${headerLen} exceeds the file size ${buf.length}`);
   const dataStart = 8 + Number(headerLen);
   let header: Record<string, unknown>;
   try {
@@ -65,6 +65,31 @@ export function loadSafetensors(path: string): Record<string, Tensor> {
     throw err;
   }
   return out;
+}
+
+// Reads the file whole once its header length is known to fit in it, sized by fstat of the
+// descriptor read (so that a path swapped for a device since the check cannot read without end).
+function readChecked(path: string): Buffer {
+  const fd = fs.openSync(path, 'r');
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new Error(`safetensors: ${path} is not a regular file`);
+    if (st.size < 8) throw bad(path, `it has ${st.size} bytes, fewer than the 8-byte header length`);
+    const len = Buffer.alloc(8);
+    fs.readSync(fd, len, 0, 8, 0);
+    const headerLen = len.readBigUInt64LE(0);
+    if (headerLen > BigInt(st.size - 8)) throw bad(path, `the header length ${headerLen} exceeds the file size ${st.size}`);
+    const buf = Buffer.alloc(st.size);
+    let done = 0;
+    while (done < buf.length) {
+      const n = fs.readSync(fd, buf, done, buf.length - done, done);
+      if (n === 0) break;
+      done += n;
+    }
+    return buf.subarray(0, done);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Writes tensors to a .safetensors file (copied to the CPU, contiguous). */

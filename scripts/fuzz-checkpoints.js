@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // Fuzzes the checkpoint loaders: mutates valid checkpoints (the reference case's TorchScript
-// files and unet.safetensors, the toy model, a Unet saved here) with bit flips, byte sets,
-// truncations, splices, zip-structure corruption and corruption of single zip entries (the
-// pickles, the TorchScript code, the tensor data), then loads each with jit.load /
-// Module.loadStateDict and runs forward, in a child process. Each case ends as
+// files and unet.safetensors, the toy model, a Unet saved here, torch.save files of
+// test/fixtures/torch-save in the zip and the old format) with bit flips, byte sets,
+// truncations, splices, zip-structure corruption, corruption of single zip entries (the
+// pickles, the TorchScript code, the tensor data) and pickle-level mutations (scripts/fuzz-pickle.js),
+// then loads each with jit.load / Module.loadStateDict / readStateDict and runs forward or reads
+// every tensor, in a child process. Each case ends as
 //   ok     loaded and ran (the mutation did not matter)
 //   error  a JS Error was thrown (what we want from a bad file)
 //   crash  the child died: a signal, an abort, or any exit that was not ours
@@ -13,21 +15,24 @@
 // deterministic from (seed, index): `--only N` replays one case in this process.
 //
 // Usage: node scripts/fuzz-checkpoints.js [--cases 2000] [--seed 1] [--batch 200]
-//          [--hang-ms 30000] [--keep DIR] [--only N]
+//          [--hang-ms 30000] [--keep DIR] [--only N] [--kinds pt,safetensors,torchsave,legacy]
+// --kinds keeps the corpus files of those kinds (default: all). The peak resident memory of the
+// children is reported: a case that allocates without bound shows there (or as a crash/hang).
 // Needs dist/lib (npx tsc -p tsconfig.json) and the addon (GD_ADDON_PATH picks a side build).
 'use strict';
 const { spawn } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const zlib = require('zlib');
+const { pickleMutation } = require('./fuzz-pickle');
+const { readZip, writeZip } = require('./fuzz-zip');
 
 const ROOT = path.resolve(__dirname, '..');
 const LIB = path.join(ROOT, 'dist', 'lib');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures');
 
 function args() {
-  const out = { cases: 2000, seed: 1, batch: 200, hangMs: 30000, keep: null, only: null, child: false, from: 0, to: 0, dir: null };
+  const out = { cases: 2000, seed: 1, batch: 200, hangMs: 30000, keep: null, only: null, child: false, from: 0, to: 0, dir: null, kinds: null };
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -42,6 +47,7 @@ function args() {
     else if (a === '--from') out.from = Number(next());
     else if (a === '--to') out.to = Number(next());
     else if (a === '--dir') out.dir = next();
+    else if (a === '--kinds') out.kinds = next().split(',');
     else throw new Error(`unknown argument ${a}`);
   }
   return out;
@@ -63,86 +69,6 @@ function rng(seed) {
     int: (n) => Math.floor(next() * n),
     pick: (list) => list[Math.floor(next() * list.length)],
   };
-}
-
-// ---- zip reading and writing (enough for TorchScript archives) ----------------------------
-
-function readZip(buf) {
-  let eocd = -1;
-  for (let i = buf.length - 22; i >= Math.max(0, buf.length - 22 - 0xffff); i--) {
-    if (buf.readUInt32LE(i) === 0x06054b50) {
-      eocd = i;
-      break;
-    }
-  }
-  if (eocd < 0) throw new Error('no end of central directory');
-  const count = buf.readUInt16LE(eocd + 10);
-  let pos = buf.readUInt32LE(eocd + 16);
-  const entries = [];
-  for (let i = 0; i < count; i++) {
-    if (buf.readUInt32LE(pos) !== 0x02014b50) throw new Error('bad central header');
-    const method = buf.readUInt16LE(pos + 10);
-    const csize = buf.readUInt32LE(pos + 20);
-    const nameLen = buf.readUInt16LE(pos + 28);
-    const extraLen = buf.readUInt16LE(pos + 30);
-    const commentLen = buf.readUInt16LE(pos + 32);
-    const offset = buf.readUInt32LE(pos + 42);
-    const name = buf.toString('latin1', pos + 46, pos + 46 + nameLen);
-    const lNameLen = buf.readUInt16LE(offset + 26);
-    const lExtraLen = buf.readUInt16LE(offset + 28);
-    const start = offset + 30 + lNameLen + lExtraLen;
-    const raw = buf.subarray(start, start + csize);
-    const data = method === 8 ? zlib.inflateRawSync(raw) : Buffer.from(raw);
-    entries.push({ name, data, centralAt: pos, localAt: offset });
-    pos += 46 + nameLen + extraLen + commentLen;
-  }
-  return { entries, eocd, centralAt: buf.readUInt32LE(eocd + 16) };
-}
-
-// Stored (uncompressed) entries, each data start aligned to 64 bytes as PyTorch writes them.
-function writeZip(entries) {
-  const parts = [];
-  const central = [];
-  let offset = 0;
-  for (const { name, data } of entries) {
-    const nameBuf = Buffer.from(name, 'latin1');
-    const headerLen = 30 + nameBuf.length;
-    const pad = (64 - ((offset + headerLen + 4) % 64)) % 64;
-    const extra = Buffer.alloc(pad === 0 ? 0 : pad + 4);
-    if (extra.length) {
-      extra.writeUInt16LE(0x4746, 0); // 'FB': padding, as PyTorch's writer uses
-      extra.writeUInt16LE(pad, 2);
-    }
-    const crc = zlib.crc32(data) >>> 0;
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(data.length, 18);
-    local.writeUInt32LE(data.length, 22);
-    local.writeUInt16LE(nameBuf.length, 26);
-    local.writeUInt16LE(extra.length, 28);
-    const c = Buffer.alloc(46);
-    c.writeUInt32LE(0x02014b50, 0);
-    c.writeUInt16LE(20, 4);
-    c.writeUInt16LE(20, 6);
-    c.writeUInt32LE(crc, 16);
-    c.writeUInt32LE(data.length, 20);
-    c.writeUInt32LE(data.length, 24);
-    c.writeUInt16LE(nameBuf.length, 28);
-    c.writeUInt32LE(offset, 42);
-    central.push(c, nameBuf);
-    parts.push(local, nameBuf, extra, data);
-    offset += 30 + nameBuf.length + extra.length + data.length;
-  }
-  const cd = Buffer.concat(central);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(entries.length, 8);
-  end.writeUInt16LE(entries.length, 10);
-  end.writeUInt32LE(cd.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...parts, cd, end]);
 }
 
 // ---- mutations ------------------------------------------------------------------------------
@@ -397,7 +323,16 @@ const BASES = [
   { file: 'unet_traced.pt', kind: 'pt', input: [1, 3, 16, 16] },
   { file: 'unet_native.pt', kind: 'pt', input: [1, 3, 16, 16] },
   { file: 'unet.safetensors', kind: 'safetensors', input: [1, 3, 16, 16] },
+  // torch.save files: read with readStateDict (every tensor summed), some loaded into a model.
+  { file: 'trainer.pt', kind: 'torchsave', key: 'ema', linear: true },
+  { file: 'dtypes.pt', kind: 'torchsave' },
+  { file: 'views.pt', kind: 'torchsave' },
+  { file: 'linear_legacy.pt', kind: 'legacy', linear: true },
+  { file: 'dtypes_legacy.pt', kind: 'legacy' },
+  { file: 'views_legacy.pt', kind: 'legacy' },
 ];
+const TORCH_SAVE = ['trainer.pt', 'dtypes.pt', 'views.pt', 'linear_legacy.pt', 'dtypes_legacy.pt', 'views_legacy.pt'];
+let bases = BASES;
 
 function makeCorpus(dir) {
   const lib = require(LIB);
@@ -405,6 +340,7 @@ function makeCorpus(dir) {
   for (const f of ['classifier.pt', 'unet_traced.pt', 'unet.safetensors']) {
     fs.copyFileSync(path.join(FIXTURES, 'reference-case', f), path.join(dir, f));
   }
+  for (const f of TORCH_SAVE) fs.copyFileSync(path.join(FIXTURES, 'torch-save', f), path.join(dir, f));
   const unet = new lib.Unet({ dim: 8, dimMults: [1, 2], channels: 3 });
   unet.loadStateDict(path.join(dir, 'unet.safetensors'));
   unet.save(path.join(dir, 'unet_native.pt'));
@@ -412,12 +348,26 @@ function makeCorpus(dir) {
 
 function makeCase(index, seed, corpus) {
   const r = rng((seed * 1000003 + index * 7919) >>> 0);
-  const base = BASES[index % BASES.length];
+  const base = bases[index % bases.length];
   const buf = corpus[base.file];
   const other = corpus[r.pick(BASES.filter((b) => b.kind === base.kind)).file];
   let bytes;
   let what;
-  if (base.kind === 'pt') {
+  if (base.kind === 'torchsave') {
+    const k = r.int(10);
+    if (k < 2) [bytes, what] = mutateBytes(r, buf, other);
+    else if (k < 3) [bytes, what] = zipField(r, buf);
+    else if (k < 6) [bytes, what] = zipEntry(r, buf, other);
+    else {
+      const entries = readZip(buf).entries.map((e) => ({ name: e.name, data: e.data }));
+      const pkl = entries.find((e) => /\/data\.pkl$/.test(e.name));
+      const [data, how] = pickleMutation(r, pkl.data, pickleInts);
+      pkl.data = data;
+      [bytes, what] = [writeZip(entries), `${how} in ${pkl.name}`];
+    }
+  } else if (base.kind === 'legacy') {
+    [bytes, what] = r.float() < 0.4 ? mutateBytes(r, buf, other) : pickleMutation(r, buf, pickleInts);
+  } else if (base.kind === 'pt') {
     const k = r.int(10);
     if (k < 3) [bytes, what] = mutateBytes(r, buf, other);
     else if (k < 5) [bytes, what] = zipField(r, buf);
@@ -428,15 +378,30 @@ function makeCase(index, seed, corpus) {
   return { base, bytes, what: `${base.file}: ${what}` };
 }
 
-function loadCorpus(dir) {
+function loadCorpus(dir, opts) {
   const corpus = {};
   for (const b of BASES) corpus[b.file] = fs.readFileSync(path.join(dir, b.file));
+  bases = BASES.filter((b) => !opts.kinds || opts.kinds.includes(b.kind));
+  if (bases.length === 0) throw new Error(`--kinds ${opts.kinds} matches no corpus file`);
   return corpus;
 }
 
 // Loads and runs one mutated file; throws what the library throws.
 function runCase(lib, c, file, unet) {
   const { torch, jit } = lib;
+  if (c.base.kind === 'torchsave' || c.base.kind === 'legacy') {
+    torch.tidy(() => {
+      const options = c.base.key ? { key: c.base.key } : {};
+      for (const t of Object.values(lib.readStateDict(file, options))) t.to('float64').sum().item();
+      if (c.base.linear) {
+        const m = new lib.LinearClassifier({ imageSize: 2, channels: 1, numClasses: 3 });
+        m.loadStateDict(file, options);
+        torch.noGrad(() => m.forward(torch.randn([1, 1, 2, 2]), torch.tensor([3])));
+        m.dispose();
+      }
+    });
+    return;
+  }
   torch.tidy(() => {
     const x = torch.randn(c.base.input);
     const t = torch.tensor([3]);
@@ -458,7 +423,7 @@ function runCase(lib, c, file, unet) {
 
 function child(opts) {
   const lib = require(LIB);
-  const corpus = loadCorpus(opts.dir);
+  const corpus = loadCorpus(opts.dir, opts);
   const unet = new lib.Unet({ dim: 8, dimMults: [1, 2], channels: 3 });
   const progress = path.join(opts.dir, 'progress');
   const results = path.join(opts.dir, 'results');
@@ -484,6 +449,7 @@ function child(opts) {
     }
     lines.push(JSON.stringify({ i, outcome, message }));
   }
+  lines.push(JSON.stringify({ rssMiB: Math.round(process.resourceUsage().maxRSS / 1024) }));
   flush();
   fs.writeFileSync(progress, 'done');
 }
@@ -494,7 +460,8 @@ function runChild(opts, from, to) {
   return new Promise((resolve) => {
     const progress = path.join(opts.dir, 'progress');
     fs.writeFileSync(progress, '');
-    const p = spawn(process.execPath, [__filename, '--child', '--from', String(from), '--to', String(to), '--seed', String(opts.seed), '--dir', opts.dir], {
+    const kinds = opts.kinds ? ['--kinds', opts.kinds.join(',')] : [];
+    const p = spawn(process.execPath, [__filename, '--child', '--from', String(from), '--to', String(to), '--seed', String(opts.seed), '--dir', opts.dir, ...kinds], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';
@@ -525,7 +492,7 @@ async function parent(opts) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gd-fuzz-'));
   opts.dir = dir;
   makeCorpus(dir);
-  const corpus = loadCorpus(dir);
+  const corpus = loadCorpus(dir, opts);
   // Self-check: the zip writer's output of an unchanged archive loads.
   {
     const lib = require(LIB);
@@ -534,6 +501,7 @@ async function parent(opts) {
     lib.jit.load(f).dispose();
   }
   const counts = { ok: 0, error: 0, crash: 0, hang: 0 };
+  let peakRssMiB = 0;
   const messages = new Map();
   const failures = [];
   const started = Date.now();
@@ -545,6 +513,10 @@ async function parent(opts) {
     const r = await runChild(opts, next, to);
     const done = fs.existsSync(resultsFile) ? fs.readFileSync(resultsFile, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
     for (const d of done) {
+      if (d.rssMiB !== undefined) {
+        peakRssMiB = Math.max(peakRssMiB, d.rssMiB);
+        continue;
+      }
       counts[d.outcome]++;
       if (d.outcome === 'error') {
         const key = d.message.replace(/\/tmp\/gd-fuzz-[^ ]*/g, '<file>').replace(/\d+/g, 'N');
@@ -574,7 +546,7 @@ async function parent(opts) {
   }
   process.stderr.write('\n');
   const seconds = (Date.now() - started) / 1000;
-  console.log(JSON.stringify({ cases: opts.cases, seed: opts.seed, seconds: Math.round(seconds), counts }, null, 2));
+  console.log(JSON.stringify({ cases: opts.cases, seed: opts.seed, kinds: opts.kinds || 'all', seconds: Math.round(seconds), counts, peakRssMiB }, null, 2));
   console.log('most common errors:');
   for (const [m, n] of [...messages.entries()].sort((a, b) => b[1] - a[1]).slice(0, 15)) console.log(`  ${String(n).padStart(5)}  ${m}`);
   fs.rmSync(dir, { recursive: true, force: true });
@@ -584,7 +556,7 @@ async function parent(opts) {
 function only(opts) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gd-fuzz-'));
   makeCorpus(dir);
-  const c = makeCase(opts.only, opts.seed, loadCorpus(dir));
+  const c = makeCase(opts.only, opts.seed, loadCorpus(dir, opts));
   const file = path.join(dir, `case.${c.base.kind}`);
   fs.writeFileSync(file, c.bytes);
   console.log(`case ${opts.only}: ${c.what} (${file})`);

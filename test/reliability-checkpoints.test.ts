@@ -94,8 +94,8 @@ describe('reliability: checkpoints', () => {
       const p = path.join(REL, 'state_dict_torch_save.pt');
       assert.throws(() => jit.load(p), {
         message:
-          `jit.load: ${p} is not a TorchScript checkpoint: it looks like a torch.save() file (no code/ in the archive); ` +
-          'save the module with torch.jit.script(model).save(path), or its weights with safetensors and use loadStateDict',
+          `jit.load: ${p} is not a TorchScript checkpoint: it is a torch.save() file (no code/ in the archive): ` +
+          'load its weights into a model with module.loadStateDict(path), or save the module with torch.jit.script(model).save(path)',
       });
     });
 
@@ -213,24 +213,33 @@ describe('reliability: checkpoints', () => {
 
     it('a missing file', () => {
       const p = path.join(tmp, 'missing.safetensors');
-      assert.throws(() => tinyUnet().loadStateDict(p), { message: `safetensors: no such file: ${p}` });
+      assert.throws(() => tinyUnet().loadStateDict(p), { message: `loadStateDict: no such file: ${p}` });
+      assert.throws(() => loadSafetensors(p), { message: `safetensors: no such file: ${p}` });
     });
 
     it('a directory', () => {
       const dir = path.join(tmp, 'dir.safetensors');
       fs.mkdirSync(dir, { recursive: true });
-      assert.throws(() => tinyUnet().loadStateDict(dir), { message: `safetensors: ${dir} is a directory, not a file` });
+      assert.throws(() => tinyUnet().loadStateDict(dir), { message: `loadStateDict: ${dir} is a directory, not a checkpoint file` });
+      assert.throws(() => loadSafetensors(dir), { message: `safetensors: ${dir} is a directory, not a checkpoint file` });
     });
 
     it('an empty file', () => {
       const p = file('empty.safetensors', '');
-      assert.throws(() => tinyUnet().loadStateDict(p), {
-        message: `safetensors: ${p} is not a valid safetensors file: it has 0 bytes, fewer than the 8-byte header length`,
+      assert.throws(() => tinyUnet().loadStateDict(p), { message: `loadStateDict: ${p} is empty` });
+      assert.throws(() => loadSafetensors(p), { message: `safetensors: ${p} is empty` });
+      const short = file('short.safetensors', Buffer.from([1, 2, 3]));
+      assert.throws(() => loadSafetensors(short), {
+        message: `safetensors: ${short} is not a valid safetensors file: it has 3 bytes, fewer than the 8-byte header length`,
       });
     });
 
-    it('a file that is not .safetensors', () => {
-      assert.throws(() => tinyUnet().loadStateDict(TOY), /is not a \.safetensors file; export weights with safetensors/);
+    it('a TorchScript archive says it is a program and to use jit.load', () => {
+      assert.throws(() => tinyUnet().loadStateDict(TOY), {
+        message:
+          `loadStateDict: ${TOY} is a TorchScript module (a program), not a torch.save state dict: load it with jit.load(path), ` +
+          'which runs its code (only for files you trust), or save its weights with torch.save(model.state_dict(), path)',
+      });
     });
 
     it('a bad header length', () => {
@@ -253,7 +262,11 @@ describe('reliability: checkpoints', () => {
 
     it('random bytes', () => {
       const p = file('random.safetensors', pseudoRandomBytes(4096, 11));
-      assert.throws(() => tinyUnet().loadStateDict(p), /is not a valid safetensors file: the header length \d+ exceeds the file size 4096/);
+      // Not safetensors by content (byte 8 is not the JSON header's '{'), whatever the name says.
+      assert.throws(() => tinyUnet().loadStateDict(p), {
+        message: `loadStateDict: ${p} is not a checkpoint this library reads (safetensors, torch.save, or TorchScript for jit.load): it starts with bytes 6b 0b 6e 33 47 ff bf d3`,
+      });
+      assert.throws(() => loadSafetensors(p), /is not a valid safetensors file: the header length \d+ exceeds the file size 4096/);
     });
 
     it('a truncated file', () => {
@@ -297,16 +310,17 @@ describe('reliability: checkpoints', () => {
       const names = Object.keys(sd).sort();
       const missing = { ...sd };
       delete missing[names[0]];
-      assert.throws(() => unet.loadStateDict(missing), { message: `load_named_tensors: names do not match the model's. Missing: ${names[0]}.` });
+      const shape0 = `[${sd[names[0]].shape.join(', ')}]`;
+      assert.throws(() => unet.loadStateDict(missing), { message: `load_named_tensors: names do not match the model's. Missing: ${names[0]} ${shape0}.` });
       assert.throws(() => unet.loadStateDict({ ...sd, 'extra.weight': torch.zeros([1]) }), {
-        message: "load_named_tensors: names do not match the model's. Unexpected: extra.weight.",
+        message: "load_named_tensors: names do not match the model's. Unexpected: extra.weight [1].",
       });
       // Not strict: both are fine.
       unet.loadStateDict(missing, { strict: false });
       unet.loadStateDict({ ...sd, 'extra.weight': torch.zeros([1]) }, { strict: false });
       const p = path.join(tmp, 'missing.safetensors');
       saveSafetensors(missing, p);
-      assert.throws(() => unet.loadStateDict(p), { message: `load_named_tensors: names do not match the model's. Missing: ${names[0]}.` });
+      assert.throws(() => unet.loadStateDict(p), { message: `load_named_tensors: names do not match the model's. Missing: ${names[0]} ${shape0}.` });
     });
 
     it('a shape mismatch (strict or not)', () => {

@@ -11,5 +11,6 @@ void InstallDiffusion(Napi::Env env, Napi::Object exports);
 void InstallTraining(Napi::Env env, Napi::Object exports);
 void InstallImage(Napi::Env env, Napi::Object exports);
 void InstallOpenaiModels(Napi::Env env, Napi::Object exports);
+void InstallCheckpoints(Napi::Env env, Napi::Object exports);
 
 }  // namespace gd::js

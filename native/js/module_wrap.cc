@@ -1,8 +1,5 @@
 #include "js/module_wrap.h"
 
-#include <filesystem>
-
-#include "js/archive_check.h"
 #include "js/common.h"
 #include "js/ivalue.h"
 #include "js/tensor_wrap.h"
@@ -205,41 +202,6 @@ Napi::Value ModuleWrap::Dispose(const Napi::CallbackInfo& info) {
 
 namespace {
 
-void CheckReadableFile(Napi::Env env, const std::string& path, const char* what) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  auto status = fs::status(path, ec);
-  if (ec || !fs::exists(status)) throw Napi::Error::New(env, std::string(what) + ": no such file: " + path);
-  if (fs::is_directory(status)) throw Napi::Error::New(env, std::string(what) + ": " + path + " is a directory, not a checkpoint file");
-  if (fs::file_size(path, ec) == 0) throw Napi::Error::New(env, std::string(what) + ": " + path + " is empty");
-}
-
-// jitLoad(path, device?)
-Napi::Value JitLoad(const Napi::CallbackInfo& info) {
-  GD_GUARD(info.Env(), {
-    Napi::Env env = info.Env();
-    std::string path = ToString(info[0], "path");
-    CheckReadableFile(env, path, "jit.load");
-    // LibTorch's readers are not hardened against every malformed archive: what is not a
-    // TorchScript zip at all stops here with a clear message.
-    std::string problem = TorchScriptArchiveProblem(path);
-    if (!problem.empty()) throw Napi::Error::New(env, "jit.load: " + path + " is not a TorchScript checkpoint: " + problem);
-    std::optional<at::Device> device;
-    if (!IsMissing(info[1])) device = ToDevice(env, ToString(info[1], "device"));
-    torch::jit::Module m;
-    try {
-      m = torch::jit::load(path, device);
-    } catch (const std::exception& e) {
-      // The first non-empty line: some LibTorch messages start with a newline.
-      std::string msg = e.what();
-      auto begin = msg.find_first_not_of("\n ");
-      msg = begin == std::string::npos ? "" : msg.substr(begin);
-      throw Napi::Error::New(env, "jit.load: " + path + " is not a readable TorchScript checkpoint (" + msg.substr(0, msg.find('\n')) + ")");
-    }
-    return ModuleWrap::Wrap(env, m);
-  })
-}
-
 int64_t IntOption(const Napi::Value& o, const char* key, int64_t dflt) {
   Napi::Value v = Option(o, key);
   return IsMissing(v) ? dflt : ToInt(v, key);
@@ -308,7 +270,6 @@ Napi::Value CreateClassifier(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InstallModuleFunctions(Napi::Env env, Napi::Object exports) {
-  exports.Set("jitLoad", Napi::Function::New(env, JitLoad, "jitLoad"));
   exports.Set("createUnet", Napi::Function::New(env, CreateUnet, "createUnet"));
   exports.Set("createLinearClassifier", Napi::Function::New(env, CreateLinearClassifier, "createLinearClassifier"));
   exports.Set("createClassifier", Napi::Function::New(env, CreateClassifier, "createClassifier"));

@@ -246,46 +246,67 @@ void add_int_list_attribute(tj::Module& module, const std::string& name,
 void load_named_tensors(tj::Module& module,
                         const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                         bool strict) {
-  std::map<std::string, at::Tensor> targets;
-  for (const auto& p : module.named_parameters(/*recurse=*/true)) targets.emplace(p.name, p.value);
-  for (const auto& b : module.named_buffers(/*recurse=*/true)) targets.emplace(b.name, b.value);
-
-  std::vector<std::string> unexpected;
-  std::map<std::string, bool> seen;
+  // The model's names in its own order (the order of Python's state_dict), so that the first
+  // difference reported is the first layer where a checkpoint and the model's options part.
+  std::vector<std::pair<std::string, at::Tensor>> targets;
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) targets.emplace_back(p.name, p.value);
+  for (const auto& b : module.named_buffers(/*recurse=*/true)) targets.emplace_back(b.name, b.value);
+  std::map<std::string, size_t> target_index;
+  for (size_t i = 0; i < targets.size(); i++) target_index.emplace(targets[i].first, i);
+  std::map<std::string, const at::Tensor*> source;
   for (const auto& [name, value] : tensors) {
-    auto it = targets.find(name);
-    if (it == targets.end()) {
-      unexpected.push_back(name);
-      continue;
-    }
     TORCH_CHECK(value.defined(), "load_named_tensors: '", name, "' is an undefined tensor");
-    TORCH_CHECK(value.sizes() == it->second.sizes(), "load_named_tensors: shape of '", name,
-                "' is ", value.sizes(), " in the source but ", it->second.sizes(),
-                " in the model");
-    seen[name] = true;
+    source[name] = &value;
+  }
+  auto shape = [](const at::Tensor& t) {
+    std::ostringstream s;
+    s << t.sizes();
+    return s.str();
+  };
+
+  std::vector<std::string> missing, unexpected, misshaped;
+  std::string first;  // the first difference in the model's order, as the error's headline
+  for (const auto& [name, value] : targets) {
+    auto it = source.find(name);
+    if (it == source.end()) {
+      if (!strict) continue;
+      missing.push_back(name + " " + shape(value));
+      if (first.empty()) first = "names do not match the model's.";
+    } else if (it->second->sizes() != value.sizes()) {
+      misshaped.push_back(name);
+      if (first.empty()) {
+        first = "shape of '" + name + "' is " + shape(*it->second) + " in the source but " + shape(value) + " in the model";
+      }
+    }
   }
   if (strict) {
-    std::vector<std::string> missing;
-    for (const auto& [name, _] : targets) {
-      if (!seen.count(name)) missing.push_back(name);
+    for (const auto& [name, value] : tensors) {
+      if (!target_index.count(name)) unexpected.push_back(name + " " + shape(value));
     }
-    if (!missing.empty() || !unexpected.empty()) {
-      auto join = [](const std::vector<std::string>& v) {
-        std::string s;
-        for (size_t i = 0; i < v.size() && i < 8; ++i) s += (i ? ", " : "") + v[i];
-        if (v.size() > 8) s += ", ... (" + std::to_string(v.size()) + " in all)";
-        return s;
-      };
-      std::string msg = "load_named_tensors: names do not match the model's.";
-      if (!missing.empty()) msg += " Missing: " + join(missing) + ".";
-      if (!unexpected.empty()) msg += " Unexpected: " + join(unexpected) + ".";
-      TORCH_CHECK(false, msg);
+    if (first.empty() && !unexpected.empty()) first = "names do not match the model's.";
+  }
+  if (!first.empty()) {
+    auto join = [](const std::vector<std::string>& v) {
+      std::string s;
+      for (size_t i = 0; i < v.size() && i < 8; ++i) s += (i ? ", " : "") + v[i];
+      if (v.size() > 8) s += ", ... (" + std::to_string(v.size()) + " in all)";
+      return s;
+    };
+    std::string msg = "load_named_tensors: " + first;
+    const bool names_first = first.rfind("names", 0) == 0;
+    if (!names_first && (misshaped.size() > 1 || !missing.empty() || !unexpected.empty())) {
+      msg += ". Other differences:";
+      if (misshaped.size() > 1) msg += " " + std::to_string(misshaped.size() - 1) + " more shapes differ.";
     }
+    if (!missing.empty()) msg += " Missing: " + join(missing) + ".";
+    if (!unexpected.empty()) msg += " Unexpected: " + join(unexpected) + ".";
+    if (names_first && !misshaped.empty()) msg += " Shapes differ: " + join(misshaped) + ".";
+    TORCH_CHECK(false, msg);
   }
   at::NoGradGuard no_grad;
   for (const auto& [name, value] : tensors) {
-    auto it = targets.find(name);
-    if (it != targets.end()) it->second.copy_(value);
+    auto it = target_index.find(name);
+    if (it != target_index.end()) targets[it->second].second.copy_(value);
   }
 }
 

@@ -97,7 +97,9 @@ void add_int_list_attribute(torch::jit::Module& module, const std::string& name,
 
 /// Copies tensors into the module's parameters and buffers of the same dotted names
 /// (state_dict semantics), without recording autograd. Shapes must match. With `strict`,
-/// the names must be exactly the module's: the error names what is missing or unexpected.
+/// the names must be exactly the module's. The error leads with the first difference in the
+/// module's order (a shape, with both shapes, or a missing name), then lists missing and
+/// unexpected names with their shapes. Nothing is copied unless everything matches.
 /// Values are converted to each parameter's dtype and device.
 void load_named_tensors(torch::jit::Module& module,
                         const std::vector<std::pair<std::string, at::Tensor>>& tensors,

@@ -1,87 +1,15 @@
-#include "js/archive_check.h"
+#include "checkpoints/torchscript_check.h"
 
 #include <caffe2/serialize/inline_container.h>
 
-#include <algorithm>
 #include <cstdint>
-#include <fstream>
 #include <vector>
 
-namespace gd::js {
+#include "checkpoints/zip_archive.h"
+
+namespace gd::checkpoints {
 
 namespace {
-
-constexpr uint32_t kLocalHeader = 0x04034b50;
-constexpr uint32_t kCentralHeader = 0x02014b50;
-constexpr uint32_t kEnd = 0x06054b50;
-constexpr uint32_t kEnd64 = 0x06064b50;
-constexpr uint32_t kEnd64Locator = 0x07064b50;
-constexpr const char* kNotZip = "it is not a complete zip archive (truncated or not a zip file)";
-
-uint16_t U16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
-uint32_t U32(const uint8_t* p) { return static_cast<uint32_t>(U16(p)) | (static_cast<uint32_t>(U16(p + 2)) << 16); }
-uint64_t U64(const uint8_t* p) { return static_cast<uint64_t>(U32(p)) | (static_cast<uint64_t>(U32(p + 4)) << 32); }
-
-class File {
- public:
-  explicit File(const std::string& path) : in_(path, std::ios::binary) {
-    if (in_) {
-      in_.seekg(0, std::ios::end);
-      size_ = static_cast<uint64_t>(in_.tellg());
-    }
-  }
-  bool ok() const { return static_cast<bool>(in_); }
-  uint64_t size() const { return size_; }
-  // Reads n bytes at offset; false when they are not all inside the file.
-  bool Read(uint64_t offset, uint64_t n, std::vector<uint8_t>& out) {
-    if (offset > size_ || n > size_ - offset) return false;
-    out.resize(n);
-    in_.clear();
-    in_.seekg(static_cast<std::streamoff>(offset));
-    return n == 0 || static_cast<bool>(in_.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(n)));
-  }
-
- private:
-  std::ifstream in_;
-  uint64_t size_ = 0;
-};
-
-struct Directory {
-  uint64_t offset = 0;
-  uint64_t size = 0;
-  uint64_t entries = 0;
-  uint64_t end = 0;  // where the (zip64) end records start: the directory must end before
-};
-
-// Finds the end-of-central-directory record (and its zip64 form), as a zip reader does.
-bool FindDirectory(File& f, Directory& dir) {
-  const uint64_t size = f.size();
-  if (size < 22) return false;
-  const uint64_t tail = std::min<uint64_t>(size, 22 + 0xFFFF);
-  std::vector<uint8_t> buf;
-  if (!f.Read(size - tail, tail, buf)) return false;
-  for (uint64_t i = tail - 22 + 1; i-- > 0;) {
-    const uint8_t* p = buf.data() + i;
-    if (U32(p) != kEnd || i + 22 + U16(p + 20) != tail) continue;
-    const uint64_t eocd = size - tail + i;
-    dir.entries = U16(p + 10);
-    dir.size = U32(p + 12);
-    dir.offset = U32(p + 16);
-    dir.end = eocd;
-    std::vector<uint8_t> loc;
-    if (eocd >= 20 && f.Read(eocd - 20, 20, loc) && U32(loc.data()) == kEnd64Locator) {
-      const uint64_t at = U64(loc.data() + 8);
-      std::vector<uint8_t> rec;
-      if (at > eocd || !f.Read(at, 56, rec) || U32(rec.data()) != kEnd64) return false;
-      dir.entries = U64(rec.data() + 32);
-      dir.size = U64(rec.data() + 40);
-      dir.offset = U64(rec.data() + 48);
-      dir.end = at;
-    }
-    return dir.offset <= dir.end && dir.size <= dir.end - dir.offset;
-  }
-  return false;
-}
 
 // What LibTorch's unpickler would take from a pickle that no pickler writes: a memo index
 // beyond the pickle's size (LibTorch grows its memo table to that index first, so four bytes
@@ -162,29 +90,13 @@ std::string PickleProblem(const uint8_t* p, uint64_t size) {
 }  // namespace
 
 std::string TorchScriptArchiveProblem(const std::string& path) {
-  File f(path);
-  if (!f.ok()) return "it cannot be read";
-  std::vector<uint8_t> head;
-  if (!f.Read(0, 4, head) || U32(head.data()) != kLocalHeader) return kNotZip;
-  Directory dir;
-  if (!FindDirectory(f, dir)) return kNotZip;
-  std::vector<uint8_t> cd;
-  if (!f.Read(dir.offset, dir.size, cd)) return kNotZip;
-
-  // Every entry: a central record inside the directory, a local header inside the file.
+  // Every entry: a central record inside the directory, a local header and data inside the file.
   std::vector<std::string> names;
-  uint64_t pos = 0;
-  std::vector<uint8_t> local;
-  for (uint64_t i = 0; i < dir.entries; i++) {
-    if (pos + 46 > cd.size() || U32(cd.data() + pos) != kCentralHeader) return kNotZip;
-    const uint8_t* e = cd.data() + pos;
-    const uint64_t name_len = U16(e + 28), extra_len = U16(e + 30), comment_len = U16(e + 32);
-    const uint64_t next = pos + 46 + name_len + extra_len + comment_len;
-    if (next > cd.size()) return kNotZip;
-    names.emplace_back(reinterpret_cast<const char*>(e + 46), name_len);
-    const uint32_t offset = U32(e + 42);
-    if (offset != 0xFFFFFFFFu && (!f.Read(offset, 30, local) || U32(local.data()) != kLocalHeader)) return kNotZip;
-    pos = next;
+  try {
+    ZipArchive zip(path);
+    for (const auto& e : zip.entries()) names.push_back(e.name);
+  } catch (const CheckpointError& e) {
+    return e.what();
   }
   if (names.empty()) return "the zip archive is empty";
 
@@ -205,8 +117,8 @@ std::string TorchScriptArchiveProblem(const std::string& path) {
   }
   if (!data) return "the zip archive has no data.pkl and code/ of a scripted or traced module";
   if (!code) {
-    return "it looks like a torch.save() file (no code/ in the archive); save the module with "
-           "torch.jit.script(model).save(path), or its weights with safetensors and use loadStateDict";
+    return "it is a torch.save() file (no code/ in the archive): load its weights into a model with "
+           "module.loadStateDict(path), or save the module with torch.jit.script(model).save(path)";
   }
 
   // The pickles, read (and inflated) by LibTorch's own zip reader, as jit::load will read them.
@@ -224,4 +136,4 @@ std::string TorchScriptArchiveProblem(const std::string& path) {
   return "";
 }
 
-}  // namespace gd::js
+}  // namespace gd::checkpoints

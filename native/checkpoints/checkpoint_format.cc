@@ -1,0 +1,43 @@
+#include "checkpoints/checkpoint_format.h"
+
+#include <cstdint>
+#include <cstdio>
+
+#include "checkpoints/zip_archive.h"
+
+namespace gd::checkpoints {
+
+Format SniffFormat(const std::string& path, std::string* head) {
+  uint8_t b[16] = {};
+  size_t n = 0;
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    n = std::fread(b, 1, sizeof(b), f);
+    std::fclose(f);
+  }
+  if (LooksLikeZip(b, n)) return Format::Zip;
+  // PROTO 2..5: torch.save's legacy format starts with a protocol-2 pickle of its magic number.
+  if (n >= 2 && b[0] == 0x80 && b[1] >= 2 && b[1] <= 5) return Format::Pickle;
+  // safetensors: the JSON header follows the length (its spec: it starts with '{').
+  if (n >= 9 && b[8] == '{') return Format::Safetensors;
+  if (head != nullptr) {
+    char hex[4];
+    head->clear();
+    for (size_t i = 0; i < n && i < 8; i++) {
+      std::snprintf(hex, sizeof(hex), i ? " %02x" : "%02x", b[i]);
+      *head += hex;
+    }
+  }
+  return Format::Unknown;
+}
+
+const char* FormatName(Format f) {
+  switch (f) {
+    case Format::Zip: return "zip";
+    case Format::Pickle: return "pickle";
+    case Format::Safetensors: return "safetensors";
+    case Format::Unknown: return "unknown";
+  }
+  return "unknown";
+}
+
+}  // namespace gd::checkpoints
