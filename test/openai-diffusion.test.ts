@@ -170,6 +170,38 @@ describe('openai diffusion', () => {
     });
   });
 
+  describe('bad options', () => {
+    it('are refused with the option named', async () => {
+      const opts = { imageSize: IMAGE, timesteps: 100 };
+      assert.throws(() => new GaussianDiffusion(uncondUnet, { ...opts, modelVarType: 'big' as never }), { name: 'TypeError', message: "modelVarType must be one of fixedSmall, fixedLarge, learned, learnedRange; got 'big'" });
+      assert.throws(() => new GaussianDiffusion(uncondUnet, { ...opts, timestepRespacing: 250 as never }), { name: 'TypeError', message: "timestepRespacing: expected a string such as '250', '10,15,20' or 'ddim25' but received 250" });
+      assert.throws(() => new GaussianDiffusion(uncondUnet, { ...opts, timestepRespacing: 'ddim11' }), { message: "timestepRespacing 'ddim11': no integer stride takes exactly 11 of 100 steps" });
+      assert.throws(() => new GaussianDiffusion(uncondUnet, { ...opts, timestepRespacing: '10', samplingTimesteps: 11 }), { name: 'RangeError', message: 'samplingTimesteps (11) must be from 1 to the 10 timesteps of the (respaced) schedule' });
+      const d = new GaussianDiffusion(uncondUnet, { ...opts, timestepRespacing: '10' });
+      await assert.rejects(d.sample({ batchSize: 1, sampler: 'plms' as never }), { name: 'TypeError', message: "sampler must be 'ancestral' or 'ddim'; got 'plms'" });
+      await assert.rejects(d.sample({ batchSize: 1, eta: -1 }), { name: 'TypeError', message: 'Expected a finite non-negative number for eta but received -1' });
+      await assert.rejects(d.sample({ batchSize: 1, modelKwargs: { y: [1] as never } }), { name: 'TypeError', message: 'modelKwargs.y: expected an int64 Tensor of class labels' });
+    });
+
+    it('a sample with model kwargs and guidance leaves no tensor behind', async () => {
+      const d = createGaussianDiffusion(condUnet, { learn_sigma: true, diffusion_steps: 100, timestep_respacing: '5', image_size: IMAGE });
+      const y = torch.tensor([1, 2]);
+      // Collect other tests' garbage first: its finalizers would lower the count meanwhile.
+      const settle = async (): Promise<void> => {
+        (global as { gc?: () => void }).gc?.();
+        await new Promise((resolve) => setImmediate(resolve));
+      };
+      await settle();
+      const before = torch.memory().tensors;
+      for (const condFn of [classifierGuidance, classifierCondFn]) {
+        const out = await d.sample({ batchSize: 2, modelKwargs: { y }, condFn, guidanceKwargs: { classifier, y, classifierScale: 1 } });
+        out.dispose();
+      }
+      await settle();
+      assert.strictEqual(torch.memory().tensors, before);
+    });
+  });
+
   describe('createGaussianDiffusion flags', () => {
     it('fills their defaults and reads snake_case, camelCase and argparse strings', () => {
       assert.deepStrictEqual(diffusionFlags({}), {
