@@ -10,7 +10,7 @@ export type { ModuleArg } from './module';
 export { Unet, LinearClassifier, Classifier } from './models';
 export type { UnetOptions, LinearClassifierOptions, ClassifierOptions } from './models';
 export { GaussianDiffusion } from './diffusion';
-export type { GaussianDiffusionOptions, SampleOptions, SampleProgress, Objective, BetaSchedule } from './diffusion';
+export type { GaussianDiffusionOptions, SampleOptions, SampleProgress, Objective, BetaSchedule, ModelVarType } from './diffusion';
 export { classifierCondFn, classifierGuidance } from './guidance';
 export type { CondFn, ClassifierGuidanceKwargs } from './guidance';
 export { loadSafetensors, saveSafetensors } from './safetensors';
