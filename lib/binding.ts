@@ -50,6 +50,9 @@ export interface NativeSampleRequest {
   condFn?: (x: Tensor, t: Tensor) => unknown;
   condInput: 'mean' | 'x';
   classifierGuidance?: { classifier: NativeModule; y: Tensor; classifierScale: number };
+  modelKwargs?: { y?: Tensor };
+  sampler?: 'ancestral' | 'ddim';
+  eta?: number;
   onProgress?: (step: number, total: number, t: number) => void;
 }
 
@@ -58,7 +61,9 @@ export interface NativeDiffusion {
   schedule(): Record<string, Tensor>;
   qSample(x0: Tensor, t: Tensor, noise: Tensor): Tensor;
   pLosses(x0: Tensor, t: Tensor, noise: Tensor): Tensor;
-  predict(x: Tensor, t: Tensor): { eps: Tensor; x0: Tensor };
+  predict(x: Tensor, t: Tensor, y?: Tensor): { eps: Tensor; x0: Tensor; mean: Tensor; variance: Tensor; logVariance: Tensor };
+  /** Steps of the (respaced) schedule, and the sampling steps. */
+  timesteps(): { timesteps: number; samplingTimesteps: number };
   /** Where it samples: the device option, else the model's. */
   device(): Device;
   cudaGraph(): boolean;
@@ -120,6 +125,8 @@ export interface Binding {
   createOpenaiUNetModel(options: object): NativeModule;
   createOpenaiEncoderUNetModel(options: object): NativeModule;
   createDiffusion(model: NativeModule, options: object): NativeDiffusion;
+  /** openai's space_timesteps: the kept base timesteps, ascending. */
+  spaceTimesteps(timesteps: number, spec: string): number[];
   /** Stops running samples and joins their threads; for process.on('exit'). */
   stopSamplesForExit(): void;
   /** Cancels training runs in flight (each ends after its step); for process.on('exit'). */

@@ -7,6 +7,9 @@ import { Tensor } from './tensor';
 
 export type Objective = 'pred_noise' | 'pred_x0' | 'pred_v';
 export type BetaSchedule = 'linear' | 'cosine' | 'sigmoid';
+/** openai/guided-diffusion's ModelVarType: learned ones read 2 * channels of model output. */
+export type ModelVarType = 'fixedSmall' | 'fixedLarge' | 'learned' | 'learnedRange';
+const MODEL_VAR_TYPES: readonly string[] = ['fixedSmall', 'fixedLarge', 'learned', 'learnedRange'];
 
 export interface GaussianDiffusionOptions {
   /** Side of the square images (required). */
@@ -15,7 +18,10 @@ export interface GaussianDiffusionOptions {
   channels?: number;
   /** Diffusion steps T; default 1000. */
   timesteps?: number;
-  /** Sampling steps; equal to timesteps: ancestral (DDPM), fewer: DDIM. Default timesteps. */
+  /**
+   * Sampling steps; equal to the schedule's steps: ancestral (DDPM), fewer: DDIM. Default: all
+   * steps of the schedule (the respaced ones with timestepRespacing).
+   */
   samplingTimesteps?: number;
   /** What the model predicts; default 'pred_noise'. */
   objective?: Objective;
@@ -23,6 +29,27 @@ export interface GaussianDiffusionOptions {
   betaSchedule?: BetaSchedule;
   /** Schedule parameters: { s } for cosine, { start, end, tau } for sigmoid. */
   scheduleFnKwargs?: { s?: number; start?: number; end?: number; tau?: number };
+  /**
+   * The variance of each reverse step (openai's model_var_type): 'fixedSmall' (the posterior
+   * variance, default), 'fixedLarge' (beta_t), 'learned' or 'learnedRange' (the model outputs
+   * 2 * channels: eps or x0, then the log variance or its interpolation value in [-1, 1]).
+   */
+  modelVarType?: ModelVarType;
+  /**
+   * Sample over a subset of the timesteps, as openai's space_timesteps: '250' (that many, evenly
+   * spaced), '10,15,20' (per equal section), 'ddim25' (an integer stride). The model and the
+   * guidance still see the original timesteps.
+   */
+  timestepRespacing?: string;
+  /** The model sees float timesteps scaled to 0..1000 (openai's rescale_timesteps). Default false. */
+  rescaleTimesteps?: boolean;
+  /**
+   * pred_noise: DDIM takes eps from the clipped x0, as openai's p_mean_variance and
+   * ddim_sample do; default false (the seed keeps the model's eps).
+   */
+  epsFromX0?: boolean;
+  /** Default for sample()'s condFnInput: 'mean' (the seed's) or 'x' (openai's x_t). */
+  condFnInput?: 'mean' | 'x';
   /** DDIM eta; default 0 (deterministic DDIM). */
   ddimSamplingEta?: number;
   /** Data in [0, 1] outside, [-1, 1] inside; default true. */
@@ -64,8 +91,20 @@ export interface SampleOptions<K = unknown> {
   condFn?: CondFn<K>;
   /** Passed to condFn as its third argument. */
   guidanceKwargs?: K;
-  /** Where ancestral steps evaluate condFn: 'mean' (the reference) or 'x' (the paper's code). */
+  /**
+   * Where ancestral steps evaluate condFn: 'mean' (the reference) or 'x' (the paper's code);
+   * default: the diffusion's condFnInput.
+   */
   condFnInput?: 'mean' | 'x';
+  /** Extra inputs of the model's forward: y, the class labels (int64 (B,)) of a class-conditional model. */
+  modelKwargs?: { y?: Tensor };
+  /**
+   * 'ancestral' (DDPM over every step of the schedule) or 'ddim' (over samplingTimesteps
+   * steps); default: ancestral when samplingTimesteps covers the schedule, else DDIM.
+   */
+  sampler?: 'ancestral' | 'ddim';
+  /** DDIM eta for this sample; default the diffusion's ddimSamplingEta. */
+  eta?: number;
   onProgress?: (progress: SampleProgress) => void;
   /**
    * Aborting stops the sample within one step; sample() rejects with signal.reason, as fetch
@@ -117,8 +156,8 @@ function checkSeed(seed: unknown): number {
 
 export class GaussianDiffusion {
   readonly model: Module;
-  readonly options: Required<Omit<GaussianDiffusionOptions, 'device' | 'autocast' | 'cudaGraph'>> &
-    Pick<GaussianDiffusionOptions, 'autocast'> & { device: Device; cudaGraph: boolean };
+  readonly options: Required<Omit<GaussianDiffusionOptions, 'device' | 'autocast' | 'cudaGraph' | 'timestepRespacing'>> &
+    Pick<GaussianDiffusionOptions, 'autocast' | 'timestepRespacing'> & { device: Device; cudaGraph: boolean };
   private readonly native: NativeDiffusion;
 
   constructor(model: Module, options: GaussianDiffusionOptions) {
@@ -126,11 +165,19 @@ export class GaussianDiffusion {
     if (options === null || typeof options !== 'object') throw new TypeError('GaussianDiffusion: expected an options object such as { imageSize: 32 }');
     const timesteps = positiveInt(options.timesteps ?? 1000, 'timesteps');
     const attrChannels = model.attribute('channels');
+    const respacing = options.timestepRespacing;
+    if (respacing !== undefined && (typeof respacing !== 'string' || respacing === '')) {
+      throw new TypeError(`timestepRespacing: expected a string such as '250', '10,15,20' or 'ddim25' but received ${String(respacing)}`);
+    }
+    const varType = options.modelVarType ?? 'fixedSmall';
+    if (!MODEL_VAR_TYPES.includes(varType)) throw new TypeError(`modelVarType must be one of ${MODEL_VAR_TYPES.join(', ')}; got '${String(varType)}'`);
+    const condFnInput = options.condFnInput ?? 'mean';
+    if (condFnInput !== 'mean' && condFnInput !== 'x') throw new TypeError(`condFnInput must be 'mean' or 'x'; got '${String(condFnInput)}'`);
     const resolved = {
       imageSize: positiveInt(options.imageSize, 'imageSize'),
       channels: positiveInt(options.channels ?? (typeof attrChannels === 'number' ? attrChannels : 3), 'channels'),
       timesteps,
-      samplingTimesteps: positiveInt(options.samplingTimesteps ?? timesteps, 'samplingTimesteps'),
+      samplingTimesteps: options.samplingTimesteps === undefined ? undefined : positiveInt(options.samplingTimesteps, 'samplingTimesteps'),
       objective: options.objective ?? 'pred_noise',
       betaSchedule: options.betaSchedule ?? 'sigmoid',
       scheduleFnKwargs: { ...(options.scheduleFnKwargs ?? {}) },
@@ -138,16 +185,26 @@ export class GaussianDiffusion {
       autoNormalize: options.autoNormalize ?? true,
       clipDenoised: options.clipDenoised ?? true,
       clipAfterGuidance: options.clipAfterGuidance ?? false,
+      modelVarType: varType,
+      rescaleTimesteps: options.rescaleTimesteps ?? false,
+      epsFromX0: options.epsFromX0 ?? false,
+      condFnInput,
+      ...(respacing !== undefined ? { timestepRespacing: respacing } : {}),
       ...(options.autocast !== undefined ? { autocast: options.autocast } : {}),
     };
-    if (resolved.samplingTimesteps > timesteps) {
+    if (respacing === undefined && resolved.samplingTimesteps !== undefined && resolved.samplingTimesteps > timesteps) {
       throw new RangeError(`samplingTimesteps (${resolved.samplingTimesteps}) cannot exceed timesteps (${timesteps})`);
     }
     this.model = model;
     this.native = binding.createDiffusion(model.native, { ...resolved, device: options.device, cudaGraph: options.cudaGraph });
-    // The native side picks the device (the option, else where the model's weights are) and
-    // whether to use CUDA graphs there.
-    this.options = { ...resolved, device: this.native.device(), cudaGraph: this.native.cudaGraph() };
+    // The native side picks the device (the option, else where the model's weights are),
+    // whether to use CUDA graphs there, and the sampling steps of a respaced schedule.
+    this.options = {
+      ...resolved,
+      samplingTimesteps: this.native.timesteps().samplingTimesteps,
+      device: this.native.device(),
+      cudaGraph: this.native.cudaGraph(),
+    };
   }
 
   /**
@@ -156,9 +213,14 @@ export class GaussianDiffusion {
    */
   static pretrained: (name?: string, options?: { samplingTimesteps?: number; ddimSamplingEta?: number }) => import('./pretrained').Pretrained;
 
-  /** True when sample() takes DDIM steps (samplingTimesteps < timesteps). */
+  /** True when sample() takes DDIM steps by default (samplingTimesteps < the schedule's steps). */
   get isDdimSampling(): boolean {
-    return this.options.samplingTimesteps < this.options.timesteps;
+    return this.options.samplingTimesteps < this.native.timesteps().timesteps;
+  }
+
+  /** Steps of the schedule sample() runs: timesteps, or the respaced count. */
+  get numTimesteps(): number {
+    return this.native.timesteps().timesteps;
   }
 
   /**
@@ -172,10 +234,24 @@ export class GaussianDiffusion {
       signal = checkSignal(options.signal);
       if (signal?.aborted) return Promise.reject(signal.reason);
       const batchSize = positiveInt(options.batchSize ?? 16, 'batchSize');
-      const condInput = options.condFnInput ?? 'mean';
+      const condInput = options.condFnInput ?? this.options.condFnInput;
       if (condInput !== 'mean' && condInput !== 'x') throw new TypeError(`condFnInput must be 'mean' or 'x'; got '${String(condInput)}'`);
       const request: NativeSampleRequest = { batchSize, returnAllTimesteps: options.returnAllTimesteps ?? false, condInput };
       if (options.seed !== undefined) request.seed = checkSeed(options.seed);
+      if (options.sampler !== undefined) {
+        if (options.sampler !== 'ancestral' && options.sampler !== 'ddim') throw new TypeError(`sampler must be 'ancestral' or 'ddim'; got '${String(options.sampler)}'`);
+        request.sampler = options.sampler;
+      }
+      if (options.eta !== undefined) request.eta = nonNegative(options.eta, 'eta');
+      if (options.modelKwargs !== undefined) {
+        const mk = options.modelKwargs;
+        if (mk === null || typeof mk !== 'object') throw new TypeError('modelKwargs: expected an object such as { y }');
+        for (const key of Object.keys(mk)) if (key !== 'y') throw new TypeError(`modelKwargs.${key}: only y (class labels) is passed to the model`);
+        if (mk.y !== undefined) {
+          if (!(mk.y instanceof Tensor)) throw new TypeError('modelKwargs.y: expected an int64 Tensor of class labels');
+          request.modelKwargs = { y: mk.y };
+        }
+      }
       if (options.stepTimeoutMs !== undefined) request.stepTimeoutMs = positiveInt(options.stepTimeoutMs, 'stepTimeoutMs');
       const condFn = options.condFn;
       if (condFn !== undefined && typeof condFn !== 'function') throw new TypeError(`Expected a function for condFn but received ${typeof condFn}`);
@@ -227,9 +303,12 @@ export class GaussianDiffusion {
     return this.native.pLosses(x0, t, noise);
   }
 
-  /** One model call as the sampler makes it: predicted noise and (clipped) x0. */
-  predict(x: Tensor, t: Tensor): { eps: Tensor; x0: Tensor } {
-    return this.native.predict(x, t);
+  /**
+   * One model call at step t of the (respaced) schedule, as the sampler makes it (openai's
+   * p_mean_variance): predicted noise, (clipped) x0, the posterior mean and the variance.
+   */
+  predict(x: Tensor, t: Tensor, modelKwargs?: { y?: Tensor }): { eps: Tensor; x0: Tensor; mean: Tensor; variance: Tensor; logVariance: Tensor } {
+    return modelKwargs?.y !== undefined ? this.native.predict(x, t, modelKwargs.y) : this.native.predict(x, t);
   }
 
   /** The schedule's buffers (betas, alphasCumprod, posterior coefficients ...), float32 (T,). */

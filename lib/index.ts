@@ -11,7 +11,7 @@ export { Unet, LinearClassifier, Classifier } from './models';
 export * as openai from './openai';
 export type { UnetOptions, LinearClassifierOptions, ClassifierOptions } from './models';
 export { GaussianDiffusion } from './diffusion';
-export type { GaussianDiffusionOptions, SampleOptions, SampleProgress, Objective, BetaSchedule } from './diffusion';
+export type { GaussianDiffusionOptions, SampleOptions, SampleProgress, Objective, BetaSchedule, ModelVarType } from './diffusion';
 export { classifierCondFn, classifierGuidance } from './guidance';
 export type { CondFn, ClassifierGuidanceKwargs } from './guidance';
 export { loadSafetensors, saveSafetensors } from './safetensors';

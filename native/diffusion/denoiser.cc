@@ -23,6 +23,33 @@ const char* to_string(Objective objective) {
   return "?";
 }
 
+VarianceType parse_variance_type(const std::string& name) {
+  if (name == "fixedSmall" || name == "fixed_small") return VarianceType::FixedSmall;
+  if (name == "fixedLarge" || name == "fixed_large") return VarianceType::FixedLarge;
+  if (name == "learned") return VarianceType::Learned;
+  if (name == "learnedRange" || name == "learned_range") return VarianceType::LearnedRange;
+  throw std::invalid_argument("modelVarType must be one of fixedSmall, fixedLarge, learned, learnedRange; got '" + name + "'");
+}
+
+const char* to_string(VarianceType type) {
+  switch (type) {
+    case VarianceType::FixedSmall: return "fixedSmall";
+    case VarianceType::FixedLarge: return "fixedLarge";
+    case VarianceType::Learned: return "learned";
+    case VarianceType::LearnedRange: return "learnedRange";
+  }
+  return "?";
+}
+
+void check_objective_schedule(Objective objective, const Schedule& schedule) {
+  if (objective == Objective::PredNoise && schedule.zero_terminal_snr) {
+    throw std::invalid_argument(
+        "objective 'pred_noise' cannot use a schedule whose last beta is 1 (zero terminal SNR): "
+        "x0 = (x_t - sqrt(1 - ab_T) * eps) / sqrt(ab_T) divides by sqrt(ab_T) = 0 at the last "
+        "timestep; use objective 'pred_x0' or 'pred_v', or a schedule whose betas stay below 1");
+  }
+}
+
 Denoiser::Denoiser(torch::jit::Module model, Objective objective, std::optional<bool> self_condition)
     : model_(std::move(model)), objective_(objective) {
   auto forward = model_.find_method("forward");
@@ -36,7 +63,11 @@ Denoiser::Denoiser(torch::jit::Module model, Objective objective, std::optional<
     throw std::invalid_argument(msg.str());
   }
   arity_ = n;
-  if (n == 3) {
+  if (n == 3 && args[3].name() == "y") {
+    // openai's UNetModel.forward(x, timesteps, y=None): class labels, not self-conditioning.
+    takes_labels_ = true;
+    labels_optional_ = args[3].type()->kind() == c10::TypeKind::OptionalType;
+  } else if (n == 3) {
     self_cond_optional_ = args[3].type()->kind() == c10::TypeKind::OptionalType;
     self_condition_ = true;
     if (model_.hasattr("self_condition")) {
@@ -45,12 +76,25 @@ Denoiser::Denoiser(torch::jit::Module model, Objective objective, std::optional<
     }
   }
   if (self_condition) {
-    if (*self_condition && n != 3) {
+    if (*self_condition && (n != 3 || takes_labels_)) {
       throw std::invalid_argument(
           "selfCondition needs a model whose forward takes (x, t, x_self_cond); it takes (x, t)");
     }
     self_condition_ = *self_condition;
   }
+}
+
+Denoiser Denoiser::with_labels(const at::Tensor& y) const {
+  if (!takes_labels_) {
+    throw std::invalid_argument("modelKwargs.y: this model's forward takes no class labels y");
+  }
+  if (at::isFloatingType(y.scalar_type()) || at::isComplexType(y.scalar_type()) || y.scalar_type() == at::kBool) {
+    throw std::invalid_argument(std::string("modelKwargs.y must hold integer class labels; got ") +
+                                c10::toString(y.scalar_type()));
+  }
+  Denoiser d = *this;
+  d.labels_ = y.reshape({-1}).to(at::kLong);
+  return d;
 }
 
 namespace {
@@ -81,7 +125,20 @@ class CudaAutocast {
 
 at::Tensor Denoiser::forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& x_self_cond) const {
   std::vector<c10::IValue> inputs{x, t};
-  if (arity_ == 3) {
+  if (takes_labels_) {
+    if (labels_.defined()) {
+      if (labels_.size(0) != x.size(0)) {
+        std::ostringstream msg;
+        msg << "modelKwargs.y has " << labels_.size(0) << " labels for a batch of " << x.size(0);
+        throw std::invalid_argument(msg.str());
+      }
+      inputs.emplace_back(labels_.device() == x.device() ? labels_ : labels_.to(x.device()));
+    } else if (labels_optional_) {
+      inputs.emplace_back(c10::IValue());
+    } else {
+      throw std::invalid_argument("this model is class-conditional (its forward takes y): pass modelKwargs: { y }");
+    }
+  } else if (arity_ == 3) {
     if (x_self_cond.defined()) {
       inputs.emplace_back(x_self_cond);
     } else if (self_cond_optional_) {
@@ -99,10 +156,14 @@ at::Tensor Denoiser::forward(const at::Tensor& x, const at::Tensor& t, const at:
   }
   at::Tensor y = out.toTensor();
   if (autocast_ && y.scalar_type() != x.scalar_type()) y = y.to(x.scalar_type());
-  if (y.sizes() != x.sizes()) {
+  std::vector<int64_t> expected = x.sizes().vec();
+  if (learned_variance() && expected.size() > 1) expected[1] *= 2;
+  if (y.sizes() != at::IntArrayRef(expected)) {
     std::ostringstream msg;
     msg << "the diffusion model returned a tensor of shape " << y.sizes() << "; expected "
-        << x.sizes() << " (the shape of its input)";
+        << at::IntArrayRef(expected)
+        << (learned_variance() ? " (its input's, with twice the channels: modelVarType " + std::string(to_string(variance_type_)) + ")"
+                               : std::string(" (the shape of its input)"));
     throw std::runtime_error(msg.str());
   }
   return y;
@@ -110,17 +171,45 @@ at::Tensor Denoiser::forward(const at::Tensor& x, const at::Tensor& t, const at:
 
 Prediction Denoiser::predict(const Schedule& s, const at::Tensor& x, const at::Tensor& t,
                              const at::Tensor& x_self_cond, bool clip) const {
-  return prediction(s, x, t, forward(x, t, x_self_cond), clip);
+  return prediction(s, x, t, forward(x, s.timestep_map.apply(t), x_self_cond), clip);
 }
 
 Prediction Denoiser::prediction(const Schedule& s, const at::Tensor& x, const at::Tensor& t,
-                                const at::Tensor& out, bool clip) const {
+                                const at::Tensor& model_output, bool clip) const {
   Prediction p;
+  at::Tensor out = model_output;
+  const int64_t nd = x.dim();
+  switch (variance_type_) {
+    case VarianceType::FixedSmall:
+      p.variance = extract(s.posterior_variance, t, nd);
+      p.log_variance = extract(s.posterior_log_variance_extended, t, nd);
+      break;
+    case VarianceType::FixedLarge:
+      p.variance = extract(s.fixed_large_variance, t, nd);
+      p.log_variance = extract(s.fixed_large_log_variance, t, nd);
+      break;
+    case VarianceType::Learned:
+    case VarianceType::LearnedRange: {
+      const int64_t c = x.size(1);
+      out = model_output.narrow(1, 0, c);
+      at::Tensor values = model_output.narrow(1, c, c);
+      if (variance_type_ == VarianceType::Learned) {
+        p.log_variance = values;
+      } else {
+        // values in [-1, 1] span log(posterior variance) .. log(beta_t).
+        at::Tensor frac = (values + 1) / 2;
+        p.log_variance = frac * extract(s.log_betas, t, nd) + (1 - frac) * extract(s.posterior_log_variance_extended, t, nd);
+      }
+      p.variance = p.log_variance.exp();
+      break;
+    }
+  }
   switch (objective_) {
     case Objective::PredNoise:
       p.eps = out;
       p.x0 = predict_start_from_noise(s, x, t, out);
       if (clip) p.x0 = p.x0.clamp(-1., 1.);
+      if (eps_from_x0_) p.eps = predict_noise_from_start(s, x, t, p.x0);
       return p;
     case Objective::PredX0:
       p.x0 = clip ? out.clamp(-1., 1.) : out;
@@ -144,8 +233,17 @@ at::Tensor predict_start_from_noise(const Schedule& s, const at::Tensor& x_t, co
 at::Tensor predict_noise_from_start(const Schedule& s, const at::Tensor& x_t, const at::Tensor& t,
                                     const at::Tensor& x0) {
   const int64_t nd = x_t.dim();
+  if (s.zero_terminal_snr) {
+    // sqrt(1/ab) is infinite at the last step; this form is the same eps and finite there.
+    return (x_t - extract(s.sqrt_alphas_cumprod, t, nd) * x0) / extract(s.sqrt_one_minus_alphas_cumprod, t, nd);
+  }
   return (extract(s.sqrt_recip_alphas_cumprod, t, nd) * x_t - x0) /
          extract(s.sqrt_recipm1_alphas_cumprod, t, nd);
+}
+
+at::Tensor posterior_mean(const Schedule& s, const at::Tensor& x0, const at::Tensor& x_t, const at::Tensor& t) {
+  const int64_t nd = x_t.dim();
+  return extract(s.posterior_mean_coef1, t, nd) * x0 + extract(s.posterior_mean_coef2, t, nd) * x_t;
 }
 
 at::Tensor predict_start_from_v(const Schedule& s, const at::Tensor& x_t, const at::Tensor& t,

@@ -145,11 +145,12 @@ struct ModelCall::Graph {
   }
 };
 
-ModelCall::ModelCall(const Denoiser& denoiser, bool cuda_graph) : denoiser_(denoiser) {
+ModelCall::ModelCall(const Denoiser& denoiser, const Schedule& schedule, bool cuda_graph)
+    : denoiser_(denoiser), schedule_(schedule) {
   if (cuda_graph) graph_ = std::make_unique<Graph>();
 }
 
-at::Tensor ModelCall::operator()(const at::Tensor& x, const at::Tensor& t, const at::Tensor& x_self_cond) {
+at::Tensor ModelCall::forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& x_self_cond) {
   if (!graph_ || !x.is_cuda() || at::GradMode::is_enabled()) return denoiser_.forward(x, t, x_self_cond);
   Graph& g = *graph_;
   std::vector<int64_t> sig = signature(x, t, x_self_cond);
@@ -171,13 +172,18 @@ bool cuda_graphs_built() { return false; }
 
 struct ModelCall::Graph {};
 
-ModelCall::ModelCall(const Denoiser& denoiser, bool /*cuda_graph*/) : denoiser_(denoiser) {}
+ModelCall::ModelCall(const Denoiser& denoiser, const Schedule& schedule, bool /*cuda_graph*/)
+    : denoiser_(denoiser), schedule_(schedule) {}
 
-at::Tensor ModelCall::operator()(const at::Tensor& x, const at::Tensor& t, const at::Tensor& x_self_cond) {
+at::Tensor ModelCall::forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& x_self_cond) {
   return denoiser_.forward(x, t, x_self_cond);
 }
 
 #endif
+
+at::Tensor ModelCall::operator()(const at::Tensor& x, const at::Tensor& t, const at::Tensor& x_self_cond) {
+  return forward(x, schedule_.timestep_map.apply(t), x_self_cond);
+}
 
 ModelCall::~ModelCall() = default;
 

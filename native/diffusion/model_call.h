@@ -16,6 +16,7 @@
 #include <memory>
 
 #include "diffusion/denoiser.h"
+#include "diffusion/schedule.h"
 
 namespace gd {
 
@@ -32,17 +33,20 @@ bool cuda_graphs_built();
 
 class ModelCall {
  public:
-  ModelCall(const Denoiser& denoiser, bool cuda_graph);
+  // The schedule's timestep_map turns each step index into the model's timesteps.
+  ModelCall(const Denoiser& denoiser, const Schedule& schedule, bool cuda_graph);
   ~ModelCall();
   ModelCall(const ModelCall&) = delete;
   ModelCall& operator=(const ModelCall&) = delete;
 
-  // denoiser.forward(x, t, x_self_cond), or a replay of it.
+  // denoiser.forward(x, mapped t, x_self_cond), or a replay of it; t is the step index.
   at::Tensor operator()(const at::Tensor& x, const at::Tensor& t, const at::Tensor& x_self_cond);
 
  private:
   struct Graph;
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& x_self_cond);
   const Denoiser& denoiser_;
+  const Schedule& schedule_;
   std::unique_ptr<Graph> graph_;  // null: every call is eager
 };
 

@@ -49,10 +49,11 @@ class Noise {
 };
 
 // The guidance gradient at `input`, checked: a tensor shaped like input, finite, in input's
-// dtype and device (the reference takes gradient.float()).
-at::Tensor guided_gradient(Guidance& guidance, const at::Tensor& input, const at::Tensor& t,
+// dtype and device (the reference takes gradient.float()). The guidance sees the model's
+// timesteps (a respaced schedule's map applied), as openai's _WrappedModel gives its cond_fn.
+at::Tensor guided_gradient(Guidance& guidance, const Schedule& s, const at::Tensor& input, const at::Tensor& t,
                            int64_t step, int64_t t_value) {
-  at::Tensor g = guidance.gradient(input, t);
+  at::Tensor g = guidance.gradient(input, s.timestep_map.apply(t));
   auto fail = [&](const std::string& what) {
     std::ostringstream msg;
     msg << "condFn at step " << step << " (t=" << t_value << ") returned " << what;
@@ -77,6 +78,12 @@ at::Tensor finish(const std::vector<at::Tensor>& all, const at::Tensor& x, const
 
 }  // namespace
 
+SampleOptions::Method parse_sample_method(const std::string& name) {
+  if (name == "ancestral") return SampleOptions::Method::Ancestral;
+  if (name == "ddim") return SampleOptions::Method::Ddim;
+  throw std::invalid_argument("sampler must be one of ancestral, ddim; got '" + name + "'");
+}
+
 SampleOptions::CondInput parse_cond_input(const std::string& name) {
   if (name == "mean") return SampleOptions::CondInput::Mean;
   if (name == "x") return SampleOptions::CondInput::X;
@@ -100,7 +107,7 @@ at::Tensor sample_ancestral(const Denoiser& denoiser, const Schedule& schedule, 
   at::NoGradGuard no_grad;
   const Schedule s = schedule.to(o.device);
   const Noise noise(o);
-  ModelCall model(denoiser, o.cuda_graph);
+  ModelCall model(denoiser, s, o.cuda_graph);
   const int64_t T = s.timesteps, batch = o.shape[0], nd = static_cast<int64_t>(o.shape.size());
 
   at::Tensor x = noise(o.shape);
@@ -112,15 +119,15 @@ at::Tensor sample_ancestral(const Denoiser& denoiser, const Schedule& schedule, 
     at::Tensor t = at::full({batch}, t_value, at::TensorOptions().dtype(at::kLong).device(o.device));
     Prediction p = denoiser.prediction(s, x, t, model(x, t, denoiser.self_condition() ? x0_prev : at::Tensor()),
                                        o.clip_denoised);
-    at::Tensor mean = extract(s.posterior_mean_coef1, t, nd) * p.x0 + extract(s.posterior_mean_coef2, t, nd) * x;
+    at::Tensor mean = posterior_mean(s, p.x0, x, t);
     if (guidance) {
       const at::Tensor& input = o.cond_input == SampleOptions::CondInput::Mean ? mean : x;
-      at::Tensor g = guided_gradient(*guidance, input, t, step, t_value);
-      mean = condition_mean(mean, extract(s.posterior_variance, t, nd), g);
+      at::Tensor g = guided_gradient(*guidance, s, input, t, step, t_value);
+      mean = condition_mean(mean, p.variance, g);
     }
     if (t_value > 0) {
       at::Tensor z = noise(x.sizes());
-      x = mean + (0.5 * extract(s.posterior_log_variance_clipped, t, nd)).exp() * z;
+      x = mean + (0.5 * p.log_variance).exp() * z;
     } else {
       x = mean;
     }
@@ -134,10 +141,15 @@ at::Tensor sample_ancestral(const Denoiser& denoiser, const Schedule& schedule, 
 at::Tensor sample_ddim(const Denoiser& denoiser, const Schedule& schedule, Guidance* guidance,
                        const SampleOptions& o) {
   check_options(schedule, o);
+  if (guidance && schedule.zero_terminal_snr) {
+    throw std::invalid_argument(
+        "guided DDIM cannot use a schedule whose last beta is 1 (zero terminal SNR): condition_score "
+        "re-derives x0 from eps, which divides by sqrt(ab_T) = 0 at the first step; sample it ancestrally");
+  }
   at::NoGradGuard no_grad;
   const Schedule s = schedule.to(o.device);
   const Noise noise(o);
-  ModelCall model(denoiser, o.cuda_graph);
+  ModelCall model(denoiser, s, o.cuda_graph);
   const int64_t batch = o.shape[0];
   const auto pairs = ddim_time_pairs(s.timesteps, o.sampling_timesteps);
   const int64_t total = static_cast<int64_t>(pairs.size());
@@ -153,7 +165,7 @@ at::Tensor sample_ddim(const Denoiser& denoiser, const Schedule& schedule, Guida
                                        o.clip_denoised);
     x0_prev = p.x0;  // the model's own (unguided) x0, as in the ancestral sampler
     if (guidance) {
-      p = condition_score(s, x, t, p, guided_gradient(*guidance, x, t, step, t_value));
+      p = condition_score(s, x, t, p, guided_gradient(*guidance, s, x, t, step, t_value));
       if (o.clip_after_guidance) p.x0 = p.x0.clamp(-1.0, 1.0);
     }
     if (t_next < 0) {
@@ -176,6 +188,8 @@ at::Tensor sample_ddim(const Denoiser& denoiser, const Schedule& schedule, Guida
 at::Tensor sample(const Denoiser& denoiser, const Schedule& schedule, Guidance* guidance,
                   const SampleOptions& options) {
   check_options(schedule, options);
+  if (options.method == SampleOptions::Method::Ancestral) return sample_ancestral(denoiser, schedule, guidance, options);
+  if (options.method == SampleOptions::Method::Ddim) return sample_ddim(denoiser, schedule, guidance, options);
   if (options.sampling_timesteps == schedule.timesteps) {
     return sample_ancestral(denoiser, schedule, guidance, options);
   }

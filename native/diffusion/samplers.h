@@ -20,6 +20,9 @@ namespace gd {
 struct SampleOptions {
   std::vector<int64_t> shape;  // [B, C, H, W] (any rank >= 1 works)
   int64_t sampling_timesteps = 0;  // == schedule.timesteps: ancestral; fewer: DDIM
+  // Auto: by sampling_timesteps as above. Ancestral: every step of the schedule (a respaced
+  // schedule's steps); DDIM: sampling_timesteps steps (all of them: openai's ddim_sample_loop).
+  enum class Method { Auto, Ancestral, Ddim } method = Method::Auto;
   double ddim_eta = 0;
   bool clip_denoised = true;  // clamp x0 to [-1, 1]
   // DDIM: clamp the x0 that condition_score re-derives too (the math doc leaves it unclamped).
@@ -42,6 +45,9 @@ struct SampleOptions {
   bool cuda_graph = false;
 };
 
+// Throws std::invalid_argument: "sampler must be one of ancestral, ddim; got 'foo'".
+SampleOptions::Method parse_sample_method(const std::string& name);
+
 // Throws std::invalid_argument: "condInput must be one of mean, x; got 'foo'".
 SampleOptions::CondInput parse_cond_input(const std::string& name);
 
@@ -54,7 +60,8 @@ at::Tensor sample_ancestral(const Denoiser& denoiser, const Schedule& schedule, 
 at::Tensor sample_ddim(const Denoiser& denoiser, const Schedule& schedule, Guidance* guidance,
                        const SampleOptions& options);
 
-// Ancestral when sampling_timesteps == schedule.timesteps, DDIM when fewer; throws
+// options.method, or (Auto) ancestral when sampling_timesteps == schedule.timesteps, DDIM
+// when fewer; throws
 // std::invalid_argument for bad options.
 at::Tensor sample(const Denoiser& denoiser, const Schedule& schedule, Guidance* guidance,
                   const SampleOptions& options);

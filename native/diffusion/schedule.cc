@@ -10,10 +10,11 @@ namespace {
 
 at::Tensor linear_betas(int64_t T) {
   const double scale = 1000.0 / static_cast<double>(T);
-  if (scale * 0.02 >= 1.0) {
+  // T = 20 gives a last beta of exactly 1 (zero terminal SNR), which pred_x0 and pred_v sample.
+  if (scale * 0.02 > 1.0) {
     std::ostringstream msg;
-    msg << "betaSchedule 'linear' needs timesteps > 20 (its last beta is 20 / timesteps, "
-           "which must stay below 1); got timesteps " << T;
+    msg << "betaSchedule 'linear' needs timesteps >= 20 (its last beta is 20 / timesteps, "
+           "which must not exceed 1); got timesteps " << T;
     throw std::invalid_argument(msg.str());
   }
   return at::linspace(scale * 0.0001, scale * 0.02, T, at::kDouble);
@@ -90,22 +91,36 @@ const char* to_string(BetaSchedule schedule) {
   return "?";
 }
 
-Schedule make_schedule(const ScheduleOptions& o) {
+at::Tensor make_betas(const ScheduleOptions& o) {
   check_options(o);
   const int64_t T = o.timesteps;
-  at::Tensor betas;
   switch (o.beta_schedule) {
-    case BetaSchedule::Linear: betas = linear_betas(T); break;
-    case BetaSchedule::Cosine: betas = cosine_betas(T, o.cosine_s); break;
-    case BetaSchedule::Sigmoid:
-      betas = sigmoid_betas(T, o.sigmoid_start, o.sigmoid_end, o.sigmoid_tau);
-      break;
+    case BetaSchedule::Linear: return linear_betas(T);
+    case BetaSchedule::Cosine: return cosine_betas(T, o.cosine_s);
+    case BetaSchedule::Sigmoid: return sigmoid_betas(T, o.sigmoid_start, o.sigmoid_end, o.sigmoid_tau);
   }
+  return at::Tensor();
+}
 
+Schedule make_schedule(const ScheduleOptions& o) { return schedule_from_betas(make_betas(o)); }
+
+Schedule schedule_from_betas(const at::Tensor& betas_in) {
+  if (!betas_in.defined() || betas_in.dim() != 1 || betas_in.size(0) < 1) {
+    throw std::invalid_argument("betas must be a non-empty 1-D tensor");
+  }
+  at::Tensor betas = betas_in.to(at::kDouble).contiguous();
+  if (!(betas.gt(0).all().item<bool>() && betas.le(1).all().item<bool>())) {
+    throw std::invalid_argument("every beta must be in (0, 1]");
+  }
+  const int64_t T = betas.size(0);
   at::Tensor alphas = 1. - betas;
   at::Tensor ab = at::cumprod(alphas, 0);
   at::Tensor ab_prev = at::cat({at::ones({1}, ab.options()), ab.slice(0, 0, T - 1)});
   at::Tensor posterior_variance = betas * (1. - ab_prev) / (1. - ab);
+  // openai: t = 0 takes t = 1's posterior variance (0 there); a 1-step schedule has no t = 1.
+  at::Tensor pv_first = T > 1 ? posterior_variance.slice(0, 1, 2) : betas.slice(0, 0, 1);
+  at::Tensor pv_extended = at::cat({pv_first, posterior_variance.slice(0, 1, T)});
+  at::Tensor large = at::cat({pv_first, betas.slice(0, 1, T)});
 
   auto f32 = [](const at::Tensor& t) { return t.to(at::kFloat).contiguous(); };
   Schedule s;
@@ -123,6 +138,11 @@ Schedule make_schedule(const ScheduleOptions& o) {
   s.posterior_mean_coef1 = f32(betas * at::sqrt(ab_prev) / (1. - ab));
   s.posterior_mean_coef2 = f32((1. - ab_prev) * at::sqrt(alphas) / (1. - ab));
   s.snr = f32(ab / (1 - ab));
+  s.posterior_log_variance_extended = f32(at::log(pv_extended));
+  s.log_betas = f32(at::log(betas));
+  s.fixed_large_variance = f32(large);
+  s.fixed_large_log_variance = f32(at::log(large));
+  s.zero_terminal_snr = ab[T - 1].item<double>() == 0.0;
   return s;
 }
 
@@ -133,10 +153,18 @@ Schedule Schedule::to(at::Device device) const {
                         &s.sqrt_one_minus_alphas_cumprod, &s.log_one_minus_alphas_cumprod,
                         &s.sqrt_recip_alphas_cumprod, &s.sqrt_recipm1_alphas_cumprod,
                         &s.posterior_variance, &s.posterior_log_variance_clipped,
-                        &s.posterior_mean_coef1, &s.posterior_mean_coef2, &s.snr}) {
+                        &s.posterior_mean_coef1, &s.posterior_mean_coef2, &s.snr,
+                        &s.posterior_log_variance_extended, &s.log_betas, &s.fixed_large_variance,
+                        &s.fixed_large_log_variance, &s.timestep_map.map}) {
     if (b->defined()) *b = b->to(device);
   }
   return s;
+}
+
+at::Tensor TimestepMap::apply(const at::Tensor& t) const {
+  if (identity()) return t;
+  at::Tensor mapped = map.defined() ? map.index_select(0, t.reshape(-1).to(at::kLong)) : t;
+  return rescale > 0 ? mapped.to(at::kFloat) * rescale : mapped;
 }
 
 at::Tensor extract(const at::Tensor& buffer, const at::Tensor& t, int64_t ndim) {

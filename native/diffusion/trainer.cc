@@ -368,6 +368,7 @@ TrainState make_train_state(torch::jit::Module model, uint64_t seed) {
 
 TrainResult train_diffusion(TrainState& state, const Schedule& schedule, Objective objective,
                             const at::Tensor& data, const TrainOptions& options, const LossOptions& loss_options) {
+  check_objective_schedule(objective, schedule);  // pred_noise's loss weight is 0/0 there too
   const Denoiser denoiser(state.model, objective);
   const bool coin = loss_options.self_condition && denoiser.self_condition();
   auto loss_of = [&](const Schedule& s, const Batch& b, at::Generator& gen, double&) {

@@ -64,7 +64,10 @@ at::Tensor p_losses(const Denoiser& denoiser, const Schedule& schedule, const at
     at::NoGradGuard no_grad;
     self_cond = denoiser.predict(s, x, t, at::Tensor(), /*clip=*/false).x0.detach();
   }
-  at::Tensor out = denoiser.forward(x, t, self_cond);
+  if (denoiser.learned_variance()) {
+    throw std::invalid_argument("pLosses: training a learned variance (openai's hybrid loss) is not implemented");
+  }
+  at::Tensor out = denoiser.forward(x, s.timestep_map.apply(t), self_cond);
 
   at::Tensor target;
   switch (denoiser.objective()) {

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 
+#include "diffusion/respace.h"
 #include "diffusion/training.h"
 #include "js/common.h"
 #include "js/module_wrap.h"
@@ -30,6 +31,7 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
                                          InstanceMethod<&DiffusionWrap::Predict>("predict"),
                                          InstanceMethod<&DiffusionWrap::DeviceName>("device"),
                                          InstanceMethod<&DiffusionWrap::CudaGraph>("cudaGraph"),
+                                         InstanceMethod<&DiffusionWrap::Timesteps>("timesteps"),
                                      });
     constructor = new Napi::FunctionReference(Napi::Persistent(cls));
   }
@@ -55,7 +57,7 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
       so.sigmoid_start = num("start", so.sigmoid_start);
       so.sigmoid_end = num("end", so.sigmoid_end);
       so.sigmoid_tau = num("tau", so.sigmoid_tau);
-      sampling_timesteps_ = ToInt(Option(o, "samplingTimesteps"), "samplingTimesteps");
+      Napi::Value sampling = Option(o, "samplingTimesteps");
       eta_ = ToNumber(Option(o, "ddimSamplingEta"), "ddimSamplingEta");
       auto_normalize_ = ToBool(Option(o, "autoNormalize"), "autoNormalize");
       clip_denoised_ = ToBool(Option(o, "clipDenoised"), "clipDenoised");
@@ -63,10 +65,38 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
       clip_after_guidance_ = !IsMissing(clip_after) && ToBool(clip_after, "clipAfterGuidance");
       Napi::Value device = Option(o, "device");
       device_ = IsMissing(device) ? ModelDevice(model) : ToDevice(env, ToString(device, "device"));
-      schedule_ = std::make_shared<const Schedule>(make_schedule(so).to(device_));
+      // A respaced (or rescaled) schedule carries the map to the base timesteps the model sees.
+      Napi::Value respacing = Option(o, "timestepRespacing");
+      Napi::Value rescale_v = Option(o, "rescaleTimesteps");
+      const bool rescale = !IsMissing(rescale_v) && ToBool(rescale_v, "rescaleTimesteps");
+      at::Tensor betas = make_betas(so);
+      Schedule schedule;
+      if (!IsMissing(respacing) || rescale) {
+        const std::string spec = IsMissing(respacing) ? "" : ToString(respacing, "timestepRespacing");
+        std::vector<int64_t> kept;
+        if (spec.empty()) {
+          for (int64_t k = 0; k < so.timesteps; ++k) kept.push_back(k);
+        } else {
+          kept = space_timesteps(so.timesteps, spec);
+        }
+        schedule = respace(betas, kept, rescale);
+      } else {
+        schedule = schedule_from_betas(betas);
+      }
+      sampling_timesteps_ = IsMissing(sampling) ? schedule.timesteps : ToInt(sampling, "samplingTimesteps");
+      if (sampling_timesteps_ < 1 || sampling_timesteps_ > schedule.timesteps) {
+        ThrowRange(env, "samplingTimesteps (" + std::to_string(sampling_timesteps_) + ") must be from 1 to the " +
+                            std::to_string(schedule.timesteps) + " timesteps of the (respaced) schedule");
+      }
       Objective objective = parse_objective(ToString(Option(o, "objective"), "objective"));
+      check_objective_schedule(objective, schedule);
+      schedule_ = std::make_shared<const Schedule>(schedule.to(device_));
       model.eval();
       auto denoiser = std::make_shared<Denoiser>(model, objective);
+      Napi::Value var_type = Option(o, "modelVarType");
+      if (!IsMissing(var_type)) denoiser->set_variance_type(parse_variance_type(ToString(var_type, "modelVarType")));
+      Napi::Value eps_from_x0 = Option(o, "epsFromX0");
+      if (!IsMissing(eps_from_x0)) denoiser->set_eps_from_x0(ToBool(eps_from_x0, "epsFromX0"));
       Napi::Value autocast = Option(o, "autocast");
       if (!IsMissing(autocast)) {
         const std::string dtype = ToString(autocast, "autocast");
@@ -86,6 +116,13 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
 
   Napi::Value DeviceName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), device_.str()); }
   Napi::Value CudaGraph(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), cuda_graph_); }
+  // {timesteps, samplingTimesteps}: of the (respaced) schedule that sample() runs.
+  Napi::Value Timesteps(const Napi::CallbackInfo& info) {
+    auto o = Napi::Object::New(info.Env());
+    o.Set("timesteps", Napi::Number::New(info.Env(), double(schedule_->timesteps)));
+    o.Set("samplingTimesteps", Napi::Number::New(info.Env(), double(sampling_timesteps_)));
+    return o;
+  }
 
  private:
   // Where the model's weights are (its first parameter, else buffer): a model moved to CUDA
@@ -103,10 +140,14 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
     auto t = at::zeros({1}, at::TensorOptions().dtype(at::kLong).device(device_));
     at::Tensor out;
     try {
-      out = denoiser_->forward(x, t);
+      // A class-conditional model that needs labels gets class 0 for the probe.
+      const Denoiser probe = denoiser_->takes_labels() && !denoiser_->labels_optional()
+                                 ? denoiser_->with_labels(at::zeros({1}, at::kLong))
+                                 : *denoiser_;
+      out = probe.forward(x, schedule_->timestep_map.apply(t));
     } catch (const std::exception& e) {
       std::string msg = TrimTorchMessage(e.what());
-      throw std::runtime_error("GaussianDiffusion: the model's forward(x, t) failed on x of shape [1, " + std::to_string(channels_) + ", " +
+      throw std::runtime_error("GaussianDiffusion: the model's forward(x, t" + std::string(denoiser_->takes_labels() ? ", y" : "") + ") failed on x of shape [1, " + std::to_string(channels_) + ", " +
                                std::to_string(image_size_) + ", " + std::to_string(image_size_) +
                                "] (float32) and t of shape [1] (int64): " + msg.substr(0, msg.find('\n')));
     }
@@ -134,6 +175,18 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
       setup.options.cuda_graph = cuda_graph_;
       setup.options.return_all_timesteps = ToBool(Option(r, "returnAllTimesteps"), "returnAllTimesteps");
       setup.options.cond_input = parse_cond_input(ToString(Option(r, "condInput"), "condInput"));
+      Napi::Value method = Option(r, "sampler");
+      if (!IsMissing(method)) setup.options.method = parse_sample_method(ToString(method, "sampler"));
+      Napi::Value eta = Option(r, "eta");
+      if (!IsMissing(eta)) setup.options.ddim_eta = ToNumber(eta, "eta");
+      Napi::Value y = Option(Option(r, "modelKwargs"), "y");
+      if (!IsMissing(y)) {
+        at::Tensor labels = TensorWrap::From(y, "modelKwargs.y").reshape(-1);
+        if (labels.size(0) != batch) {
+          ThrowRange(env, "modelKwargs.y has " + std::to_string(labels.size(0)) + " labels but batchSize is " + std::to_string(batch));
+        }
+        setup.denoiser = std::make_shared<const Denoiser>(denoiser_->with_labels(labels.to(device_)));
+      }
       Napi::Value seed = Option(r, "seed");
       if (!IsMissing(seed)) {
         setup.options.generator = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(ToNonNegativeInt(seed, "seed")));
@@ -163,6 +216,7 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
     Napi::Env env = info.Env();
     const Schedule& s = *schedule_;
     auto o = Napi::Object::New(env);
+    if (s.timestep_map.map.defined()) o.Set("timestepMap", TensorWrap::Wrap(env, s.timestep_map.map));
     const std::pair<const char*, const at::Tensor*> items[] = {
         {"betas", &s.betas},
         {"alphasCumprod", &s.alphas_cumprod},
@@ -173,6 +227,9 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
         {"posteriorLogVarianceClipped", &s.posterior_log_variance_clipped},
         {"posteriorMeanCoef1", &s.posterior_mean_coef1},
         {"posteriorMeanCoef2", &s.posterior_mean_coef2},
+        {"posteriorLogVarianceExtended", &s.posterior_log_variance_extended},
+        {"fixedLargeVariance", &s.fixed_large_variance},
+        {"fixedLargeLogVariance", &s.fixed_large_log_variance},
     };
     for (const auto& [name, t] : items) o.Set(name, TensorWrap::Wrap(env, *t));
     return o;
@@ -192,15 +249,21 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
     })
   }
 
-  // predict(x, t) -> {eps, x0}: one model call, as the samplers see it.
+  // predict(x, t, y?) -> {eps, x0, mean, variance, logVariance}: one model call at step t
+  // of the (respaced) schedule, as the samplers see it (openai's p_mean_variance).
   Napi::Value Predict(const Napi::CallbackInfo& info) {
     GD_GUARD(info.Env(), {
       at::NoGradGuard no_grad;
-      Prediction p = denoiser_->predict(*schedule_, TensorWrap::From(info[0], "x"), TensorWrap::From(info[1], "t"), at::Tensor(),
-                                        clip_denoised_);
+      at::Tensor x = TensorWrap::From(info[0], "x");
+      at::Tensor t = TensorWrap::From(info[1], "t");
+      const Denoiser denoiser = IsMissing(info[2]) ? *denoiser_ : denoiser_->with_labels(TensorWrap::From(info[2], "y"));
+      Prediction p = denoiser.predict(*schedule_, x, t, at::Tensor(), clip_denoised_);
       auto o = Napi::Object::New(info.Env());
       o.Set("eps", TensorWrap::Wrap(info.Env(), p.eps));
       o.Set("x0", TensorWrap::Wrap(info.Env(), p.x0));
+      o.Set("mean", TensorWrap::Wrap(info.Env(), posterior_mean(*schedule_, p.x0, x, t)));
+      o.Set("variance", TensorWrap::Wrap(info.Env(), p.variance.expand_as(x).contiguous()));
+      o.Set("logVariance", TensorWrap::Wrap(info.Env(), p.log_variance.expand_as(x).contiguous()));
       return o;
     })
   }
@@ -238,10 +301,21 @@ Napi::Value CreateDiffusion(const Napi::CallbackInfo& info) {
   })
 }
 
+// spaceTimesteps(timesteps, spec) -> the kept base timesteps, ascending.
+Napi::Value SpaceTimesteps(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    std::vector<int64_t> kept = space_timesteps(ToInt(info[0], "timesteps"), ToString(info[1], "timestepRespacing"));
+    auto out = Napi::Array::New(info.Env(), kept.size());
+    for (size_t i = 0; i < kept.size(); ++i) out.Set(static_cast<uint32_t>(i), Napi::Number::New(info.Env(), double(kept[i])));
+    return out;
+  })
+}
+
 }  // namespace
 
 void InstallDiffusion(Napi::Env env, Napi::Object exports) {
   DiffusionWrap::Init(env, exports);
+  exports.Set("spaceTimesteps", Napi::Function::New(env, SpaceTimesteps, "spaceTimesteps"));
   exports.Set("createDiffusion", Napi::Function::New(env, CreateDiffusion, "createDiffusion"));
   napi_add_env_cleanup_hook(env, [](void*) { SampleJob::StopAll(); }, nullptr);
   // lib/diffusion.ts calls this from process.on('exit'), before exit() runs any static

@@ -363,12 +363,12 @@ void test_errors() {
     o.timesteps = 0;
     gd::make_schedule(o);
   }, "timesteps must be a positive integer; got 0");
-  throws("linear at T = 20", [] {
+  throws("linear at T = 19", [] {
     gd::ScheduleOptions o;
-    o.timesteps = 20;
+    o.timesteps = 19;
     o.beta_schedule = gd::BetaSchedule::Linear;
     gd::make_schedule(o);
-  }, "betaSchedule 'linear' needs timesteps > 20 (its last beta is 20 / timesteps, which must stay below 1); got timesteps 20");
+  }, "betaSchedule 'linear' needs timesteps >= 20 (its last beta is 20 / timesteps, which must not exceed 1); got timesteps 19");
   throws("model arity", [] {
     gd::Denoiser(script("One", "def forward(self, x):\n    return x\n"), gd::Objective::PredNoise);
   }, "the diffusion model's forward must take (x, t) or (x, t, x_self_cond); it takes 1 argument");
