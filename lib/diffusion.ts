@@ -71,6 +71,11 @@ export interface SampleOptions<K = unknown> {
   signal?: AbortSignal;
   /** A generator of this sample's own: reproducible whatever runs beside it. */
   seed?: number;
+  /**
+   * One seed per image (batchSize of them), instead of seed: image i's noise comes from a
+   * generator of its own, so it is the same whatever batch it is drawn in (sampleDistributed).
+   */
+  seeds?: number[];
   /** Reject when one condFn call takes longer than this (ms). */
   stepTimeoutMs?: number;
 }
@@ -159,6 +164,7 @@ export class GaussianDiffusion {
       if (condInput !== 'mean' && condInput !== 'x') throw new TypeError(`condFnInput must be 'mean' or 'x'; got '${String(condInput)}'`);
       const request: NativeSampleRequest = { batchSize, returnAllTimesteps: options.returnAllTimesteps ?? false, condInput };
       if (options.seed !== undefined) request.seed = options.seed;
+      if (options.seeds !== undefined) request.seeds = options.seeds;
       if (options.stepTimeoutMs !== undefined) request.stepTimeoutMs = positiveInt(options.stepTimeoutMs, 'stepTimeoutMs');
       const condFn = options.condFn;
       if (condFn !== undefined && typeof condFn !== 'function') throw new TypeError(`Expected a function for condFn but received ${typeof condFn}`);

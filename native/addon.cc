@@ -23,6 +23,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   gd::js::InstallDiffusion(env, exports);
   gd::js::InstallTraining(env, exports);
   gd::js::InstallImage(env, exports);
+  gd::js::InstallDistributed(env, exports);
   gd::js::KeepExports(env, exports);
   return exports;
 }
