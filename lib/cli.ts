@@ -89,6 +89,7 @@ interface SampleFlags {
   jsCondFn?: boolean;
   threads?: number;
   nprocPerNode?: number;
+  chunkSize: number;
 }
 
 // Set in the ranks that `sample --nproc-per-node` starts.
@@ -148,9 +149,11 @@ async function sample(flags: SampleFlags): Promise<void> {
     condFn: guided ? (flags.jsCondFn ? classifierCondFn : classifierGuidance) : undefined,
     guidanceKwargs: guided ? { classifier: classifier!, y: torch.tensor(labels!), classifierScale: scale ?? 1 } : undefined,
   };
-  // With --nproc-per-node, image i has a generator of its own (seed + i): the PNG is the same
-  // for every rank count.
-  const images = distributed ? await sampleDistributed(diffusion, { ...request, seed: flags.seed ?? 0 }) : await diffusion.sample({ ...request, seed: flags.seed });
+  // With --nproc-per-node, image i has a generator of its own (seed + i) and the batch is
+  // sampled in chunks of --chunk-size: the PNG is the same for every rank count.
+  const images = distributed
+    ? await sampleDistributed(diffusion, { ...request, seed: flags.seed ?? 0, chunkSize: flags.chunkSize })
+    : await diffusion.sample({ ...request, seed: flags.seed });
   reporter.stop();
   if (distributed) dist.destroyProcessGroup();
   if (!lead) return;
@@ -185,6 +188,7 @@ export function buildProgram(): Command {
     .option('--js-cond-fn', 'compute guidance in JS (classifierCondFn) instead of natively')
     .option('--threads <n>', 'LibTorch intra-op threads', int('--threads'))
     .option('--nproc-per-node <n>', 'split the batch over n processes (image i seeded --seed + i; the same PNG for any n)', int('--nproc-per-node'))
+    .option('--chunk-size <n>', 'with --nproc-per-node: images per model batch (the PNG depends on it, not on n)', int('--chunk-size'), 8)
     .action((flags: SampleFlags) => sample(flags));
   program
     .command('train')

@@ -1,7 +1,13 @@
-// Sampling one batch over the ranks of the default process group: image i draws its noise
-// from a generator seeded seed + i (SampleOptions.seeds), rank r samples a contiguous slice
-// of the images, and allGather puts the batch back together, so the result equals
-// diffusion.sample({ seeds }) in one process, whatever the world size.
+// Sampling one batch over the ranks of the default process group. The batch is cut into
+// chunks of chunkSize images; each rank samples a contiguous run of chunks, one chunk per
+// sample() call, image i drawing its noise from a generator seeded seed + i
+// (SampleOptions.seeds); allGather puts the batch back together on every rank.
+//
+// Why chunks: LibTorch's CPU kernels round differently for different batch sizes (the same
+// image sampled in a batch of 5 and of 3 differs by ~1e-6 after 20 ancestral steps), so the
+// images are the same bits for any world size, one process included, only when they are
+// computed in the same chunks. The default chunk (one per rank) is the fastest but depends
+// on the world size.
 import type { GaussianDiffusion, SampleOptions } from './diffusion';
 import * as dist from './distributed';
 import * as torch from './torch';
@@ -11,20 +17,22 @@ export interface DistributedSampleOptions<K> extends Omit<SampleOptions<K>, 'see
   batchSize: number;
   /** Image i's generator is seeded seed + i. Default 0. */
   seed?: number;
+  /** Images per sample() call; default ceil(batchSize / worldSize). Fix it for results that do not depend on the world size. */
+  chunkSize?: number;
 }
 
-/** The images [start, start + count) that `rank` of `world` samples from a batch of `batch`. */
-export function shardOf(batch: number, rank: number, world: number): { start: number; count: number } {
-  const per = Math.ceil(batch / world);
-  const start = Math.min(batch, rank * per);
-  return { start, count: Math.min(per, batch - start) };
+/** The images [start, start + count) that `rank` of `world` samples: a contiguous run of whole chunks. */
+export function shardOf(batch: number, rank: number, world: number, chunkSize = Math.ceil(batch / world)): { start: number; count: number } {
+  const chunksPerRank = Math.ceil(Math.ceil(batch / chunkSize) / world);
+  const start = Math.min(batch, rank * chunksPerRank * chunkSize);
+  return { start, count: Math.min(chunksPerRank * chunkSize, batch - start) };
 }
 
 /**
  * Samples batchSize images split over the ranks (every rank must call it with the same
  * options); resolves on every rank with the whole batch, in image order. A guidanceKwargs.y
- * with one label per image is split with the images. Without a process group it samples
- * the whole batch here.
+ * with one label per image is split with the images. Without a process group this process
+ * samples every chunk: with the same chunkSize, the same bits as any number of ranks.
  */
 export async function sampleDistributed<K>(diffusion: GaussianDiffusion, options: DistributedSampleOptions<K>): Promise<Tensor> {
   const batch = options?.batchSize;
@@ -34,25 +42,29 @@ export async function sampleDistributed<K>(diffusion: GaussianDiffusion, options
   const grouped = dist.isInitialized();
   const world = grouped ? dist.getWorldSize() : 1;
   const rank = grouped ? dist.getRank() : 0;
-  const { start, count } = shardOf(batch, rank, world);
-  const per = Math.ceil(batch / world);
+  const chunkSize = options.chunkSize ?? Math.ceil(batch / world);
+  if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new TypeError(`sampleDistributed: chunkSize must be a positive integer; got ${String(chunkSize)}`);
+  const { start, count } = shardOf(batch, rank, world, chunkSize);
+  const per = shardOf(batch, 0, world, chunkSize).count;
   const { channels, imageSize } = diffusion.options;
-  // allGather wants the same shape on every rank: each sends `per` rows, the last ranks'
-  // padding is dropped afterwards.
-  let mine = torch.zeros([per, channels, imageSize, imageSize]);
-  if (count > 0) {
-    const kwargs = options.guidanceKwargs as unknown as { y?: unknown } | undefined;
-    const y = kwargs?.y instanceof Tensor && kwargs.y.shape[0] === batch ? kwargs.y.narrow(0, start, count) : kwargs?.y;
-    const images = await diffusion.sample({
-      ...options,
+  const kwargs = options.guidanceKwargs as unknown as { y?: unknown } | undefined;
+  const { chunkSize: _chunk, ...sampleOptions } = options;
+  const chunks: Tensor[] = [];
+  for (let first = start; first < start + count; first += chunkSize) {
+    const n = Math.min(chunkSize, start + count - first);
+    const y = kwargs?.y instanceof Tensor && kwargs.y.shape[0] === batch ? kwargs.y.narrow(0, first, n) : kwargs?.y;
+    chunks.push(await diffusion.sample({
+      ...sampleOptions,
       seed: undefined,
-      batchSize: count,
-      seeds: Array.from({ length: count }, (_, i) => seed + start + i),
+      batchSize: n,
+      seeds: Array.from({ length: n }, (_, i) => seed + first + i),
       guidanceKwargs: (kwargs ? { ...kwargs, y } : undefined) as K | undefined,
-    });
-    mine = count === per ? images : torch.cat([images, torch.zeros([per - count, channels, imageSize, imageSize])]);
+    }));
   }
-  if (!grouped) return mine;
-  const parts = await dist.allGather(mine.contiguous());
+  if (!grouped) return torch.cat(chunks);
+  // allGather wants the same shape on every rank: each sends `per` rows, the padding of the
+  // last ranks is dropped afterwards.
+  if (count < per) chunks.push(torch.zeros([per - count, channels, imageSize, imageSize]));
+  const parts = await dist.allGather(torch.cat(chunks).contiguous());
   return torch.cat(parts).narrow(0, 0, batch);
 }

@@ -118,7 +118,7 @@ async function main(): Promise<void> {
   } else if (scenario === 'sample') {
     await dist.initProcessGroup({ timeoutMs: 30000 });
     const { diffusion, classifier } = samplingSetup(arg.steps);
-    const images = await sampleDistributed(diffusion, { ...guidedRequest(classifier, arg.batch), seed: arg.seed });
+    const images = await sampleDistributed(diffusion, { ...guidedRequest(classifier, arg.batch), seed: arg.seed, chunkSize: arg.chunkSize });
     result = { shape: images.shape, values: Array.from(images.data() as Float32Array) };
   } else if (scenario === 'peer-dies') {
     // Rank 1 exits after the rendezvous; rank 0's next collective must fail, not hang.
