@@ -52,6 +52,14 @@ describe('torch.distributed (gloo, loopback)', function () {
     assert.ok(r0.result!.ms < 20000, `failed after ${r0.result!.ms} ms`);
   });
 
+  it('a peer killed mid-training makes the other rank\'s training reject', async () => {
+    const [r0, r1] = await runRanks<{ error: string; ms: number }>(2, 'train-peer-dies', { timeoutMs: 20000 });
+    assert.strictEqual(r1.code, null);  // killed
+    assert.strictEqual(r0.code, 0, r0.stderr);
+    assert.match(r0.result!.error, /^allReduce \(gloo\) failed: /);
+    assert.ok(r0.result!.ms < 20000, `rejected after ${r0.result!.ms} ms`);
+  });
+
   it('a peer that hangs makes the collective fail after timeoutMs', async () => {
     const [r0, r1] = await runRanks<{ error: string; ms: number }>(2, 'peer-hangs', { timeoutMs: 2000 });
     assert.strictEqual(r0.code, 0, r0.stderr);

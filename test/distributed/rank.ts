@@ -143,6 +143,13 @@ async function main(): Promise<void> {
     const t0 = Date.now();
     const error = await dist.initProcessGroup({ timeoutMs: arg.timeoutMs }).then(() => 'no error', (e: Error) => e.message);
     result = { error, ms: Date.now() - t0, initialized: dist.isInitialized() };
+  } else if (scenario === 'train-peer-dies') {
+    // Rank 1 dies by SIGKILL at step 3; rank 0's training must reject, not hang.
+    await dist.initProcessGroup({ timeoutMs: arg.timeoutMs });
+    const t0 = Date.now();
+    const error = await trainTiny('diffusion', { batchSize: 2, steps: 100000, distributed: true, initSeed: 1,
+      onStep: (s) => { if (rank === 1 && s === 3) process.kill(process.pid, 'SIGKILL'); } }).then(() => 'no error', (e: Error) => e.message);
+    result = { error, ms: Date.now() - t0 };
   } else if (scenario === 'crash-in-training') {
     // Launched: every rank writes its pid; rank 1 dies by SIGKILL at step 3 of training.
     fs.writeFileSync(path.join(arg.dir, `pid-${rank}`), String(process.pid));
