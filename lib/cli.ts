@@ -92,18 +92,27 @@ interface SampleFlags {
   chunkSize: number;
 }
 
-// Set in the ranks that `sample --nproc-per-node` starts.
-const SAMPLE_RANK_MARK = 'GD_CLI_SAMPLE_RANK';
+// Set in the ranks that a command's --nproc-per-node starts.
+const RANK_MARK = 'GD_CLI_RANK';
+
+/**
+ * With --nproc-per-node n, the first process launches n ranks that each run this same
+ * command, waits for them and returns true; a rank joins the process group and returns false.
+ */
+async function relaunched(nprocPerNode: number | undefined): Promise<boolean> {
+  if (nprocPerNode === undefined) return false;
+  if (process.env[RANK_MARK] !== '1') {
+    const r = await launch({ nprocPerNode, masterPort: await freePort(), script: __filename, args: process.argv.slice(2), env: { [RANK_MARK]: '1' } });
+    process.exitCode = r.exitCode;
+    return true;
+  }
+  await dist.initProcessGroup({ timeoutMs: 120000 });
+  return false;
+}
 
 async function sample(flags: SampleFlags): Promise<void> {
   const distributed = flags.nprocPerNode !== undefined;
-  if (distributed && process.env[SAMPLE_RANK_MARK] !== '1') {
-    // This process launches the ranks (each runs this same command) and waits for them.
-    const r = await launch({ nprocPerNode: flags.nprocPerNode!, masterPort: await freePort(), script: __filename, args: process.argv.slice(2), env: { [SAMPLE_RANK_MARK]: '1' } });
-    process.exitCode = r.exitCode;
-    return;
-  }
-  if (distributed) await dist.initProcessGroup({ timeoutMs: 120000 });
+  if (await relaunched(flags.nprocPerNode)) return;
   const lead = !distributed || dist.getRank() === 0;
   if (flags.threads) torch.setNumThreads(flags.threads);
   let diffusion: GaussianDiffusion;
@@ -200,13 +209,21 @@ export function buildProgram(): Command {
     .option('--out-dir <dir>', 'where to install the model (default: the package\'s models/fashion-mnist)')
     .option('--cache-dir <dir>', 'where checkpoints go and resume from (default: .gd-cache/train)')
     .option('--threads <n>', 'LibTorch intra-op threads', int('--threads'), 1)
-    .action(async (part: string, flags: { steps?: number; minutes?: number; limit?: number; outDir?: string; cacheDir?: string; threads: number }) => {
+    .option('--nproc-per-node <n>', 'data-parallel over n processes (the recipe\'s batch split over them: the same training)', int('--nproc-per-node'))
+    .action(async (part: string, flags: { steps?: number; minutes?: number; limit?: number; outDir?: string; cacheDir?: string; threads: number; nprocPerNode?: number }) => {
       if (!['unet', 'classifier', 'all'].includes(part)) throw new CliError(`unknown part '${part}'; expected unet, classifier or all`);
+      // A time limit would stop each rank at its own step, and the others would then wait for it.
+      if (flags.nprocPerNode !== undefined && flags.minutes !== undefined) throw new CliError('--minutes cannot be combined with --nproc-per-node; use --steps');
+      if (await relaunched(flags.nprocPerNode)) return;
+      const distributed = flags.nprocPerNode !== undefined;
       torch.setNumThreads(flags.threads);
       const parts = part === 'all' ? (['classifier', 'unet'] as const) : [part as 'unet' | 'classifier'];
+      const lead = !distributed || dist.getRank() === 0;
       for (const p of parts) {
-        await trainRecipePart({ part: p, steps: flags.steps, minutes: flags.minutes, limit: flags.limit, outDir: flags.outDir, cacheDir: flags.cacheDir, log: (l) => process.stderr.write(l + '\n') });
+        await trainRecipePart({ part: p, steps: flags.steps, minutes: flags.minutes, limit: flags.limit, outDir: flags.outDir, cacheDir: flags.cacheDir, distributed,
+          log: (l) => lead && process.stderr.write(l + '\n') });
       }
+      if (distributed) dist.destroyProcessGroup();
     });
   program
     .command('launch')

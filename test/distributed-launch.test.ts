@@ -5,6 +5,7 @@ import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { jit, Tensor, torch } from '../lib';
 import { freePort, RANK_SCRIPT } from './distributed/ranks';
 
 const CLI = path.resolve(__dirname, '..', 'lib', 'cli.js');
@@ -59,6 +60,25 @@ describe('guided-diffusion launch', function () {
     assert.ok(r.ms < 30000, `the launcher took ${r.ms} ms`);
     const pids = [0, 1].map((rank) => Number(fs.readFileSync(path.join(dir, `pid-${rank}`), 'utf8')));
     for (const pid of pids) assert.strictEqual(alive(pid), false, `rank process ${pid} is still running`);
+  });
+
+  it('train --nproc-per-node 2 trains the recipe\'s classifier over 2 ranks; rank 0 alone writes and installs', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'train-'));
+    const r = await run(['train', 'classifier', '--steps', '3', '--limit', '64', '--threads', '1', '--out-dir', path.join(dir, 'out'),
+      '--cache-dir', path.join(dir, 'cache'), '--nproc-per-node', '2'], 120000);
+    assert.strictEqual(r.code, 0, r.stderr);
+    // One log (rank 0's), one checkpoint, one installed model.
+    assert.strictEqual(r.stderr.match(/classifier step 3\/3 loss /g)?.length, 1, r.stderr);
+    assert.deepStrictEqual(fs.readdirSync(path.join(dir, 'cache')).sort(), ['classifier.pt', 'classifier.pt.state']);
+    assert.deepStrictEqual(fs.readdirSync(path.join(dir, 'out')).sort(), ['classifier.pt', 'model.json']);
+    const logits = jit.load(path.join(dir, 'out', 'classifier.pt')).forward(torch.zeros([1, 1, 32, 32]), torch.tensor([0])) as Tensor;
+    assert.deepStrictEqual(logits.shape, [1, 10]);
+  });
+
+  it('train refuses --minutes with --nproc-per-node', async () => {
+    const r = await run(['train', 'classifier', '--minutes', '1', '--nproc-per-node', '2']);
+    assert.strictEqual(r.code, 1);
+    assert.match(r.stderr, /--minutes cannot be combined with --nproc-per-node; use --steps/);
   });
 
   it('rejects a bad rank count or node rank', async () => {
