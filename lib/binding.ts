@@ -46,6 +46,7 @@ export interface NativeSampleRequest {
   batchSize: number;
   returnAllTimesteps: boolean;
   seed?: number;
+  seeds?: number[];
   stepTimeoutMs?: number;
   condFn?: (x: Tensor, t: Tensor) => unknown;
   condInput: 'mean' | 'x';
@@ -135,6 +136,14 @@ export interface Binding {
   trainClassifier(model: NativeModule, options: object, onProgress: unknown): unknown;
   imageGrid(images: Tensor, nrow: number, padding: number, padValue: number): Tensor;
   loadFashionMnist(options: object): { images: Tensor; labels: Tensor; classNames: string[] };
+  // torch.distributed (native/js/distributed_wrap.cc)
+  distInit(options: { backend: string; masterAddr: string; masterPort: number; rank: number; worldSize: number; timeoutMs: number }): Promise<void>;
+  distState(): { initialized: boolean; rank?: number; worldSize?: number; backend?: string; backends: string[] };
+  distAllReduce(t: Tensor, op: string): Promise<void>;
+  distBroadcast(t: Tensor, src: number): Promise<void>;
+  distAllGather(t: Tensor): Promise<Tensor[]>;
+  distBarrier(): Promise<void>;
+  distDestroy(): void;
 }
 
 // GD_ADDON_PATH points at another build of the addon (a second build folder, a CUDA build).

@@ -7,6 +7,9 @@ import * as fs from 'fs';
 import { GaussianDiffusion, SampleProgress } from './diffusion';
 import { classifierCondFn, classifierGuidance } from './guidance';
 import { saveImage } from './image';
+import * as dist from './distributed';
+import { freePort, launch } from './launch';
+import { sampleDistributed } from './sample-distributed';
 import { jit, Module } from './module';
 import { DEFAULT_MODEL, loadPretrained } from './pretrained';
 import { trainRecipePart } from './recipe';
@@ -85,9 +88,32 @@ interface SampleFlags {
   objective: 'pred_noise' | 'pred_x0' | 'pred_v';
   jsCondFn?: boolean;
   threads?: number;
+  nprocPerNode?: number;
+  chunkSize: number;
+}
+
+// Set in the ranks that a command's --nproc-per-node starts.
+const RANK_MARK = 'GD_CLI_RANK';
+
+/**
+ * With --nproc-per-node n, the first process launches n ranks that each run this same
+ * command, waits for them and returns true; a rank joins the process group and returns false.
+ */
+async function relaunched(nprocPerNode: number | undefined): Promise<boolean> {
+  if (nprocPerNode === undefined) return false;
+  if (process.env[RANK_MARK] !== '1') {
+    const r = await launch({ nprocPerNode, masterPort: await freePort(), script: __filename, args: process.argv.slice(2), env: { [RANK_MARK]: '1' } });
+    process.exitCode = r.exitCode;
+    return true;
+  }
+  await dist.initProcessGroup({ timeoutMs: 120000 });
+  return false;
 }
 
 async function sample(flags: SampleFlags): Promise<void> {
+  const distributed = flags.nprocPerNode !== undefined;
+  if (await relaunched(flags.nprocPerNode)) return;
+  const lead = !distributed || dist.getRank() === 0;
   if (flags.threads) torch.setNumThreads(flags.threads);
   let diffusion: GaussianDiffusion;
   let classifier: Module | undefined;
@@ -124,16 +150,22 @@ async function sample(flags: SampleFlags): Promise<void> {
     labels = Array.from({ length: flags.n }, (_, i) => i % count);
   }
   const steps = diffusion.options.samplingTimesteps;
-  const reporter = progressReporter(steps);
+  const reporter = lead ? progressReporter(steps) : { update: () => undefined, stop: () => undefined };
   const guided = classifier && labels;
-  const images = await diffusion.sample({
+  const request = {
     batchSize: flags.n,
-    seed: flags.seed,
-    onProgress: (p) => reporter.update(p),
+    onProgress: (p: SampleProgress) => reporter.update(p),
     condFn: guided ? (flags.jsCondFn ? classifierCondFn : classifierGuidance) : undefined,
     guidanceKwargs: guided ? { classifier: classifier!, y: torch.tensor(labels!), classifierScale: scale ?? 1 } : undefined,
-  });
+  };
+  // With --nproc-per-node, image i has a generator of its own (seed + i) and the batch is
+  // sampled in chunks of --chunk-size: the PNG is the same for every rank count.
+  const images = distributed
+    ? await sampleDistributed(diffusion, { ...request, seed: flags.seed ?? 0, chunkSize: flags.chunkSize })
+    : await diffusion.sample({ ...request, seed: flags.seed });
   reporter.stop();
+  if (distributed) dist.destroyProcessGroup();
+  if (!lead) return;
   saveImage(images, flags.out, { nrow: flags.nrow ?? (flags.class === undefined && count ? count : 8) });
   const what = flags.class !== undefined && names ? ` of ${names[labels![0]]}` : '';
   process.stderr.write(`wrote ${flags.out}: ${flags.n} images${what}, ${steps} steps${guided ? `, scale ${scale ?? 1}` : ''}\n`);
@@ -143,7 +175,8 @@ export function buildProgram(): Command {
   const program = new Command()
     .name('guided-diffusion')
     .description('Classifier-guided diffusion sampling on LibTorch')
-    .showHelpAfterError('(run with --help for usage)');
+    .showHelpAfterError('(run with --help for usage)')
+    .enablePositionalOptions();
   program
     .command('sample')
     .description('sample guided images into a PNG grid (the shipped Fashion-MNIST model unless --model is given)')
@@ -163,6 +196,8 @@ export function buildProgram(): Command {
     .option('--objective <kind>', 'pred_noise, pred_x0 or pred_v (--model)', 'pred_noise')
     .option('--js-cond-fn', 'compute guidance in JS (classifierCondFn) instead of natively')
     .option('--threads <n>', 'LibTorch intra-op threads', int('--threads'))
+    .option('--nproc-per-node <n>', 'split the batch over n processes (image i seeded --seed + i; the same PNG for any n)', int('--nproc-per-node'))
+    .option('--chunk-size <n>', 'with --nproc-per-node: images per model batch (the PNG depends on it, not on n)', int('--chunk-size'), 8)
     .action((flags: SampleFlags) => sample(flags));
   program
     .command('train')
@@ -174,13 +209,37 @@ export function buildProgram(): Command {
     .option('--out-dir <dir>', 'where to install the model (default: the package\'s models/fashion-mnist)')
     .option('--cache-dir <dir>', 'where checkpoints go and resume from (default: .gd-cache/train)')
     .option('--threads <n>', 'LibTorch intra-op threads', int('--threads'), 1)
-    .action(async (part: string, flags: { steps?: number; minutes?: number; limit?: number; outDir?: string; cacheDir?: string; threads: number }) => {
+    .option('--nproc-per-node <n>', 'data-parallel over n processes (the recipe\'s batch split over them: the same training)', int('--nproc-per-node'))
+    .action(async (part: string, flags: { steps?: number; minutes?: number; limit?: number; outDir?: string; cacheDir?: string; threads: number; nprocPerNode?: number }) => {
       if (!['unet', 'classifier', 'all'].includes(part)) throw new CliError(`unknown part '${part}'; expected unet, classifier or all`);
+      // A time limit would stop each rank at its own step, and the others would then wait for it.
+      if (flags.nprocPerNode !== undefined && flags.minutes !== undefined) throw new CliError('--minutes cannot be combined with --nproc-per-node; use --steps');
+      if (await relaunched(flags.nprocPerNode)) return;
+      const distributed = flags.nprocPerNode !== undefined;
       torch.setNumThreads(flags.threads);
       const parts = part === 'all' ? (['classifier', 'unet'] as const) : [part as 'unet' | 'classifier'];
+      const lead = !distributed || dist.getRank() === 0;
       for (const p of parts) {
-        await trainRecipePart({ part: p, steps: flags.steps, minutes: flags.minutes, limit: flags.limit, outDir: flags.outDir, cacheDir: flags.cacheDir, log: (l) => process.stderr.write(l + '\n') });
+        await trainRecipePart({ part: p, steps: flags.steps, minutes: flags.minutes, limit: flags.limit, outDir: flags.outDir, cacheDir: flags.cacheDir, distributed,
+          log: (l) => lead && process.stderr.write(l + '\n') });
       }
+      if (distributed) dist.destroyProcessGroup();
+    });
+  program
+    .command('launch')
+    .description('run a script as the ranks of a data-parallel job (like torchrun): RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set for torch.distributed.initProcessGroup()')
+    .requiredOption('--nproc-per-node <n>', 'ranks (processes) on this node', int('--nproc-per-node'))
+    .option('--nnodes <n>', 'nodes in the job', int('--nnodes'), 1)
+    .option('--node-rank <r>', 'this node\'s index', int('--node-rank', 0), 0)
+    .option('--master-addr <host>', 'address of node 0', '127.0.0.1')
+    .option('--master-port <port>', 'rendezvous port on node 0', int('--master-port'), 29500)
+    .argument('<script>', 'the Node script each rank runs')
+    .argument('[args...]', 'its arguments')
+    .passThroughOptions()
+    .action(async (script: string, args: string[], flags: { nprocPerNode: number; nnodes: number; nodeRank: number; masterAddr: string; masterPort: number }) => {
+      if (flags.nodeRank >= flags.nnodes) throw new CliError(`--node-rank must be below --nnodes (${flags.nnodes})`);
+      const r = await launch({ ...flags, script: existing('script', script), args });
+      process.exitCode = r.exitCode;
     });
   return program;
 }

@@ -113,6 +113,11 @@ export interface SampleOptions<K = unknown> {
   signal?: AbortSignal;
   /** A generator of this sample's own: reproducible whatever runs beside it. An integer in 0..2^53-1. */
   seed?: number;
+  /**
+   * One seed per image (batchSize of them), instead of seed: image i's noise comes from a
+   * generator of its own, so it is the same whatever batch it is drawn in (sampleDistributed).
+   */
+  seeds?: number[];
   /** Reject when one condFn call takes longer than this (ms). */
   stepTimeoutMs?: number;
 }
@@ -252,6 +257,7 @@ export class GaussianDiffusion {
           request.modelKwargs = { y: mk.y };
         }
       }
+      if (options.seeds !== undefined) request.seeds = Array.isArray(options.seeds) ? options.seeds.map(checkSeed) : options.seeds;
       if (options.stepTimeoutMs !== undefined) request.stepTimeoutMs = positiveInt(options.stepTimeoutMs, 'stepTimeoutMs');
       const condFn = options.condFn;
       if (condFn !== undefined && typeof condFn !== 'function') throw new TypeError(`Expected a function for condFn but received ${typeof condFn}`);

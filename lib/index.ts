@@ -23,3 +23,7 @@ export { saveImage, toPNG } from './image';
 export type { ImageGridOptions } from './image';
 export { loadPretrained, pretrainedDir } from './pretrained';
 export type { Pretrained, DefaultModelMeta } from './pretrained';
+export { sampleDistributed, shardOf } from './sample-distributed';
+export type { DistributedSampleOptions } from './sample-distributed';
+export { launch, freePort } from './launch';
+export type { LaunchOptions, LaunchResult } from './launch';

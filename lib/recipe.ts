@@ -2,6 +2,7 @@
 // `guided-diffusion train`: our own training code on Debian's Fashion-MNIST.
 import * as fs from 'fs';
 import * as path from 'path';
+import * as dist from './distributed';
 import { DEFAULT_MODEL, DefaultModelMeta } from './pretrained';
 import { Classifier, Unet } from './models';
 import { jit } from './module';
@@ -34,6 +35,11 @@ export interface RecipeRun {
   outDir?: string;
   /** Use only the first N training images (for quick checks). */
   limit?: number;
+  /**
+   * Data-parallel over the default process group: the recipe's batch is split over the ranks
+   * (so the run is the recipe's), and only rank 0 writes checkpoints and installs the model.
+   */
+  distributed?: boolean;
   log?: (line: string) => void;
 }
 
@@ -63,19 +69,25 @@ export async function trainRecipePart(run: RecipeRun): Promise<void> {
   const log = (p: { step: number; total: number; loss: number }): void => {
     if (p.step % 50 === 0 || p.step === p.total) print(`${part} step ${p.step}/${p.total} loss ${p.loss.toFixed(4)} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
   };
-  const common = { ...schedule, data: ds.images, checkpointPath: ckpt, checkpointEvery: 200, resumeFrom, signal, onProgress: log };
+  const common = { ...schedule, data: ds.images, checkpointPath: ckpt, checkpointEvery: 200, resumeFrom, signal, onProgress: log, distributed: run.distributed };
+  const world = run.distributed ? dist.getWorldSize() : 1;
+  const perRank = (batchSize: number): number => {
+    if (batchSize % world !== 0) throw new RangeError(`the recipe's ${part} batch (${batchSize}) does not split over ${world} processes`);
+    return batchSize / world;
+  };
   try {
     if (part === 'unet') {
       const o = RECIPE.unetTrain;
-      await trainDiffusion(new Unet(RECIPE.unet), { ...common, ...o, steps: steps ?? o.steps, objective: RECIPE.objective });
+      await trainDiffusion(new Unet(RECIPE.unet), { ...common, ...o, batchSize: perRank(o.batchSize), steps: steps ?? o.steps, objective: RECIPE.objective });
     } else {
       const o = RECIPE.classifierTrain;
-      await trainClassifier(new Classifier(RECIPE.classifier), { ...common, ...o, steps: steps ?? o.steps, labels: ds.labels });
+      await trainClassifier(new Classifier(RECIPE.classifier), { ...common, ...o, batchSize: perRank(o.batchSize), steps: steps ?? o.steps, labels: ds.labels });
     }
   } catch (err) {
     if ((err as Error).name !== 'AbortError') throw err;
     print(`${part}: stopped after ${minutes} minutes; installing the last checkpoint`);
   }
+  if (run.distributed && dist.getRank() !== 0) return;
   fs.mkdirSync(OUT, { recursive: true });
   installPart(part, ckpt, path.join(OUT, `${part}.pt`));
   const meta: DefaultModelMeta = {

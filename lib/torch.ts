@@ -238,3 +238,6 @@ export const cuda = {
 };
 
 export { Tensor };
+
+/** torch.distributed: process groups and collectives (lib/distributed.ts). */
+export * as distributed from './distributed';

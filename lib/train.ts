@@ -43,6 +43,13 @@ export interface TrainOptions {
   timesteps?: number;
   betaSchedule?: BetaSchedule;
   scheduleFnKwargs?: { s?: number; start?: number; end?: number; tau?: number };
+  /**
+   * Data-parallel over the default process group (torch.distributed.initProcessGroup):
+   * batchSize is per rank; every rank draws the global batch from the shared seed and keeps
+   * its slice, gradients are averaged, rank 0's weights are copied to all at the start, and
+   * only rank 0 writes checkpoints. N ranks of batch b train as one process of batch N*b.
+   */
+  distributed?: boolean;
   onProgress?: (progress: TrainProgress) => void;
   /** Aborting ends the run after the current step; the promise rejects with an AbortError. */
   signal?: AbortSignal;

@@ -25,6 +25,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   gd::js::InstallImage(env, exports);
   gd::js::InstallOpenaiModels(env, exports);
   gd::js::InstallCheckpoints(env, exports);
+  gd::js::InstallDistributed(env, exports);
   gd::js::KeepExports(env, exports);
   return exports;
 }

@@ -22,6 +22,8 @@ void check_options(const Schedule& s, const SampleOptions& o) {
   } else if (o.sampling_timesteps < 1 || o.sampling_timesteps > s.timesteps) {
     msg << "samplingTimesteps must be an integer from 1 to timesteps (" << s.timesteps << "); got "
         << o.sampling_timesteps;
+  } else if (!o.image_generators.empty() && static_cast<int64_t>(o.image_generators.size()) != o.shape[0]) {
+    msg << "one generator per image: " << o.shape[0] << " images but " << o.image_generators.size() << " generators";
   } else if (!(o.ddim_eta >= 0 && std::isfinite(o.ddim_eta))) {
     msg << "ddimSamplingEta must be a non-negative number; got " << o.ddim_eta;
   } else {
@@ -34,9 +36,16 @@ void check_options(const Schedule& s, const SampleOptions& o) {
 class Noise {
  public:
   explicit Noise(const SampleOptions& o)
-      : options_(at::TensorOptions().dtype(at::kFloat).device(o.device)), generator_(o.generator) {}
+      : options_(at::TensorOptions().dtype(at::kFloat).device(o.device)),
+        generator_(o.generator),
+        per_image_(o.image_generators) {}
 
   at::Tensor operator()(at::IntArrayRef shape) const {
+    if (!per_image_.empty()) {
+      std::vector<at::Tensor> rows;
+      for (const auto& g : per_image_) rows.push_back(at::randn(shape.slice(1), g, at::TensorOptions().dtype(at::kFloat)));
+      return to_device(at::stack(rows), options_.device());
+    }
     if (!generator_) return at::randn(shape, options_);
     const at::Device gen_device = generator_->device();
     if (gen_device.type() == options_.device().type()) return at::randn(shape, generator_, options_);
@@ -46,6 +55,7 @@ class Noise {
  private:
   at::TensorOptions options_;
   std::optional<at::Generator> generator_;
+  std::vector<at::Generator> per_image_;
 };
 
 // The guidance gradient at `input`, checked: a tensor shaped like input, finite, in input's

@@ -37,6 +37,10 @@ struct SampleOptions {
   // Noise source; none: the default generator of `device` (torch.manual_seed reproduces the
   // reference). A CPU generator with a CUDA device draws on the CPU and copies.
   std::optional<at::Generator> generator;
+  // One CPU generator per image (shape[0] of them), instead of `generator`: image i's noise
+  // comes from its own, so it does not depend on which other images share the batch (what
+  // splitting a batch over processes needs).
+  std::vector<at::Generator> image_generators;
   // Called after each step: step counts from 0, total is the number of steps, t the timestep
   // just denoised. May throw to abort: the exception propagates out of the sampler.
   std::function<void(int64_t step, int64_t total, int64_t t)> on_step;

@@ -102,6 +102,10 @@ void validate(const TrainOptions& o, const at::Tensor& data) {
     msg << "checkpointEvery needs a checkpointPath";
   else if (o.loss_window < 1) msg << "lossWindow must be >= 1; got " << o.loss_window;
   else if (o.max_timestep < -1) msg << "maxTimestep must be >= 0; got " << o.max_timestep;
+  else if (o.parallel.world_size < 1 || o.parallel.rank < 0 || o.parallel.rank >= o.parallel.world_size)
+    msg << "rank " << o.parallel.rank << " is not in a world of " << o.parallel.world_size;
+  else if (o.parallel.world_size > 1 && (!o.parallel.average || !o.parallel.broadcast))
+    msg << "data-parallel training needs the collectives of a process group";
   else if (!data.defined() || data.dim() < 2 || data.size(0) < 1)
     msg << "data must be a batch of at least one image [N, C, H, W]; got shape "
         << (data.defined() ? data.sizes() : at::IntArrayRef{});
@@ -202,6 +206,45 @@ struct Batch {
   at::Tensor x0, t, noise, labels;
 };
 
+// Data parallel: rank 0's model, EMA and generator become every rank's, so the ranks start
+// alike even if they were built or seeded differently.
+void broadcast_start(TrainState& state, const TrainOptions::Parallel& p) {
+  std::vector<at::Tensor> tensors;
+  for (const auto* m : {&state.model, &state.ema}) {
+    for (const auto& t : m->parameters(true)) tensors.push_back(t);
+    for (const auto& t : m->buffers(true)) tensors.push_back(t);
+  }
+  at::Generator gen = state.generator;
+  at::Tensor gen_state;
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen_state = gen.get_state();
+  }
+  tensors.push_back(gen_state);
+  p.broadcast(tensors);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(gen_state);
+}
+
+// Data parallel: after backward, every rank gets the mean of the ranks' gradients, loss and
+// accuracy (means over equal slices: the global batch's means). Gradients a step left
+// undefined are undefined on every rank (the ranks run the same graph) and stay so.
+void average_step(const std::vector<at::Tensor>& params, double& loss, double& accuracy,
+                  const TrainOptions::Parallel& p) {
+  std::vector<at::Tensor> tensors;
+  for (const auto& param : params) {
+    if (param.grad().defined()) tensors.push_back(param.grad());
+  }
+  const bool has_accuracy = !std::isnan(accuracy);
+  at::Tensor stats = at::tensor({loss, has_accuracy ? accuracy : 0.0}, at::kDouble);
+  if (!params.empty()) stats = stats.to(params.front().device());
+  tensors.push_back(stats);
+  p.average(tensors);
+  stats = stats.cpu();
+  loss = stats[0].item<double>();
+  if (has_accuracy) accuracy = stats[1].item<double>();
+}
+
 // The loop shared by both trainers: `loss_of` computes the step's loss (graph attached) and
 // may set accuracy.
 template <typename LossFn>
@@ -222,6 +265,14 @@ TrainResult run_loop(TrainState& state, const Schedule& schedule, const at::Tens
             std::to_string(o.max_timestep));
   }
   const int64_t t_range = o.max_timestep >= 0 ? o.max_timestep + 1 : timesteps;
+  const TrainOptions::Parallel& par = o.parallel;
+  const bool parallel = par.world_size > 1;
+  const int64_t global_batch = o.batch_size * par.world_size;
+  // This rank's rows of the global batch.
+  auto mine = [&](const at::Tensor& global) {
+    return parallel ? global.narrow(0, par.rank * o.batch_size, o.batch_size) : global;
+  };
+  if (parallel) broadcast_start(state, par);
   const auto cpu_long = at::TensorOptions().dtype(at::kLong);
   const auto cpu_float = at::TensorOptions().dtype(at::kFloat);
   at::Generator gen = state.generator;
@@ -240,6 +291,7 @@ TrainResult run_loop(TrainState& state, const Schedule& schedule, const at::Tens
   result.model = state.model;
   result.ema = state.ema;
   int64_t last_checkpoint = -1;
+  const bool writes_checkpoints = !o.checkpoint_path.empty() && par.rank == 0;
   auto checkpoint = [&] {
     save_checkpoint(o.checkpoint_path, state);
     last_checkpoint = state.step;
@@ -251,21 +303,29 @@ TrainResult run_loop(TrainState& state, const Schedule& schedule, const at::Tens
       break;
     }
     Batch b;
-    const at::Tensor idx = at::randint(n, {o.batch_size}, gen, cpu_long);
-    b.t = to_device(at::randint(t_range, {o.batch_size}, gen, cpu_long), device);
+    const at::Tensor idx = mine(at::randint(n, {global_batch}, gen, cpu_long));
+    b.t = to_device(mine(at::randint(t_range, {global_batch}, gen, cpu_long)), device);
     b.x0 = to_device(data.index_select(0, idx.to(data.device())), device, at::kFloat);
-    b.noise = to_device(at::randn(b.x0.sizes(), gen, cpu_float), device);
+    std::vector<int64_t> noise_shape = b.x0.sizes().vec();
+    noise_shape[0] = global_batch;
+    b.noise = to_device(mine(at::randn(noise_shape, gen, cpu_float)), device);
     if (classifier) b.labels = to_device(labels.index_select(0, idx.to(labels.device())), device);
 
     optimizer.zero_grad();
     double accuracy = kNaN;
     at::Tensor loss = loss_of(sched, b, gen, accuracy);
-    const double value = loss.item<double>();
+    double value = loss.item<double>();
+    // Data parallel: every rank must reach the all-reduce, so the ranks check the averaged
+    // loss (non-finite on all of them if on one) after backward.
+    if (parallel) {
+      loss.backward();
+      average_step(params, value, accuracy, par);
+    }
     if (!std::isfinite(value)) {
       throw std::runtime_error("the loss is not finite (" + std::to_string(value) + ") at step " +
                                std::to_string(state.step + 1) + "; lower lr or check the data");
     }
-    loss.backward();
+    if (!parallel) loss.backward();
     if (o.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, o.grad_clip);
     optimizer.step();
     ++state.step;
@@ -273,12 +333,12 @@ TrainResult run_loop(TrainState& state, const Schedule& schedule, const at::Tens
 
     result.losses.push_back(value);
     if (classifier) result.accuracies.push_back(accuracy);
-    if (!o.checkpoint_path.empty() && o.checkpoint_every > 0 && state.step % o.checkpoint_every == 0) {
+    if (writes_checkpoints && o.checkpoint_every > 0 && state.step % o.checkpoint_every == 0) {
       checkpoint();
     }
     if (o.on_step) o.on_step(state.step, o.steps, value);
   }
-  if (!o.checkpoint_path.empty() && last_checkpoint != state.step) checkpoint();
+  if (writes_checkpoints && last_checkpoint != state.step) checkpoint();
 
   result.steps = state.step;
   result.steps_run = static_cast<int64_t>(result.losses.size());

@@ -67,6 +67,21 @@ struct TrainOptions {
   std::function<void(int64_t step, int64_t total, double loss)> on_step;
   // Asked before each step; true ends the run early (TrainResult::stopped).
   std::function<bool()> should_stop;
+
+  // Data-parallel training (native/distributed provides the collectives): this process is
+  // rank `rank` of `world_size`. Every rank draws the global batch (world_size * batch_size
+  // indices, timesteps and noise, from the same generator) and keeps its slice, gradients
+  // (and the step's loss) are averaged before clipping, so N ranks of batch b take the steps
+  // one process of batch N*b takes. The run starts by copying rank 0's weights, EMA and
+  // generator to every rank; only rank 0 writes checkpoints.
+  struct Parallel {
+    int64_t rank = 0;
+    int64_t world_size = 1;
+    // Averages the tensors over the ranks, in place. Needed when world_size > 1.
+    std::function<void(const std::vector<at::Tensor>&)> average;
+    // Copies rank 0's tensors into every rank's, in place. Needed when world_size > 1.
+    std::function<void(const std::vector<at::Tensor>&)> broadcast;
+  } parallel;
 };
 
 namespace detail {

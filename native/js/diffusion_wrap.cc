@@ -191,6 +191,18 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
       if (!IsMissing(seed)) {
         setup.options.generator = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(ToNonNegativeInt(seed, "seed")));
       }
+      Napi::Value seeds = Option(r, "seeds");
+      if (!IsMissing(seeds)) {
+        if (!seeds.IsArray() || seeds.As<Napi::Array>().Length() != static_cast<uint32_t>(batch)) {
+          ThrowType(env, "Expected an array of " + std::to_string(batch) + " seeds (one per image) for seeds but received " + Describe(seeds));
+        }
+        if (!IsMissing(seed)) ThrowType(env, "give seed or seeds, not both");
+        auto arr = seeds.As<Napi::Array>();
+        for (uint32_t i = 0; i < arr.Length(); ++i) {
+          setup.options.image_generators.push_back(
+              at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(ToNonNegativeInt(arr.Get(i), "seeds[i]"))));
+        }
+      }
       Napi::Value timeout = Option(r, "stepTimeoutMs");
       if (!IsMissing(timeout)) setup.step_timeout_ms = ToNonNegativeInt(timeout, "stepTimeoutMs");
       Napi::Value cond_fn = Option(r, "condFn");

@@ -3,6 +3,12 @@
 
 #include <napi.h>
 
+#include <memory>
+
+namespace gd::dist {
+class ProcessGroup;
+}
+
 namespace gd::js {
 
 void InstallTorchFunctions(Napi::Env env, Napi::Object exports);
@@ -12,5 +18,9 @@ void InstallTraining(Napi::Env env, Napi::Object exports);
 void InstallImage(Napi::Env env, Napi::Object exports);
 void InstallOpenaiModels(Napi::Env env, Napi::Object exports);
 void InstallCheckpoints(Napi::Env env, Napi::Object exports);
+void InstallDistributed(Napi::Env env, Napi::Object exports);
+
+// The default process group (initProcessGroup's), or a JS Error naming `what` when none.
+std::shared_ptr<dist::ProcessGroup> DefaultGroupFor(Napi::Env env, const char* what);
 
 }  // namespace gd::js

@@ -5,9 +5,11 @@
 #include <set>
 
 #include "diffusion/fashion_mnist.h"
+#include "distributed/process_group.h"
 #include "diffusion/trainer.h"
 #include "js/common.h"
 #include "js/cpu_allocator.h"
+#include "js/installers.h"
 #include "js/module_wrap.h"
 #include "js/tensor_wrap.h"
 
@@ -171,6 +173,15 @@ TrainOptions ToTrainOptions(const Napi::Value& o) {
   t.seed = static_cast<uint64_t>(Int(o, "seed", 0));
   t.loss_window = Int(o, "lossWindow", t.loss_window);
   t.max_timestep = Int(o, "maxTimestep", t.max_timestep);
+  Napi::Value distributed = Option(o, "distributed");
+  if (!IsMissing(distributed) && ToBool(distributed, "distributed")) {
+    // Data parallel over the default process group (the trainer keeps it alive for the run).
+    std::shared_ptr<dist::ProcessGroup> group = DefaultGroupFor(o.Env(), "train with distributed: true");
+    t.parallel.rank = group->rank();
+    t.parallel.world_size = group->world_size();
+    t.parallel.average = [group](const std::vector<at::Tensor>& ts) { group->average(ts); };
+    t.parallel.broadcast = [group](const std::vector<at::Tensor>& ts) { group->broadcast_all(ts, 0); };
+  }
   return t;
 }
 
