@@ -22,8 +22,9 @@ void check_options(const Schedule& s, const SampleOptions& o) {
   } else if (o.sampling_timesteps < 1 || o.sampling_timesteps > s.timesteps) {
     msg << "samplingTimesteps must be an integer from 1 to timesteps (" << s.timesteps << "); got "
         << o.sampling_timesteps;
-  } else if (!(o.ddim_eta >= 0 && std::isfinite(o.ddim_eta))) {
-    msg << "ddimSamplingEta must be a non-negative number; got " << o.ddim_eta;
+  } else if (!(o.ddim_eta >= 0 && o.ddim_eta <= 1)) {
+    // Above 1, sigma^2 can exceed 1 - alpha_bar_prev and the direction term is NaN.
+    msg << "ddimSamplingEta must be in [0, 1]; got " << o.ddim_eta;
   } else {
     return;
   }
