@@ -4,6 +4,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { SingleBar } from 'cli-progress';
 import * as fs from 'fs';
+import * as path from 'path';
 import { GaussianDiffusion, SampleProgress } from './diffusion';
 import { classifierCondFn, classifierGuidance } from './guidance';
 import { saveImage } from './image';
@@ -13,14 +14,19 @@ import { sampleDistributed } from './sample-distributed';
 import { jit, Module } from './module';
 import { DEFAULT_MODEL, loadPretrained } from './pretrained';
 import { trainRecipePart } from './recipe';
+import { Tensor } from './tensor';
 import * as torch from './torch';
 
 class CliError extends Error {}
 
-function int(name: string, min = 1) {
+/** The most images one run samples (they are all held for the grid: --n 1e9 ran out of heap). */
+export const MAX_IMAGES = 10_000;
+
+function int(name: string, min = 1, max = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
     const n = Number(value);
     if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+    if (n > max) throw new InvalidArgumentError(`${name} must be at most ${max}`);
     return n;
   };
 }
@@ -36,6 +42,18 @@ function num(name: string) {
 function existing(what: string, file: string): string {
   if (!fs.existsSync(file)) throw new CliError(`${what} not found: ${file}`);
   return file;
+}
+
+/** Fails before any sampling when --out cannot be written (a missing folder, a folder, no permission). */
+function writableOut(file: string): void {
+  const dir = path.dirname(path.resolve(file));
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new CliError(`cannot write --out ${file}: no directory ${dir}`);
+  if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw new CliError(`cannot write --out ${file}: it is a directory`);
+  try {
+    fs.accessSync(fs.existsSync(file) ? file : dir, fs.constants.W_OK);
+  } catch {
+    throw new CliError(`cannot write --out ${file}: permission denied`);
+  }
 }
 
 /** A class given by name (case-insensitive, any punctuation) or by index. */
@@ -74,6 +92,7 @@ function progressReporter(total: number): { update(p: SampleProgress): void; sto
 interface SampleFlags {
   class?: string;
   n: number;
+  batchSize: number;
   scale?: number;
   steps?: number;
   seed?: number;
@@ -111,6 +130,7 @@ async function relaunched(nprocPerNode: number | undefined): Promise<boolean> {
 }
 
 async function sample(flags: SampleFlags): Promise<void> {
+  writableOut(flags.out);
   const distributed = flags.nprocPerNode !== undefined;
   if (await relaunched(flags.nprocPerNode)) return;
   const lead = !distributed || dist.getRank() === 0;
@@ -150,19 +170,41 @@ async function sample(flags: SampleFlags): Promise<void> {
     labels = Array.from({ length: flags.n }, (_, i) => i % count);
   }
   const steps = diffusion.options.samplingTimesteps;
-  const reporter = lead ? progressReporter(steps) : { update: () => undefined, stop: () => undefined };
   const guided = classifier && labels;
-  const request = {
-    batchSize: flags.n,
-    onProgress: (p: SampleProgress) => reporter.update(p),
-    condFn: guided ? (flags.jsCondFn ? classifierCondFn : classifierGuidance) : undefined,
-    guidanceKwargs: guided ? { classifier: classifier!, y: torch.tensor(labels!), classifierScale: scale ?? 1 } : undefined,
-  };
-  // With --nproc-per-node, image i has a generator of its own (seed + i) and the batch is
-  // sampled in chunks of --chunk-size: the PNG is the same for every rank count.
-  const images = distributed
-    ? await sampleDistributed(diffusion, { ...request, seed: flags.seed ?? 0, chunkSize: flags.chunkSize })
-    : await diffusion.sample({ ...request, seed: flags.seed });
+  const condFn = guided ? (flags.jsCondFn ? classifierCondFn : classifierGuidance) : undefined;
+  const kwargs = (start: number, size: number) =>
+    guided ? { classifier: classifier!, y: torch.tensor(labels!.slice(start, start + size)), classifierScale: scale ?? 1 } : undefined;
+  let images: Tensor;
+  let reporter: { update(p: SampleProgress): void; stop(): void };
+  if (distributed) {
+    // With --nproc-per-node, image i has a generator of its own (seed + i) and the batch is
+    // sampled in chunks of --chunk-size: the PNG is the same for every rank count.
+    reporter = lead ? progressReporter(steps) : { update: () => undefined, stop: () => undefined };
+    images = await sampleDistributed(diffusion, {
+      batchSize: flags.n, onProgress: (p: SampleProgress) => reporter.update(p), condFn,
+      guidanceKwargs: kwargs(0, flags.n), seed: flags.seed ?? 0, chunkSize: flags.chunkSize,
+    });
+  } else {
+    // Batches of --batch-size; with --seed, batch i has seed + i (one batch: the seed itself).
+    const batches = Math.ceil(flags.n / flags.batchSize);
+    reporter = progressReporter(steps * batches);
+    const parts: Tensor[] = [];
+    for (let i = 0; i < batches; i++) {
+      const start = i * flags.batchSize;
+      const size = Math.min(flags.batchSize, flags.n - start);
+      parts.push(
+        await diffusion.sample({
+          batchSize: size,
+          seed: flags.seed === undefined ? undefined : flags.seed + i,
+          onProgress: (p) => reporter.update({ ...p, step: i * steps + p.step, total: steps * batches }),
+          condFn,
+          guidanceKwargs: kwargs(start, size),
+        }),
+      );
+    }
+    images = parts.length === 1 ? parts[0] : torch.cat(parts);
+    if (parts.length > 1) torch.dispose(parts);
+  }
   reporter.stop();
   if (distributed) dist.destroyProcessGroup();
   if (!lead) return;
@@ -181,7 +223,8 @@ export function buildProgram(): Command {
     .command('sample')
     .description('sample guided images into a PNG grid (the shipped Fashion-MNIST model unless --model is given)')
     .option('--class <name|index>', 'class to guide towards, by name (e.g. sneaker) or index; default: every class in turn')
-    .option('--n <count>', 'number of images', int('--n'), 16)
+    .option('--n <count>', `number of images (at most ${MAX_IMAGES})`, int('--n', 1, MAX_IMAGES), 16)
+    .option('--batch-size <n>', 'images sampled at once (memory grows with it)', int('--batch-size', 1, MAX_IMAGES), 16)
     .option('--scale <s>', 'classifier guidance scale (0: unguided); default: the model\'s recommended scale, or 1', num('--scale'))
     .option('--steps <n>', 'sampling steps (fewer than --timesteps: DDIM)', int('--steps'))
     .option('--seed <n>', 'seed of this sample\'s generator (reproducible)', int('--seed', 0))

@@ -133,9 +133,25 @@ function positiveInt(value: unknown, name: string): number {
   return value;
 }
 
-function nonNegative(value: unknown, name: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new TypeError(`Expected a finite non-negative number for ${name} but received ${String(value)}`);
+/** The most diffusion steps a schedule may have: its buffers and its loops grow with T. */
+export const MAX_TIMESTEPS = 100_000;
+
+/** timesteps as GaussianDiffusion and the trainers take it: an integer in [1, MAX_TIMESTEPS]. */
+export function checkTimesteps(value: unknown): number {
+  const t = positiveInt(value, 'timesteps');
+  if (t > MAX_TIMESTEPS) throw new RangeError(`timesteps must be at most ${MAX_TIMESTEPS}; got ${t}`);
+  return t;
+}
+
+// DDIM's eta scales sigma between 0 (deterministic) and 1 (the ancestral step's variance);
+// above 1 sigma^2 exceeds 1 - alpha_bar_prev and the direction term takes the root of a
+// negative number (NaN images).
+function ddimEta(value: unknown, name = 'ddimSamplingEta'): number {
+  if (typeof value !== 'number' || Number.isNaN(value)) {
+    throw new TypeError(`Expected a number for ${name} but received ${String(value)}`);
+  }
+  if (!(value >= 0 && value <= 1)) {
+    throw new RangeError(`${name} must be in [0, 1] (0: deterministic DDIM, 1: as noisy as ancestral steps); got ${value}`);
   }
   return value;
 }
@@ -168,7 +184,7 @@ export class GaussianDiffusion {
   constructor(model: Module, options: GaussianDiffusionOptions) {
     if (!(model instanceof Module)) throw new TypeError('GaussianDiffusion: expected a Module (a Unet or jit.load of a checkpoint) as the model');
     if (options === null || typeof options !== 'object') throw new TypeError('GaussianDiffusion: expected an options object such as { imageSize: 32 }');
-    const timesteps = positiveInt(options.timesteps ?? 1000, 'timesteps');
+    const timesteps = checkTimesteps(options.timesteps ?? 1000);
     const attrChannels = model.attribute('channels');
     const respacing = options.timestepRespacing;
     if (respacing !== undefined && (typeof respacing !== 'string' || respacing === '')) {
@@ -186,7 +202,7 @@ export class GaussianDiffusion {
       objective: options.objective ?? 'pred_noise',
       betaSchedule: options.betaSchedule ?? 'sigmoid',
       scheduleFnKwargs: { ...(options.scheduleFnKwargs ?? {}) },
-      ddimSamplingEta: nonNegative(options.ddimSamplingEta ?? 0, 'ddimSamplingEta'),
+      ddimSamplingEta: ddimEta(options.ddimSamplingEta ?? 0),
       autoNormalize: options.autoNormalize ?? true,
       clipDenoised: options.clipDenoised ?? true,
       clipAfterGuidance: options.clipAfterGuidance ?? false,
@@ -247,7 +263,7 @@ export class GaussianDiffusion {
         if (options.sampler !== 'ancestral' && options.sampler !== 'ddim') throw new TypeError(`sampler must be 'ancestral' or 'ddim'; got '${String(options.sampler)}'`);
         request.sampler = options.sampler;
       }
-      if (options.eta !== undefined) request.eta = nonNegative(options.eta, 'eta');
+      if (options.eta !== undefined) request.eta = ddimEta(options.eta, 'eta');
       if (options.modelKwargs !== undefined) {
         const mk = options.modelKwargs;
         if (mk === null || typeof mk !== 'object') throw new TypeError('modelKwargs: expected an object such as { y }');

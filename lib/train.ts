@@ -1,7 +1,7 @@
 // Training from TypeScript: the native loops (Adam/AdamW, gradient clipping, EMA, periodic
 // checkpoints, resume) on a worker thread, and the Fashion-MNIST loader.
 import { binding } from './binding';
-import type { BetaSchedule, Objective } from './diffusion';
+import { BetaSchedule, checkTimesteps, Objective } from './diffusion';
 import { Module } from './module';
 import { Tensor } from './tensor';
 
@@ -31,7 +31,11 @@ export interface TrainOptions {
   /** With checkpointPath: write the EMA model (TorchScript) and the training state every N steps. */
   checkpointEvery?: number;
   checkpointPath?: string;
-  /** Continue from a checkpoint written by checkpointPath (its .state file beside it). */
+  /**
+   * Continue from a checkpoint written by checkpointPath (its .state file beside it): its
+   * weights, EMA, optimizer, step and generator go into the model passed, which must have the
+   * checkpoint's parameter names and shapes (the first that differs is named).
+   */
   resumeFrom?: string;
   /** The trainer's own generator: batches, timesteps and noise. Default 0. */
   seed?: number;
@@ -68,7 +72,7 @@ export interface ClassifierTrainOptions extends TrainOptions {
 }
 
 export interface TrainResult {
-  /** The trained module (trained in place). */
+  /** The module passed, trained in place. */
   model: Module;
   /** The EMA copy, in eval mode: use it for sampling. */
   ema: Module;
@@ -103,6 +107,7 @@ function run(start: Start, model: Module, options: TrainOptions): Promise<TrainR
   const { onProgress, signal, ...rest } = options;
   let handle: ReturnType<Start>;
   try {
+    if (rest.timesteps !== undefined) checkTimesteps(rest.timesteps);
     handle = start(model.native, rest, (step, total, loss) => onProgress?.({ step, total, loss }));
   } catch (err) {
     return Promise.reject(err);
@@ -110,7 +115,7 @@ function run(start: Start, model: Module, options: TrainOptions): Promise<TrainR
   const onAbort = (): void => handle.cancel();
   signal?.addEventListener('abort', onAbort, { once: true });
   return handle.promise
-    .then((r) => ({ ...r, model: new Module(r.model), ema: new Module(r.ema) }))
+    .then((r) => ({ ...r, model, ema: new Module(r.ema) }))
     .finally(() => signal?.removeEventListener('abort', onAbort));
 }
 

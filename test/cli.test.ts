@@ -5,6 +5,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { PNG } from 'pngjs';
+import { LinearClassifier } from '../lib';
 import { REFERENCE } from './helpers';
 
 const CLI = path.resolve(__dirname, '..', 'lib', 'cli.js');
@@ -76,9 +77,57 @@ describe('CLI', () => {
     );
   });
 
+  it('bounds --n with one line (1e9 ran out of heap)', () => {
+    const r = cli('sample', ...MODEL, '--n', '1000000000');
+    assert.strictEqual(r.status, 1);
+    assert.match(r.stderr, /option '--n <count>' argument '1000000000' is invalid\. --n must be at most 10000/);
+    assert.match(cli('sample', ...MODEL, '--batch-size', '0').stderr, /--batch-size must be an integer >= 1/);
+  });
+
+  it('samples --n in batches of --batch-size; with --seed, batch i has seed + i', () => {
+    // Images of a grid with one image per row: 16x16 tiles 18 px apart below a 2 px border.
+    const tiles = (file: string): Buffer[] => {
+      const png = PNG.sync.read(fs.readFileSync(file));
+      const rowBytes = png.width * 4;
+      return Array.from({ length: (png.height - 2) / 18 }, (_, k) => png.data.subarray((2 + 18 * k) * rowBytes, (18 + 18 * k) * rowBytes));
+    };
+    const run = (name: string, ...args: string[]): Buffer[] => {
+      const out = path.join(tmp, name);
+      const r = cli('sample', ...MODEL, '--steps', '3', '--nrow', '1', '--out', out, ...args);
+      assert.strictEqual(r.status, 0, r.stderr);
+      return tiles(out);
+    };
+    const batched = run('batched.png', '--n', '3', '--batch-size', '2', '--seed', '5');
+    const first = run('first.png', '--n', '2', '--seed', '5');
+    const second = run('second.png', '--n', '1', '--seed', '6');
+    assert.strictEqual(batched.length, 3);
+    assert.ok(batched[0].equals(first[0]) && batched[1].equals(first[1]), 'batch 0 is the sample of seed 5');
+    assert.ok(batched[2].equals(second[0]), 'batch 1 is the sample of seed 6');
+    assert.ok(!batched[0].equals(batched[1]));
+  });
+
+  it('checks that --out can be written before sampling', () => {
+    const missing = path.join(tmp, 'no-such-dir', 'x.png');
+    let r = cli('sample', ...MODEL, '--steps', '3', '--out', missing);
+    assert.strictEqual(r.status, 1);
+    // One line and no progress lines: nothing was sampled.
+    assert.strictEqual(r.stderr, `guided-diffusion: cannot write --out ${missing}: no directory ${path.dirname(missing)}\n`);
+    r = cli('sample', ...MODEL, '--steps', '3', '--out', tmp);
+    assert.strictEqual(r.status, 1);
+    assert.strictEqual(r.stderr, `guided-diffusion: cannot write --out ${tmp}: it is a directory\n`);
+  });
+
+  it('a TorchScript error prints its cause (the shapes), not only that the interpreter failed', () => {
+    const cls = path.join(tmp, 'classifier-8px.pt');
+    new LinearClassifier({ imageSize: 8, channels: 3, numClasses: 10 }).save(cls); // the model's images are 16x16
+    const r = cli('sample', ...MODEL, '--classifier', cls, '--class', '1', '--n', '2', '--steps', '2', '--out', path.join(tmp, 'never.png'));
+    assert.strictEqual(r.status, 1);
+    assert.strictEqual(r.stderr, 'guided-diffusion: mat1 and mat2 shapes cannot be multiplied (2x768 and 192x10)\n');
+  });
+
   it('--help documents every flag', () => {
     const r = spawnSync(process.execPath, [CLI, 'sample', '--help'], { encoding: 'utf8' });
-    for (const flag of ['--class', '--n', '--scale', '--steps', '--seed', '--out', '--model', '--classifier', '--image-size', '--timesteps']) {
+    for (const flag of ['--class', '--n', '--batch-size', '--scale', '--steps', '--seed', '--out', '--model', '--classifier', '--image-size', '--timesteps']) {
       assert.ok(r.stdout.includes(flag), flag);
     }
   });

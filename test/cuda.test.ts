@@ -1,6 +1,7 @@
 // The reference case on CUDA (skipped where LibTorch has no GPU): the same numbers as on the
 // CPU, within float error. cuDNN may use TF32 for convolutions (LibTorch's default, as in
-// PyTorch), so the bounds are looser than the CPU's 1e-5.
+// PyTorch), so the bounds are looser than the CPU's. Each bound is about 10x the error measured
+// on an NVIDIA H200 (bench/cuda/tests.txt).
 import * as assert from 'assert';
 import * as path from 'path';
 import { classifierCondFn, classifierGuidance, CudaGraphStats, GaussianDiffusion, jit, torch, trainDiffusion, Unet } from '../lib';
@@ -30,7 +31,7 @@ describe('CUDA', function () {
     assert.match(out.device, /^cuda/);
     const err = maxAbsDiff(out.toFloat32Array(), ref('forward_out'));
     report('native', err);
-    assert.ok(err < 5e-3, String(err));
+    assert.ok(err < 5e-3, String(err)); // measured 5.2e-4
   });
 
   it('the traced checkpoint fails on CUDA with the device mismatch named (tracing fixed its arange on the CPU)', () => {
@@ -52,7 +53,7 @@ describe('CUDA', function () {
     });
     const err = maxAbsDiff(g.toFloat32Array(), ref('cond_grad'));
     report('gradient', err);
-    assert.ok(err < 5e-3, String(err));
+    assert.ok(err < 3e-7, String(err)); // measured 3.0e-8
   });
 
   it('autocast bfloat16 samples in float32 close to the float32 sample', async () => {
@@ -63,7 +64,7 @@ describe('CUDA', function () {
     assert.strictEqual(b.dtype, 'float32');
     const err = maxAbsDiff(a.toFloat32Array(), b.toFloat32Array());
     report('bfloat16 vs float32 sample', err);
-    assert.ok(err > 0 && err < 0.1, String(err));
+    assert.ok(err > 0 && err < 0.1, String(err)); // measured 2.8e-2 (bfloat16 keeps 8 bits)
   });
 
   for (const [name, condFn] of [
@@ -83,7 +84,7 @@ describe('CUDA', function () {
       assert.strictEqual(diffusion.options.cudaGraph, true);
       const err = maxAbsDiff(img.toFloat32Array(), ref('ddpm_guided'));
       report(name, err);
-      assert.ok(err < 2e-2, String(err));
+      assert.ok(err < 1e-2, String(err)); // measured 1.07e-3
     });
   }
 
@@ -99,7 +100,7 @@ describe('CUDA', function () {
     assert.deepStrictEqual(used, { captures: 1, replays: steps - 4, fallbacks: 0 });
     const err = maxAbsDiff(a.toFloat32Array(), b.toFloat32Array());
     report('graph vs eager DDIM sample', err);
-    assert.ok(err < 1e-5, String(err));
+    assert.ok(err < 1e-5, String(err)); // measured 0; not tightened to 0 without a second GPU run
   });
 
   it('a guided ancestral sample with graphs replays the Unet call every step after the fourth', async () => {
@@ -108,7 +109,7 @@ describe('CUDA', function () {
     const kwargs = { classifier, y: torch.tensor(rc.y, { device: 'cuda' }), classifierScale: rc.classifier_scale };
     const [img, used] = await graphDelta(() => diffusion.sample({ batchSize: 2, seed: 42, condFn: classifierGuidance, guidanceKwargs: kwargs }));
     assert.deepStrictEqual(used, { captures: 1, replays: 16, fallbacks: 0 });
-    assert.ok(maxAbsDiff(img.toFloat32Array(), ref('ddpm_guided')) < 2e-2);
+    assert.ok(maxAbsDiff(img.toFloat32Array(), ref('ddpm_guided')) < 1e-2); // as the eager guided sample (1.07e-3)
   });
 
   it('a model that syncs with the host cannot be captured: the run falls back to eager calls with the same result', async () => {

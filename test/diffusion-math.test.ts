@@ -4,7 +4,7 @@ import * as assert from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { BetaSchedule, GaussianDiffusion, jit, Objective, torch, Tensor } from '../lib';
-import { assertClose, FIXTURES } from './helpers';
+import { assertClose, f32Tol, FIXTURES } from './helpers';
 
 const DIR = path.join(FIXTURES, 'diffusion');
 const index: Record<string, { offset: number; shape: number[] }> = JSON.parse(fs.readFileSync(path.join(DIR, 'index.json'), 'utf8'));
@@ -54,7 +54,7 @@ describe('diffusion math against independent Python values', () => {
       for (const [py, js] of Object.entries(camel)) {
         const key = `schedule/${name}/${py}`;
         if (!index[key]) continue;
-        assertClose(buffers[js].toFloat32Array(), fx(key), 1e-6, key);
+        assertClose(buffers[js].toFloat32Array(), fx(key), f32Tol(fx(key)), key); // measured 0
         checked++;
       }
       assert.ok(checked >= 2);
@@ -78,8 +78,8 @@ describe('diffusion math against independent Python values', () => {
       else x0 = ex(s.sqrtAlphasCumprod).mul(x).sub(ex(s.sqrtOneMinusAlphasCumprod).mul(out));
       x0 = x0.clamp(-1, 1);
       const eps = objective === 'pred_noise' ? out : r.mul(x).sub(x0).div(rm1);
-      assertClose(x0.toFloat32Array(), fx(`predict/${objective}/clip/x0`), 1e-5, 'x0');
-      assertClose(eps.toFloat32Array(), fx(`predict/${objective}/clip/eps`), 1e-4, 'eps');
+      assertClose(x0.toFloat32Array(), fx(`predict/${objective}/clip/x0`), 3e-6, 'x0'); // measured 2.4e-7
+      assertClose(eps.toFloat32Array(), fx(`predict/${objective}/clip/eps`), 1.5e-5, 'eps'); // measured 1.4e-6
       // And the native denoiser on the toy model agrees with the same formulas.
       const p = d.predict(x, t);
       const outToy = torch.noGrad(() => toy.forward(x, t));
@@ -89,7 +89,7 @@ describe('diffusion math against independent Python values', () => {
           : objective === 'pred_x0'
             ? outToy
             : ex(s.sqrtAlphasCumprod).mul(x).sub(ex(s.sqrtOneMinusAlphasCumprod).mul(outToy));
-      assertClose(p.x0.toFloat32Array(), x0Toy.clamp(-1, 1).toFloat32Array(), 1e-5, 'native x0');
+      assertClose(p.x0.toFloat32Array(), x0Toy.clamp(-1, 1).toFloat32Array(), 1.5e-6, 'native x0'); // measured 1.2e-7
     });
   }
 
@@ -133,7 +133,7 @@ describe('diffusion math against independent Python values', () => {
         seed: r.gen ? r.seed : undefined,
       });
       assert.deepStrictEqual(img.shape, index[`run/${name}`].shape);
-      assertClose(img.toFloat32Array(), fx(`run/${name}`), 1e-5, name);
+      assertClose(img.toFloat32Array(), fx(`run/${name}`), f32Tol(fx(`run/${name}`)), name); // measured 0
     });
   }
 
@@ -143,8 +143,8 @@ describe('diffusion math against independent Python values', () => {
     const t = fxTensor('loss/t', 'int64');
     for (const objective of ['pred_noise', 'pred_x0', 'pred_v'] as Objective[]) {
       const d = new GaussianDiffusion(toy, { imageSize: 4, timesteps: 20, objective });
-      assertClose(d.qSample(x0, t, noise).toFloat32Array(), fx('loss/q_sample'), 1e-6, 'q_sample');
-      assertClose([d.pLosses(x0, t, noise).item() as number], fx(`loss/p_losses/${objective}/plain`), 1e-5, objective);
+      assertClose(d.qSample(x0, t, noise).toFloat32Array(), fx('loss/q_sample'), f32Tol(fx('loss/q_sample')), 'q_sample'); // measured 0
+      assertClose([d.pLosses(x0, t, noise).item() as number], fx(`loss/p_losses/${objective}/plain`), f32Tol(fx(`loss/p_losses/${objective}/plain`)), objective); // measured 0
     }
   });
 });

@@ -32,8 +32,25 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
+/**
+ * The bound for a comparison measured exact on the project's machine (10x of 0 is no bound):
+ * `ulps` float32 ulps of the largest expected magnitude (at least 1), room for another CPU's
+ * kernels to round differently.
+ */
+export function f32Tol(expected: ArrayLike<number>, ulps = 10): number {
+  let m = 1;
+  for (let i = 0; i < expected.length; i++) m = Math.max(m, Math.abs(expected[i]));
+  return ulps * 2 ** -23 * m;
+}
+
+/**
+ * Max abs difference within tol. Tolerances are about 10x the error measured on the
+ * project's machine; GD_RECORD_ERRORS=file appends each check's measured error there (JSON
+ * lines) to measure them again.
+ */
 export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number, what = 'values'): void {
   const d = maxAbsDiff(actual, expected);
+  if (process.env.GD_RECORD_ERRORS) fs.appendFileSync(process.env.GD_RECORD_ERRORS, JSON.stringify({ what, error: d, tol }) + '\n');
   assert.ok(d <= tol, `${what}: max abs difference ${d} exceeds ${tol}`);
 }
 

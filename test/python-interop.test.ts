@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { classifierCondFn, classifierGuidance, GaussianDiffusion, jit, loadSafetensors, saveSafetensors, torch, Unet } from '../lib';
-import { assertClose, readF32, REFERENCE, referenceCase } from './helpers';
+import { assertClose, f32Tol, readF32, REFERENCE, referenceCase } from './helpers';
 
 const SCRIPT = path.resolve(__dirname, '..', '..', 'scripts', 'fixtures', 'check_saved_unet.py');
 const rc = referenceCase();
@@ -27,8 +27,8 @@ describe('Python interop', () => {
     assert.strictEqual(r.status, 0, r.stderr);
     const x = torch.tensor(readF32(path.join(REFERENCE, 'forward_x.f32')), { shape: [2, 3, 16, 16] });
     const ours = torch.noGrad(() => unet.forward(x, torch.tensor(rc.forward_t)));
-    assertClose(readF32(outPath), ours.toFloat32Array(), 1e-5, 'python vs ours');
-    assertClose(readF32(outPath), readF32(path.join(REFERENCE, 'forward_out.f32')), 1e-5, 'python vs reference');
+    assertClose(readF32(outPath), ours.toFloat32Array(), 1.2e-5, 'python vs ours'); // measured 1.2e-6
+    assertClose(readF32(outPath), readF32(path.join(REFERENCE, 'forward_out.f32')), 1.3e-5, 'python vs reference'); // measured 1.3e-6
     // And it loads back here as a checkpoint.
     const again = jit.load(modelPath);
     assertClose(torch.noGrad(() => again.forward(x, torch.tensor(rc.forward_t))).toFloat32Array(), ours.toFloat32Array(), 0, 'reloaded');
@@ -38,7 +38,7 @@ describe('Python interop', () => {
     const classifier = jit.load(path.join(REFERENCE, 'classifier.pt'));
     const x = torch.tensor(readF32(path.join(REFERENCE, 'forward_x.f32')), { shape: [2, 3, 16, 16] });
     const g = classifierCondFn(x, torch.tensor(rc.forward_t), { classifier, y: torch.tensor(rc.y), classifierScale: rc.classifier_scale });
-    assertClose(g.toFloat32Array(), readF32(path.join(REFERENCE, 'cond_grad.f32')), 1e-5, 'gradient');
+    assertClose(g.toFloat32Array(), readF32(path.join(REFERENCE, 'cond_grad.f32')), f32Tol(readF32(path.join(REFERENCE, 'cond_grad.f32'))), 'gradient'); // measured 0
   });
 
   it('the Python export example writes checkpoints that sample here with guidance', async () => {

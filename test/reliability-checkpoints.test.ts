@@ -373,7 +373,7 @@ describe('reliability: checkpoints', () => {
       assert.throws(() => new GaussianDiffusion(m, { imageSize: 8, timesteps: 2.5 }), { name: 'TypeError', message: 'Expected positive integer for timesteps but received 2.5' });
       assert.throws(() => new GaussianDiffusion(m, { imageSize: 8, ddimSamplingEta: NaN }), {
         name: 'TypeError',
-        message: 'Expected a finite non-negative number for ddimSamplingEta but received NaN',
+        message: 'Expected a number for ddimSamplingEta but received NaN',
       });
       assert.throws(() => new GaussianDiffusion(m, { imageSize: 8, timesteps: 10, betaSchedule: 'cosine', scheduleFnKwargs: { s: -1 } }), {
         message: 'cosine schedule offset s must be a positive number; got -1',
@@ -381,6 +381,35 @@ describe('reliability: checkpoints', () => {
       assert.throws(() => new GaussianDiffusion(m, { imageSize: 8, timesteps: 10, objective: 'pred_eps' as never }), {
         message: "objective must be one of pred_noise, pred_x0, pred_v; got 'pred_eps'",
       });
+    });
+
+    it('ddimSamplingEta outside [0, 1] is a RangeError (above 1 the DDIM step gave all-NaN images)', () => {
+      const m = jit.load(TOY);
+      for (const eta of [1.01, 2, -0.5, Infinity]) {
+        assert.throws(() => new GaussianDiffusion(m, { imageSize: 8, timesteps: 10, samplingTimesteps: 5, ddimSamplingEta: eta }), {
+          name: 'RangeError',
+          message: `ddimSamplingEta must be in [0, 1] (0: deterministic DDIM, 1: as noisy as ancestral steps); got ${eta}`,
+        });
+      }
+      assert.throws(() => GaussianDiffusion.pretrained('fashion-mnist', { samplingTimesteps: 10, ddimSamplingEta: 2 }), {
+        name: 'RangeError',
+        message: 'ddimSamplingEta must be in [0, 1] (0: deterministic DDIM, 1: as noisy as ancestral steps); got 2',
+      });
+    });
+
+    it('eta 1, the largest allowed, samples finite images', async () => {
+      const d = new GaussianDiffusion(jit.load(TOY), { imageSize: 8, timesteps: 10, samplingTimesteps: 5, ddimSamplingEta: 1 });
+      const x = await d.sample({ batchSize: 2, seed: 3 });
+      assert.strictEqual(x.isfinite().all().item(), true);
+      x.dispose();
+    });
+
+    it('timesteps above 100,000 is a RangeError, at once (1e8 took > 60 s and 7 GB)', () => {
+      const m = jit.load(TOY);
+      const started = Date.now();
+      assert.throws(() => new GaussianDiffusion(m, { imageSize: 8, timesteps: 1e8 }), { name: 'RangeError', message: 'timesteps must be at most 100000; got 100000000' });
+      assert.throws(() => new GaussianDiffusion(m, { imageSize: 8, timesteps: 100_001 }), { name: 'RangeError', message: 'timesteps must be at most 100000; got 100001' });
+      assert.ok(Date.now() - started < 1000);
     });
 
     it('a model for another image size or channel count is rejected by the probe', () => {

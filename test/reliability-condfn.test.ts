@@ -4,7 +4,7 @@
 import * as assert from 'assert';
 import * as path from 'path';
 import { classifierCondFn, classifierGuidance, GaussianDiffusion, jit, LinearClassifier, torch, Tensor } from '../lib';
-import { FIXTURES, maxAbsDiff } from './helpers';
+import { assertClose, FIXTURES, maxAbsDiff } from './helpers';
 
 const toy = jit.load(path.join(FIXTURES, 'diffusion', 'toy_model.pt'));
 const REL = path.join(FIXTURES, 'reliability');
@@ -65,7 +65,7 @@ describe('reliability: condFn', () => {
     const d = small();
     const a = await d.sample({ batchSize: 1, seed: 2, condFn: (x) => torch.onesLike(x) });
     const b = await d.sample({ batchSize: 1, seed: 2, condFn: (x) => torch.onesLike(x).cuda() });
-    assert.ok(maxAbsDiff(a.toFloat32Array(), b.toFloat32Array()) < 1e-6);
+    assertClose(a.toFloat32Array(), b.toFloat32Array(), 1e-6, 'CUDA gradient');
     torch.dispose([a, b]);
   });
 

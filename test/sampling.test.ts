@@ -2,7 +2,7 @@
 import * as assert from 'assert';
 import * as path from 'path';
 import { classifierCondFn, classifierGuidance, GaussianDiffusion, jit, LinearClassifier, torch, Tensor, Unet } from '../lib';
-import { FIXTURES, maxAbsDiff } from './helpers';
+import { assertClose, f32Tol, FIXTURES, maxAbsDiff } from './helpers';
 
 const toy = jit.load(path.join(FIXTURES, 'diffusion', 'toy_model.pt'));
 const REF = path.join(FIXTURES, 'reference-case');
@@ -123,7 +123,7 @@ describe('sample()', () => {
     const kwargs = { classifier, y: torch.tensor([1, 3]), classifierScale: 4 };
     const a = await d.sample({ batchSize: 2, seed: 9, condFn: classifierCondFn, guidanceKwargs: kwargs });
     const b = await d.sample({ batchSize: 2, seed: 9, condFn: classifierGuidance, guidanceKwargs: kwargs });
-    assert.ok(maxAbsDiff(a.toFloat32Array(), b.toFloat32Array()) < 1e-5);
+    assertClose(a.toFloat32Array(), b.toFloat32Array(), f32Tol(a.toFloat32Array()), 'classifierCondFn vs classifierGuidance DDIM'); // measured 0
   });
 
   it('guided DDIM raises the classifier log-probability of the targets, more with a larger scale', async () => {
@@ -211,5 +211,15 @@ describe('sample()', () => {
     assert.throws(() => new GaussianDiffusion(toy, { imageSize: 8, timesteps: 10, betaSchedule: 'foo' as never }), {
       message: "betaSchedule must be one of linear, cosine, sigmoid; got 'foo'",
     });
+  });
+
+  it('a classifier that fails inside TorchScript rejects with LibTorch\'s cause, not only "the TorchScript interpreter failed"', async () => {
+    const d = smallDiffusion(); // 8x8x3 images: 192 features
+    const classifier = new LinearClassifier({ imageSize: 4, channels: 3, numClasses: 5 }); // expects 48
+    for (const condFn of [classifierGuidance, classifierCondFn]) {
+      await assert.rejects(d.sample({ batchSize: 2, seed: 1, condFn, guidanceKwargs: { classifier, y: torch.tensor([0, 1]) } }), {
+        message: 'mat1 and mat2 shapes cannot be multiplied (2x192 and 48x5)',
+      });
+    }
   });
 });

@@ -24,8 +24,9 @@ void check_options(const Schedule& s, const SampleOptions& o) {
         << o.sampling_timesteps;
   } else if (!o.image_generators.empty() && static_cast<int64_t>(o.image_generators.size()) != o.shape[0]) {
     msg << "one generator per image: " << o.shape[0] << " images but " << o.image_generators.size() << " generators";
-  } else if (!(o.ddim_eta >= 0 && std::isfinite(o.ddim_eta))) {
-    msg << "ddimSamplingEta must be a non-negative number; got " << o.ddim_eta;
+  } else if (!(o.ddim_eta >= 0 && o.ddim_eta <= 1)) {
+    // Above 1, sigma^2 can exceed 1 - alpha_bar_prev and the direction term is NaN.
+    msg << "ddimSamplingEta must be in [0, 1]; got " << o.ddim_eta;
   } else {
     return;
   }

@@ -8,6 +8,10 @@ namespace gd {
 
 namespace {
 
+// The most timesteps a schedule may have: its buffers, and the work of building it, grow
+// with T (1e8 took > 60 s and 7 GB). GaussianDiffusion's MAX_TIMESTEPS (lib/diffusion.ts).
+constexpr int64_t kMaxTimesteps = 100000;
+
 at::Tensor linear_betas(int64_t T) {
   const double scale = 1000.0 / static_cast<double>(T);
   // T = 20 gives a last beta of exactly 1 (zero terminal SNR), which pred_x0 and pred_v sample.
@@ -57,6 +61,8 @@ void check_options(const ScheduleOptions& o) {
   std::ostringstream msg;
   if (o.timesteps < 1) {
     msg << "timesteps must be a positive integer; got " << o.timesteps;
+  } else if (o.timesteps > kMaxTimesteps) {
+    msg << "timesteps must be at most " << kMaxTimesteps << "; got " << o.timesteps;
   } else if (o.beta_schedule == BetaSchedule::Cosine && !(o.cosine_s > 0 && std::isfinite(o.cosine_s))) {
     msg << "cosine schedule offset s must be a positive number; got " << o.cosine_s;
   } else if (o.beta_schedule == BetaSchedule::Sigmoid &&

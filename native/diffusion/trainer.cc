@@ -13,6 +13,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
@@ -372,9 +373,11 @@ void write_module(torch::serialize::OutputArchive& archive, const std::string& k
   archive.write(key, sub);
 }
 
-// Loads the saved tensors into `module` by name (all names must match, shapes too) and
-// restores requires_grad.
-void read_module(torch::serialize::InputArchive& archive, const std::string& key, torch::jit::Module& module) {
+// Loads the saved tensors into `module` by name (the same names, the same shapes) and
+// restores requires_grad. A mismatch names the first name or shape that differs and says
+// the checkpoint does not match `what` (the model, the classifier).
+void read_module(torch::serialize::InputArchive& archive, const std::string& key, torch::jit::Module& module,
+                 const std::string& what) {
   torch::serialize::InputArchive sub;
   archive.read(key, sub);
   c10::IValue names_iv, flags_iv;
@@ -385,34 +388,46 @@ void read_module(torch::serialize::InputArchive& archive, const std::string& key
   if (names.size() != flags.size()) throw std::runtime_error("'" + key + "' is malformed");
 
   std::map<std::string, std::pair<at::Tensor, bool>> targets;  // tensor, is parameter
-  for (const auto& p : module.named_parameters(true)) targets[p.name] = {p.value, true};
-  for (const auto& b : module.named_buffers(true)) targets[b.name] = {b.value, false};
-  if (targets.size() != names.size()) {
-    throw std::runtime_error("'" + key + "' has " + std::to_string(names.size()) +
-                             " parameters and buffers but the model has " + std::to_string(targets.size()) +
-                             " (not the same architecture)");
+  std::vector<std::string> order;                              // the module's names in order
+  for (const auto& p : module.named_parameters(true)) {
+    targets[p.name] = {p.value, true};
+    order.push_back(p.name);
   }
-  std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // target, saved
+  for (const auto& b : module.named_buffers(true)) {
+    targets[b.name] = {b.value, false};
+    order.push_back(b.name);
+  }
+  const std::string mismatch = "the checkpoint does not match the " + what + ": ";
+  std::set<std::string> saved_names;
+  struct Copy {
+    at::Tensor target, saved;
+    bool parameter, requires_grad;
+  };
+  std::vector<Copy> copies;  // made only once everything matches: a mismatch leaves the module as it was
   for (size_t i = 0; i < names.size(); ++i) {
     const std::string name = names.get(i).toStringRef();
+    saved_names.insert(name);
     auto it = targets.find(name);
-    if (it == targets.end()) {
-      throw std::runtime_error("'" + key + "' has '" + name + "', which the model lacks (not the same architecture)");
-    }
+    if (it == targets.end()) throw std::runtime_error(mismatch + "it has '" + name + "', which the " + what + " lacks");
     at::Tensor saved;
     sub.read(std::to_string(i), saved, /*is_buffer=*/true);
     const at::Tensor& target = it->second.first;
     if (saved.sizes() != target.sizes()) {
       std::ostringstream msg;
-      msg << "'" << key << "." << name << "' has shape " << saved.sizes() << " but the model's is "
-          << target.sizes();
+      msg << mismatch << "'" << name << "' has shape " << saved.sizes() << " in the checkpoint and " << target.sizes()
+          << " in the " << what;
       throw std::runtime_error(msg.str());
     }
-    copies.emplace_back(target, saved);
-    if (it->second.second) target.requires_grad_(flags.get(i).toBool());
+    copies.push_back({target, saved, it->second.second, flags.get(i).toBool()});
+  }
+  for (const auto& name : order) {
+    if (!saved_names.count(name)) throw std::runtime_error(mismatch + "the " + what + " has '" + name + "', which the checkpoint lacks");
+  }
+  for (auto& c : copies) {
+    if (c.parameter) c.target.requires_grad_(c.requires_grad);
   }
   at::NoGradGuard no_grad;
-  for (auto& [target, saved] : copies) target.copy_(saved);
+  for (auto& c : copies) c.target.copy_(c.saved);
 }
 
 }  // namespace
@@ -509,7 +524,7 @@ void save_training_state(const std::string& path, const TrainState& state) {
   write_atomically(path, [&](const std::string& file) { archive.save_to(file); });
 }
 
-TrainState load_training_state(const std::string& path, torch::jit::Module model) {
+TrainState load_training_state(const std::string& path, torch::jit::Module model, const std::string& what) {
   if (!std::filesystem::is_regular_file(path)) {
     throw std::runtime_error("training state " + path + " not found");
   }
@@ -522,9 +537,9 @@ TrainState load_training_state(const std::string& path, torch::jit::Module model
     }
     TrainState s;
     s.model = model;
-    read_module(archive, "model", s.model);
+    read_module(archive, "model", s.model, what);
     s.ema = copy_module(s.model);
-    read_module(archive, "ema", s.ema);
+    read_module(archive, "ema", s.ema, what);
     s.ema.eval();
 
     at::Tensor step, gen_state;
@@ -557,6 +572,11 @@ TrainState load_training_state(const std::string& path, torch::jit::Module model
 void save_checkpoint(const std::string& path, const TrainState& state) {
   write_atomically(path, [&](const std::string& file) { state.ema.save(file); });
   save_training_state(path + ".state", state);
+}
+
+TrainState load_checkpoint(const std::string& path, torch::jit::Module model, const std::string& what) {
+  if (!std::filesystem::is_regular_file(path)) throw std::runtime_error("checkpoint " + path + " not found");
+  return load_training_state(path + ".state", std::move(model), what);
 }
 
 TrainState load_checkpoint(const std::string& path) {

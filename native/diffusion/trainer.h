@@ -157,13 +157,17 @@ void save_training_state(const std::string& path, const TrainState& state);
 // rebuilt over model's parameters with the saved moments. The next training call continues
 // exactly where the saved run was; its TrainOptions (lr, betas, weight_decay, eps) then
 // apply, but switching between Adam and AdamW throws. Throws std::runtime_error for a
-// missing or unreadable file and when the names or shapes do not match the model.
-TrainState load_training_state(const std::string& path, torch::jit::Module model);
+// missing or unreadable file and when the names or shapes do not match the model (naming
+// the first that differs, and `what` the model is: "model", "classifier").
+TrainState load_training_state(const std::string& path, torch::jit::Module model, const std::string& what = "model");
 
 // The periodic checkpoint: state.ema saved as TorchScript at `path` (loads in Python with
 // torch.jit.load) and save_training_state(path + ".state", state).
 void save_checkpoint(const std::string& path, const TrainState& state);
-// Resumes from save_checkpoint's two files, with torch::jit::load(path) as the architecture.
+// Resumes from save_checkpoint's two files into `model` (trained in place from then on):
+// load_training_state(path + ".state", model, what), after checking that path exists.
+TrainState load_checkpoint(const std::string& path, torch::jit::Module model, const std::string& what = "model");
+// The same with torch::jit::load(path) as the model.
 TrainState load_checkpoint(const std::string& path);
 
 }  // namespace gd

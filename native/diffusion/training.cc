@@ -1,5 +1,6 @@
 #include "diffusion/training.h"
 
+#include <cmath>
 #include <sstream>
 #include <stdexcept>
 
@@ -41,6 +42,13 @@ at::Tensor q_sample(const Schedule& schedule, const at::Tensor& x0, const at::Te
 }
 
 at::Tensor loss_weight(const Schedule& schedule, Objective objective, const LossOptions& o) {
+  if (o.min_snr_loss_weight && !(o.min_snr_gamma > 0 && std::isfinite(o.min_snr_gamma))) {
+    // Throws std::invalid_argument: gamma 0 weights every timestep 0 (pred_noise, pred_x0),
+    // the loss is 0 and nothing trains.
+    std::ostringstream msg;
+    msg << "minSnrGamma must be a positive finite number; got " << o.min_snr_gamma;
+    throw std::invalid_argument(msg.str());
+  }
   at::Tensor snr = schedule.snr.to(at::kDouble);
   at::Tensor clipped = o.min_snr_loss_weight ? snr.clamp_max(o.min_snr_gamma) : snr;
   at::Tensor w;

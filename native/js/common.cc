@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <cctype>
 #include <cmath>
 #include <new>
 #include <sstream>
@@ -9,16 +10,39 @@
 namespace gd::js {
 
 // LibTorch messages can carry a long TorchScript trace after the message; keep the message.
-// An error raised inside a TorchScript method arrives as the interpreter's traceback, whose
-// last line ("RuntimeError: ..." / "AssertionError: ...") is what went wrong.
+// An error raised inside a TorchScript method arrives as the interpreter's traceback (its
+// source lines, indented or not) followed by the cause, a Python-style exception line
+// ("RuntimeError: mat1 and mat2 shapes cannot be multiplied (2x768 and 192x10)", possibly
+// continued on further lines): that cause is what went wrong.
+namespace {
+bool IsExceptionLine(const std::string& line) {
+  size_t i = 0;
+  while (i < line.size() && (std::isalnum(static_cast<unsigned char>(line[i])) || line[i] == '_' || line[i] == '.')) ++i;
+  if (i == 0 || line.compare(i, 2, ": ") != 0) return false;
+  const std::string name = line.substr(0, i);
+  auto ends = [&](const std::string& suffix) {
+    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  return ends("Error") || ends("Exception");
+}
+}  // namespace
+
 std::string TrimTorchMessage(std::string msg) {
   const std::string interp = "The following operation failed in the TorchScript interpreter.";
-  if (msg.find(interp) != std::string::npos) {
+  if (const size_t at = msg.find(interp); at != std::string::npos) {
+    const std::string context = msg.substr(0, at);  // what a caller said before the traceback
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-    auto pos = msg.rfind('\n');
-    std::string last = pos == std::string::npos ? msg : msg.substr(pos + 1);
-    auto colon = last.find("Error: ");
-    return colon == std::string::npos ? last : last.substr(colon + 7);
+    // The cause starts at the last exception line.
+    size_t cause_at = std::string::npos;
+    for (size_t start = at; start < msg.size();) {
+      size_t end = msg.find('\n', start);
+      if (end == std::string::npos) end = msg.size();
+      if (IsExceptionLine(msg.substr(start, end - start))) cause_at = start;
+      start = end + 1;
+    }
+    if (cause_at == std::string::npos) return msg;
+    std::string cause = msg.substr(cause_at);
+    return context + cause.substr(cause.find(": ") + 2);  // without "RuntimeError: "
   }
   const char* markers[] = {"\nException raised from ", "\nframe #"};
   for (const char* m : markers) {

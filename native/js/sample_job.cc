@@ -246,10 +246,10 @@ void SampleJob::Run() {
     error_ = "sample() was aborted";
   } catch (const c10::Error& e) {
     failed_ = true;
-    error_ = e.what_without_backtrace();
+    error_ = TrimTorchMessage(e.what_without_backtrace());  // a TorchScript error: its cause, not the traceback
   } catch (const std::exception& e) {
     failed_ = true;
-    error_ = e.what();
+    error_ = TrimTorchMessage(e.what());
   }
   guidance_.reset();
   if (g_exiting) return;

@@ -1,6 +1,7 @@
 // Training from JS: the native loops of diffusion/trainer.h on a worker thread, with progress
 // and abort, and the Fashion-MNIST loader.
 #include <atomic>
+#include <cmath>
 #include <mutex>
 #include <set>
 
@@ -96,9 +97,9 @@ class TrainWorker : public Napi::AsyncProgressQueueWorker<Progress> {
       aborted_ = true;
       SetError(e.what());
     } catch (const c10::Error& e) {
-      SetError(e.what_without_backtrace());
+      SetError(TrimTorchMessage(e.what_without_backtrace()));  // a TorchScript error: its cause
     } catch (const std::exception& e) {
-      SetError(e.what());
+      SetError(TrimTorchMessage(e.what()));
     }
   }
 
@@ -158,6 +159,12 @@ int64_t Int(const Napi::Value& o, const char* key, int64_t dflt) {
   return IsMissing(v) ? dflt : ToInt(v, key);
 }
 
+// A seed as sample() takes it: a non-negative integer (a RangeError otherwise, not a wrap).
+uint64_t Seed(const Napi::Value& o) {
+  Napi::Value v = Option(o, "seed");
+  return IsMissing(v) ? 0 : static_cast<uint64_t>(ToNonNegativeInt(v, "seed"));
+}
+
 TrainOptions ToTrainOptions(const Napi::Value& o) {
   TrainOptions t;
   t.steps = Int(o, "steps", 0);
@@ -170,7 +177,7 @@ TrainOptions ToTrainOptions(const Napi::Value& o) {
   t.checkpoint_every = Int(o, "checkpointEvery", 0);
   Napi::Value path = Option(o, "checkpointPath");
   if (!IsMissing(path)) t.checkpoint_path = ToString(path, "checkpointPath");
-  t.seed = static_cast<uint64_t>(Int(o, "seed", 0));
+  t.seed = Seed(o);
   t.loss_window = Int(o, "lossWindow", t.loss_window);
   t.max_timestep = Int(o, "maxTimestep", t.max_timestep);
   Napi::Value distributed = Option(o, "distributed");
@@ -198,19 +205,21 @@ Schedule ToSchedule(const Napi::Value& o) {
   return make_schedule(so);
 }
 
-// The state a run starts from: resumed from options.resumeFrom (a checkpoint written by a
-// previous run), else fresh over the given module.
-TrainState ToState(const Napi::Value& module, const Napi::Value& o) {
+// The state a run starts from, over the given module (`what` it is, for errors): resumed
+// from options.resumeFrom (a checkpoint written by a previous run; names and shapes must
+// match the module), else fresh.
+TrainState ToState(const Napi::Value& module, const Napi::Value& o, const char* what) {
+  torch::jit::Module model = ModuleWrap::From(module, what);
   Napi::Value resume = Option(o, "resumeFrom");
-  if (!IsMissing(resume)) return load_checkpoint(ToString(resume, "resumeFrom"));
-  return make_train_state(ModuleWrap::From(module, "model"), static_cast<uint64_t>(Int(o, "seed", 0)));
+  if (!IsMissing(resume)) return load_checkpoint(ToString(resume, "resumeFrom"), model, what);
+  return make_train_state(model, Seed(o));
 }
 
 // trainDiffusion(model, options, onProgress) -> {promise, cancel}
 Napi::Value TrainDiffusion(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
     Napi::Value o = info[1];
-    auto state = std::make_shared<TrainState>(ToState(info[0], o));
+    auto state = std::make_shared<TrainState>(ToState(info[0], o, "model"));
     auto schedule = std::make_shared<Schedule>(ToSchedule(o));
     Objective objective = parse_objective(IsMissing(Option(o, "objective")) ? "pred_noise" : ToString(Option(o, "objective"), "objective"));
     at::Tensor data = TensorWrap::From(Option(o, "data"), "data");
@@ -218,6 +227,9 @@ Napi::Value TrainDiffusion(const Napi::CallbackInfo& info) {
     Napi::Value snr = Option(o, "minSnrLossWeight");
     loss.min_snr_loss_weight = IsMissing(snr) ? false : ToBool(snr, "minSnrLossWeight");
     loss.min_snr_gamma = Num(o, "minSnrGamma", loss.min_snr_gamma);
+    if (!(loss.min_snr_gamma > 0 && std::isfinite(loss.min_snr_gamma))) {  // 0 gave a loss of 0 on every step
+      ThrowRange(info.Env(), "Expected a positive finite number for minSnrGamma but received " + Describe(Option(o, "minSnrGamma")));
+    }
     auto run = [state, schedule, objective, data, loss](TrainOptions& options) {
       return train_diffusion(*state, *schedule, objective, data, options, loss);
     };
@@ -232,7 +244,7 @@ Napi::Value TrainDiffusion(const Napi::CallbackInfo& info) {
 Napi::Value TrainClassifier(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
     Napi::Value o = info[1];
-    auto state = std::make_shared<TrainState>(ToState(info[0], o));
+    auto state = std::make_shared<TrainState>(ToState(info[0], o, "classifier"));
     auto schedule = std::make_shared<Schedule>(ToSchedule(o));
     at::Tensor data = TensorWrap::From(Option(o, "data"), "data");
     at::Tensor labels = TensorWrap::From(Option(o, "labels"), "labels");

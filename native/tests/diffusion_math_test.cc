@@ -363,6 +363,19 @@ void test_errors() {
     o.timesteps = 0;
     gd::make_schedule(o);
   }, "timesteps must be a positive integer; got 0");
+  throws("timesteps above the bound", [] {
+    gd::ScheduleOptions o;
+    o.timesteps = 100001;
+    gd::make_schedule(o);
+  }, "timesteps must be at most 100000; got 100001");
+  throws("min-SNR gamma 0", [] {
+    gd::ScheduleOptions o;
+    o.timesteps = 10;
+    gd::LossOptions lo;
+    lo.min_snr_loss_weight = true;
+    lo.min_snr_gamma = 0;  // every weight 0: a loss of 0 that trains nothing
+    gd::loss_weight(gd::make_schedule(o), gd::Objective::PredNoise, lo);
+  }, "minSnrGamma must be a positive finite number; got 0");
   throws("linear at T = 19", [] {
     gd::ScheduleOptions o;
     o.timesteps = 19;
@@ -428,7 +441,9 @@ void test_errors() {
   bad = o;
   bad.sampling_timesteps = 5;
   bad.ddim_eta = -1;
-  throws("negative eta", [&] { gd::sample(toy, s, nullptr, bad); }, "ddimSamplingEta must be a non-negative number; got -1");
+  throws("negative eta", [&] { gd::sample(toy, s, nullptr, bad); }, "ddimSamplingEta must be in [0, 1]; got -1");
+  bad.ddim_eta = 1.01;  // NaN images, unchecked
+  throws("eta above 1", [&] { gd::sample(toy, s, nullptr, bad); }, "ddimSamplingEta must be in [0, 1]; got 1.01");
 
   gd::Denoiser wrong(script("Wrong", "def forward(self, x, t):\n    return x[:, :1]\n"), gd::Objective::PredNoise);
   throws("model output shape", [&] { gd::sample(wrong, s, nullptr, o); },

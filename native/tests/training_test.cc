@@ -364,8 +364,14 @@ int run(int argc, char** argv) {
     expect_error<std::runtime_error>("missing state file",
         [&] { gd::load_training_state((tmp / "none.state").string(), tiny_unet(0)); }, "not found");
     gd::save_training_state((tmp / "unet.state").string(), state);
-    expect_error<std::runtime_error>("state into another architecture",
-        [&] { gd::load_training_state((tmp / "unet.state").string(), small_classifier(0)); }, "not the same architecture");
+    expect_error<std::runtime_error>("a Unet state into a classifier names the first shape that differs",
+        [&] { gd::load_training_state((tmp / "unet.state").string(), small_classifier(0), "classifier"); },
+        "the checkpoint does not match the classifier: 'init_conv.weight' has shape [8, 1, 7, 7] in the checkpoint and [8, 1, 3, 3] in the classifier");
+    gd::UnetOptions wider = tiny_unet_options();
+    wider.dim = 16;
+    expect_error<std::runtime_error>("state into a wider Unet names the first shape",
+        [&] { gd::load_training_state((tmp / "unet.state").string(), gd::make_unet(wider)); },
+        "the checkpoint does not match the model: 'init_conv.weight' has shape [8, 1, 7, 7] in the checkpoint and [16, 1, 7, 7] in the model");
     {
       std::FILE* f = std::fopen((tmp / "junk.state").c_str(), "wb");
       std::fputs("not a zip archive", f);
