@@ -75,10 +75,6 @@ export interface SampleOptions<K = unknown> {
   stepTimeoutMs?: number;
 }
 
-// process.exit() runs exit(), which destroys LibTorch's statics under a sampling thread that
-// is still running (a segfault): stop and join those threads first.
-process.once('exit', () => binding.stopSamplesForExit());
-
 function positiveInt(value: unknown, name: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
     throw new TypeError(`Expected positive integer for ${name} but received ${String(value)}`);

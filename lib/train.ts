@@ -85,10 +85,6 @@ type Start = (model: Module['native'], options: object, onProgress: (step: numbe
   cancel(): void;
 };
 
-// process.exit() joins Node's thread pool: without this a run in flight holds the exit
-// until its last step.
-process.once('exit', () => binding.stopTrainingForExit());
-
 function run(start: Start, model: Module, options: TrainOptions): Promise<TrainResult> {
   if (!(model instanceof Module)) return Promise.reject(new TypeError('train: expected a Module to train'));
   if (!(options?.data instanceof Tensor)) return Promise.reject(new TypeError('train: options.data must be a Tensor of images'));
