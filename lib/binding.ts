@@ -128,10 +128,8 @@ export interface Binding {
   createDiffusion(model: NativeModule, options: object): NativeDiffusion;
   /** openai's space_timesteps: the kept base timesteps, ascending. */
   spaceTimesteps(timesteps: number, spec: string): number[];
-  /** Stops running samples and joins their threads; for process.on('exit'). */
-  stopSamplesForExit(): void;
-  /** Cancels training runs in flight (each ends after its step); for process.on('exit'). */
-  stopTrainingForExit(): void;
+  /** Stops this thread's samples and training runs and joins their threads; for process.on('exit'). */
+  stopJobsForExit(): void;
   trainDiffusion(model: NativeModule, options: object, onProgress: unknown): unknown;
   trainClassifier(model: NativeModule, options: object, onProgress: unknown): unknown;
   imageGrid(images: Tensor, nrow: number, padding: number, padValue: number): Tensor;
@@ -181,3 +179,9 @@ function moduleRoot(): string {
   // dist/lib/binding.js -> package root
   return require('path').resolve(__dirname, '..', '..');
 }
+
+// process.exit() runs exit(), which destroys LibTorch's statics under a sampling or training
+// thread that is still running (a segfault), and would otherwise wait for a training run's
+// last step: stop and join those threads first (a run ends after its current step). In a
+// worker this is the worker's exit; a terminated worker's jobs are stopped by the addon itself.
+process.once('exit', () => binding.stopJobsForExit());

@@ -122,10 +122,6 @@ export interface SampleOptions<K = unknown> {
   stepTimeoutMs?: number;
 }
 
-// process.exit() runs exit(), which destroys LibTorch's statics under a sampling thread that
-// is still running (a segfault): stop and join those threads first.
-process.once('exit', () => binding.stopSamplesForExit());
-
 function positiveInt(value: unknown, name: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
     throw new TypeError(`Expected positive integer for ${name} but received ${String(value)}`);
@@ -167,7 +163,7 @@ function checkSignal(signal: unknown): AbortSignal | undefined {
   return signal as AbortSignal;
 }
 
-function checkSeed(seed: unknown): number {
+export function checkSeed(seed: unknown): number {
   if (typeof seed !== 'number') throw new TypeError(`Expected integer for seed but received ${typeof seed}`);
   if (!Number.isSafeInteger(seed) || seed < 0) {
     throw new RangeError(`Expected seed to be an integer in 0..${Number.MAX_SAFE_INTEGER} but received ${seed}`);

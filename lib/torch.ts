@@ -135,12 +135,30 @@ function collectTensors(value: unknown, out: Tensor[], seen: Set<unknown>): void
   for (const item of items) collectTensors(item, out, seen);
 }
 
+function isThenable(value: unknown): boolean {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
+// tidy() and noGrad() act around a synchronous call. An async function runs on past its first
+// await after they returned: its tensors would escape the scope, and grad would be back on. It
+// is refused before it runs; a plain function that returns a Promise is refused after.
+function checkSync(fn: unknown, what: string, why: string): void {
+  if (typeof fn !== 'function') throw new TypeError(`${what} expects a function but received ${fn === null ? 'null' : typeof fn}`);
+  const tag = Object.prototype.toString.call(fn);
+  if (tag === '[object AsyncFunction]' || tag === '[object AsyncGeneratorFunction]') {
+    throw new TypeError(`${what} does not support async functions: ${why}`);
+  }
+}
+
+const TIDY_WHY = 'the scope would close before the Promise settles';
+const GRAD_WHY = 'grad mode would be restored at the first await';
+
 /**
  * Runs fn and disposes every tensor it created that its result does not contain (arrays,
- * objects and Maps are searched). fn must be synchronous.
+ * objects and Maps are searched). fn must be synchronous: an async function is a TypeError.
  */
 export function tidy<T>(fn: () => T): T {
-  if (typeof fn !== 'function') throw new TypeError('tidy() expects a function');
+  checkSync(fn, 'tidy()', TIDY_WHY);
   binding.startScope();
   let result: T;
   try {
@@ -149,9 +167,9 @@ export function tidy<T>(fn: () => T): T {
     binding.endScope([]);
     throw err;
   }
-  if (result instanceof Promise) {
+  if (isThenable(result)) {
     binding.endScope([]);
-    throw new TypeError('tidy() does not support async functions: the scope would close before the Promise settles');
+    throw new TypeError(`tidy() does not support functions that return a Promise: ${TIDY_WHY}`);
   }
   const keep: Tensor[] = [];
   collectTensors(result, keep, new Set());
@@ -166,20 +184,24 @@ export function dispose(...values: unknown[]): void {
   for (const t of found) t.dispose();
 }
 
-function withGradMode<T>(enabled: boolean, fn: () => T): T {
+function withGradMode<T>(enabled: boolean, fn: () => T, what: string): T {
+  checkSync(fn, what, GRAD_WHY);
   const previous = binding.isGradEnabled();
   binding.setGradEnabled(enabled);
+  let result: T;
   try {
-    return fn();
+    result = fn();
   } finally {
     binding.setGradEnabled(previous);
   }
+  if (isThenable(result)) throw new TypeError(`${what} does not support functions that return a Promise: ${GRAD_WHY}`);
+  return result;
 }
 
-/** Runs fn (synchronously) with gradient tracking off on this thread. */
-export const noGrad = <T>(fn: () => T): T => withGradMode(false, fn);
-/** Runs fn (synchronously) with gradient tracking on on this thread. */
-export const enableGrad = <T>(fn: () => T): T => withGradMode(true, fn);
+/** Runs fn (synchronously: an async function is a TypeError) with gradient tracking off on this thread. */
+export const noGrad = <T>(fn: () => T): T => withGradMode(false, fn, 'noGrad()');
+/** Runs fn (synchronously: an async function is a TypeError) with gradient tracking on on this thread. */
+export const enableGrad = <T>(fn: () => T): T => withGradMode(true, fn, 'enableGrad()');
 export const isGradEnabled = (): boolean => binding.isGradEnabled();
 
 export interface GradOptions {

@@ -1,7 +1,7 @@
 // Training from TypeScript: the native loops (Adam/AdamW, gradient clipping, EMA, periodic
 // checkpoints, resume) on a worker thread, and the Fashion-MNIST loader.
 import { binding } from './binding';
-import { BetaSchedule, checkTimesteps, Objective } from './diffusion';
+import { BetaSchedule, checkSeed, checkTimesteps, Objective } from './diffusion';
 import { Module } from './module';
 import { Tensor } from './tensor';
 
@@ -96,10 +96,6 @@ type Start = (model: Module['native'], options: object, onProgress: (step: numbe
   cancel(): void;
 };
 
-// process.exit() joins Node's thread pool: without this a run in flight holds the exit
-// until its last step.
-process.once('exit', () => binding.stopTrainingForExit());
-
 function run(start: Start, model: Module, options: TrainOptions): Promise<TrainResult> {
   if (!(model instanceof Module)) return Promise.reject(new TypeError('train: expected a Module to train'));
   if (!(options?.data instanceof Tensor)) return Promise.reject(new TypeError('train: options.data must be a Tensor of images'));
@@ -108,6 +104,7 @@ function run(start: Start, model: Module, options: TrainOptions): Promise<TrainR
   let handle: ReturnType<Start>;
   try {
     if (rest.timesteps !== undefined) checkTimesteps(rest.timesteps);
+    if (rest.seed !== undefined) checkSeed(rest.seed);  // the same rule and message as sample()
     handle = start(model.native, rest, (step, total, loss) => onProgress?.({ step, total, loss }));
   } catch (err) {
     return Promise.reject(err);

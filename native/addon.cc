@@ -2,7 +2,9 @@
 #include <napi.h>
 #include <ATen/Context.h>
 
-#include "js/addon_owner.h"
+#include <mutex>
+
+#include "js/addon_env.h"
 #include "js/cpu_allocator.h"
 #include "js/installers.h"
 #include "js/module_wrap.h"
@@ -11,10 +13,13 @@
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  if (auto earlier = gd::js::ClaimAddon(env)) return *earlier;  // see js/addon_owner.h
-  // NNPACK cannot initialise on many CPUs and then warns on every convolution; the default
-  // convolution path is as fast for our shapes.
-  at::globalContext().setUserEnabledNNPACK(false);
+  if (auto earlier = gd::js::EarlierExports(env)) return *earlier;  // see js/addon_env.h
+  gd::js::SetUpAddonEnv(env, exports);
+  // Process-wide settings, once however many workers load the addon. NNPACK cannot
+  // initialise on many CPUs and then warns on every convolution; the default convolution path
+  // is as fast for our shapes.
+  static std::once_flag once;
+  std::call_once(once, [] { at::globalContext().setUserEnabledNNPACK(false); });
   gd::js::InstallCpuAllocator();
   gd::js::TensorWrap::Init(env, exports);
   gd::js::ModuleWrap::Init(env, exports);
@@ -26,7 +31,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   gd::js::InstallOpenaiModels(env, exports);
   gd::js::InstallCheckpoints(env, exports);
   gd::js::InstallDistributed(env, exports);
-  gd::js::KeepExports(env, exports);
   return exports;
 }
 

@@ -54,6 +54,27 @@ describe('autograd', () => {
     assert.strictEqual(x.detach().requiresGrad, false);
   });
 
+  it('noGrad and enableGrad refuse async functions before calling them; grad mode is untouched', async () => {
+    let started = false;
+    assert.throws(() => torch.noGrad(async () => { started = true; }), {
+      name: 'TypeError', message: 'noGrad() does not support async functions: grad mode would be restored at the first await',
+    });
+    assert.throws(() => torch.enableGrad(async function* () { started = true; } as unknown as () => void), {
+      name: 'TypeError', message: 'enableGrad() does not support async functions: grad mode would be restored at the first await',
+    });
+    assert.strictEqual(started, false);
+    // A plain function that returns a Promise has run by then: refused after, grad mode restored.
+    let gradInside: boolean | null = null;
+    assert.throws(() => torch.noGrad(() => { gradInside = torch.isGradEnabled(); return Promise.resolve(1); }), {
+      name: 'TypeError', message: 'noGrad() does not support functions that return a Promise: grad mode would be restored at the first await',
+    });
+    assert.strictEqual(gradInside, false);
+    assert.strictEqual(torch.isGradEnabled(), true);
+    await Promise.resolve();
+    assert.strictEqual(torch.isGradEnabled(), true);
+    assert.throws(() => torch.noGrad(null as unknown as () => void), { name: 'TypeError', message: 'noGrad() expects a function but received null' });
+  });
+
   it('createGraph gives second derivatives', () => {
     const x = torch.tensor([3.0], { dtype: 'float32', requiresGrad: true });
     const [dy] = torch.autograd.grad(x.pow(3).sum(), x, { createGraph: true });

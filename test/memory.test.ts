@@ -55,6 +55,22 @@ describe('memory', () => {
     assert.strictEqual(torch.memory().tensors, before);
   });
 
+  it('tidy refuses an async function before calling it, and a function returning a Promise after', async () => {
+    const before = torch.memory().tensors;
+    let started = false;
+    assert.throws(() => torch.tidy(async () => { started = true; return torch.ones([2]); }), {
+      name: 'TypeError', message: 'tidy() does not support async functions: the scope would close before the Promise settles',
+    });
+    assert.strictEqual(started, false);
+    const thenable = { then: (resolve: (v: number) => void) => resolve(1) };
+    assert.throws(() => torch.tidy(() => { torch.zeros([3]); return thenable; }), {
+      name: 'TypeError', message: 'tidy() does not support functions that return a Promise: the scope would close before the Promise settles',
+    });
+    assert.throws(() => torch.tidy(7 as unknown as () => void), { name: 'TypeError', message: 'tidy() expects a function but received number' });
+    await new Promise((r) => setImmediate(r));
+    assert.strictEqual(torch.memory().tensors, before);
+  });
+
   it('torch.memory() counts bytes; garbage collection frees what was dropped', async function () {
     const gc = (global as { gc?: () => void }).gc;
     if (!gc) this.skip();

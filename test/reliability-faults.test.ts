@@ -3,7 +3,6 @@
 import * as assert from 'assert';
 import { spawnSync } from 'child_process';
 import * as path from 'path';
-import { Worker } from 'worker_threads';
 import { classifierCondFn, classifierGuidance, GaussianDiffusion, jit, LinearClassifier, torch, Tensor, Unet } from '../lib';
 import type { ClassifierGuidanceKwargs, SampleOptions } from '../lib';
 import { assertClose, FIXTURES, maxAbsDiff } from './helpers';
@@ -87,15 +86,20 @@ describe('reliability: faults', () => {
     assert.ok(torch.memory().tensors <= before + 1, `${torch.memory().tensors - before} tensors left`); // + the y above, until GC
   });
 
-  it('disposing the diffusion model with the GC while sampling changes nothing', async () => {
+  it('disposing the diffusion model with the GC while sampling changes nothing', async function () {
     const gc = (global as { gc?: () => void }).gc;
+    if (!gc) {
+      // Without a collection the test proves nothing: say so rather than pass.
+      this.test!.title += ' [SKIPPED: run node with --expose-gc]';
+      this.skip();
+    }
     let d: GaussianDiffusion | null = new GaussianDiffusion(jit.load(TOY), { imageSize: 8, channels: 3, timesteps: 50 });
     const reference = await d.sample({ batchSize: 1, seed: 8 });
     const p = d.sample({ batchSize: 1, seed: 8 });
     d = null;
-    gc?.();
+    gc();
     await settle();
-    gc?.();
+    gc();
     const img = await p;
     assert.strictEqual(maxAbsDiff(img.toFloat32Array(), reference.toFloat32Array()), 0);
   });
@@ -144,16 +148,16 @@ describe('reliability: faults', () => {
     for (let i = 1; i < 8; i++) assert.ok(maxAbsDiff(serial[0], serial[i]) > 1e-3, `sample ${i} equals sample 0`);
   });
 
-  it('a worker thread that loads the library gets an Error; this thread carries on', async () => {
-    const a = torch.ones([2]);
-    const message = await new Promise<string>((resolve) => {
-      const w = new Worker(`require(${JSON.stringify(LIB)}).torch.ones([3]);`, { eval: true });
-      w.on('error', (err) => resolve(err.message));
-      w.on('exit', () => resolve('exited without an error'));
-    });
-    assert.strictEqual(message, 'guided-diffusion is already loaded in another thread of this process (the main thread or a worker); use it from one thread at a time');
-    assert.deepStrictEqual(a.add(1).toArray(), [2, 2]);
-    assert.deepStrictEqual(torch.zeros([2]).toArray(), [0, 0]);
+  it('without --expose-gc the GC test is reported as skipped, with the reason, not as passed', () => {
+    const r = spawnSync(process.execPath, [
+      require.resolve('mocha/bin/mocha.js'), '--no-config', '--reporter', 'json', '--timeout', '60000',
+      '--grep', 'with the GC while sampling', __filename,
+    ], { encoding: 'utf8', timeout: 60000 });
+    assert.strictEqual(r.status, 0, r.stderr);
+    const report = JSON.parse(r.stdout.slice(r.stdout.indexOf('{')));
+    assert.strictEqual(report.stats.passes, 0);
+    assert.strictEqual(report.stats.pending, 1);
+    assert.match(report.pending[0].title, /\[SKIPPED: run node with --expose-gc\]$/);
   });
 
   it('requiring the addon again (a cleared require cache) gives the same exports', () => {

@@ -83,7 +83,7 @@ describe('training options and resume', function () {
   });
 
   it('seed: -1 is refused by the trainers as sample() refuses it', async () => {
-    const message = 'Expected non-negative integer for seed but received -1';
+    const message = 'Expected seed to be an integer in 0..9007199254740991 but received -1';
     await assert.rejects(trainDiffusion(unet(), { ...opts, steps: 1, seed: -1 }), { name: 'RangeError', message });
     await assert.rejects(trainClassifier(new Classifier({ imageSize: 8, channels: 1, numClasses: 4, dim: 8, dimMults: [1, 2], attentionResolutions: [], pool: 'avg' }), { ...opts, labels, steps: 1, seed: -1 }), {
       name: 'RangeError',

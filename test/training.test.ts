@@ -70,4 +70,27 @@ describe('training', function () {
     const p = trainDiffusion(unet, { data: ds.images, steps: 1000, batchSize: 4, signal: controller.signal, onProgress: (s) => s.step === 2 && controller.abort() });
     await assert.rejects(p, { name: 'AbortError' });
   });
+
+  it('an onProgress that throws stops training and rejects with that very error, as sample() does', async () => {
+    const unet = new Unet({ dim: 8, dimMults: [1, 2], channels: 1 });
+    const thrown = new RangeError('progress handler failed at step 2');
+    const seen: number[] = [];
+    const p = trainDiffusion(unet, {
+      data: ds.images, steps: 1000, batchSize: 4,
+      onProgress: ({ step }) => {
+        seen.push(step);
+        if (step === 2) throw thrown;
+      },
+    });
+    await assert.rejects(p, (err) => err === thrown);
+    // Not called again after it threw.
+    assert.strictEqual(seen[seen.length - 1], 2);
+    // A thrown non-Error value comes through as well.
+    await assert.rejects(
+      trainClassifier(new Classifier({ imageSize: 28, channels: 1, numClasses: 10, dim: 8, dimMults: [1, 2], attentionResolutions: [], pool: 'avg' }), {
+        data: ds.images, labels: ds.labels, steps: 1000, batchSize: 4, onProgress: () => { throw 'plain string'; },
+      }),
+      (err) => err === 'plain string',
+    );
+  });
 });

@@ -158,15 +158,16 @@ class CachingCpuAllocator final : public c10::Allocator {
 
 }  // namespace
 
+// Workers may load the addon at the same time: once per process.
 void InstallCpuAllocator() {
-  static CachingCpuAllocator allocator;
-  static bool installed = false;
-  if (installed) return;
-  installed = true;
-  c10::SetCPUAllocator(&allocator, /*priority=*/1);
+  static std::once_flag once;
+  std::call_once(once, [] {
+    static CachingCpuAllocator allocator;
+    c10::SetCPUAllocator(&allocator, /*priority=*/1);
 #if defined(__GLIBC__)
-  if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+    if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
 #endif
+  });
 }
 
 size_t EmptyCpuCache() { return Cache().Empty(); }

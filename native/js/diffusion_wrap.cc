@@ -6,6 +6,7 @@
 
 #include "diffusion/respace.h"
 #include "diffusion/training.h"
+#include "js/addon_env.h"
 #include "js/common.h"
 #include "js/module_wrap.h"
 #include "js/sample_job.h"
@@ -17,9 +18,9 @@ namespace {
 
 class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
  public:
-  static Napi::FunctionReference* constructor;
-  static torch::jit::Module* pending_model;
-  static Napi::Value* pending_options;
+  // Handed from CreateDiffusion to the constructor it calls, on the same thread.
+  static thread_local torch::jit::Module* pending_model;
+  static thread_local Napi::Value* pending_options;
 
   static void Init(Napi::Env env, Napi::Object exports) {
     Napi::Function cls = DefineClass(env, "NativeDiffusion",
@@ -33,7 +34,7 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
                                          InstanceMethod<&DiffusionWrap::CudaGraph>("cudaGraph"),
                                          InstanceMethod<&DiffusionWrap::Timesteps>("timesteps"),
                                      });
-    constructor = new Napi::FunctionReference(Napi::Persistent(cls));
+    GetAddonEnv(env).diffusion_class = Napi::Persistent(cls);
   }
 
   explicit DiffusionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DiffusionWrap>(info) {
@@ -293,9 +294,8 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
   at::Device device_ = at::kCPU;
 };
 
-Napi::FunctionReference* DiffusionWrap::constructor = nullptr;
-torch::jit::Module* DiffusionWrap::pending_model = nullptr;
-Napi::Value* DiffusionWrap::pending_options = nullptr;
+thread_local torch::jit::Module* DiffusionWrap::pending_model = nullptr;
+thread_local Napi::Value* DiffusionWrap::pending_options = nullptr;
 
 // createDiffusion(model, options)
 Napi::Value CreateDiffusion(const Napi::CallbackInfo& info) {
@@ -305,7 +305,7 @@ Napi::Value CreateDiffusion(const Napi::CallbackInfo& info) {
     DiffusionWrap::pending_model = &model;
     DiffusionWrap::pending_options = &options;
     try {
-      return DiffusionWrap::constructor->New({});
+      return GetAddonEnv(info.Env()).diffusion_class.New({});
     } catch (...) {
       DiffusionWrap::pending_model = nullptr;
       throw;
@@ -329,15 +329,6 @@ void InstallDiffusion(Napi::Env env, Napi::Object exports) {
   DiffusionWrap::Init(env, exports);
   exports.Set("spaceTimesteps", Napi::Function::New(env, SpaceTimesteps, "spaceTimesteps"));
   exports.Set("createDiffusion", Napi::Function::New(env, CreateDiffusion, "createDiffusion"));
-  napi_add_env_cleanup_hook(env, [](void*) { SampleJob::StopAll(); }, nullptr);
-  // lib/diffusion.ts calls this from process.on('exit'), before exit() runs any static
-  // destructor; the atexit handler is the fallback for an exit() that skips that event.
-  exports.Set("stopSamplesForExit", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
-                SampleJob::StopAllAtExit();
-                return info.Env().Undefined();
-              }, "stopSamplesForExit"));
-  static bool at_exit = false;
-  if (!at_exit) at_exit = std::atexit([] { SampleJob::StopAllAtExit(); }) == 0;
 }
 
 }  // namespace gd::js

@@ -1,5 +1,6 @@
 #include "js/module_wrap.h"
 
+#include "js/addon_env.h"
 #include "js/common.h"
 #include "js/ivalue.h"
 #include "js/tensor_wrap.h"
@@ -11,8 +12,8 @@ namespace gd::js {
 
 namespace {
 
-Napi::FunctionReference* g_module_constructor = nullptr;
-torch::jit::Module* g_pending_module = nullptr;
+// Handed from Wrap() to the constructor it calls, on the same thread.
+thread_local torch::jit::Module* t_pending_module = nullptr;
 
 Napi::Object TensorMap(Napi::Env env, const std::vector<std::pair<std::string, at::Tensor>>& items) {
   auto obj = Napi::Object::New(env);
@@ -40,30 +41,30 @@ void ModuleWrap::Init(Napi::Env env, Napi::Object exports) {
                                        InstanceMethod<&ModuleWrap::TypeName>("typeName"),
                                        InstanceMethod<&ModuleWrap::Dispose>("dispose"),
                                    });
-  g_module_constructor = new Napi::FunctionReference(Napi::Persistent(cls));
+  GetAddonEnv(env).module_class = Napi::Persistent(cls);
   exports.Set("NativeModule", cls);
 }
 
 ModuleWrap::ModuleWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModuleWrap>(info) {
-  if (g_pending_module == nullptr) {
+  if (t_pending_module == nullptr) {
     throw Napi::TypeError::New(info.Env(), "NativeModule cannot be constructed directly; use jit.load() or a model class");
   }
-  module_ = *g_pending_module;
-  g_pending_module = nullptr;
+  module_ = *t_pending_module;
+  t_pending_module = nullptr;
 }
 
 Napi::Object ModuleWrap::Wrap(Napi::Env env, torch::jit::Module module) {
-  g_pending_module = &module;
+  t_pending_module = &module;
   try {
-    return g_module_constructor->New({});
+    return GetAddonEnv(env).module_class.New({});
   } catch (...) {
-    g_pending_module = nullptr;
+    t_pending_module = nullptr;
     throw;
   }
 }
 
 const torch::jit::Module& ModuleWrap::From(const Napi::Value& v, const char* name) {
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(g_module_constructor->Value())) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(GetAddonEnv(v.Env()).module_class.Value())) {
     ThrowType(v.Env(), std::string("Expected Module for ") + name + " but received " + Describe(v));
   }
   ModuleWrap* w = Napi::ObjectWrap<ModuleWrap>::Unwrap(v.As<Napi::Object>());

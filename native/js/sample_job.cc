@@ -1,33 +1,15 @@
 #include "js/sample_job.h"
 
-#include <c10/util/Exception.h>
-
 #include <chrono>
 #include <future>
-#include <set>
 #include <sstream>
 
 #include "js/common.h"
-#include "js/cpu_allocator.h"
 #include "js/tensor_wrap.h"
 
 namespace gd::js {
 
 namespace {
-
-struct Aborted : std::runtime_error {
-  Aborted() : std::runtime_error("sample() was aborted") {}
-};
-
-// Jobs alive on the JS thread; the env cleanup hook and the exit handler stop them. Never
-// destroyed: the exit handler runs after function-local statics made later are gone.
-std::set<std::shared_ptr<SampleJob>>& Active() {
-  static auto* active = new std::set<std::shared_ptr<SampleJob>>();
-  return *active;
-}
-
-// Set by StopAllAtExit: JS is gone, a stopping job posts nothing to it.
-std::atomic<bool> g_exiting{false};
 
 // The JS condFn as a Guidance: the sampling thread posts the call to the JS thread and waits
 // for the Tensor it returns (or the Promise of one), polling for abort and the step timeout.
@@ -48,7 +30,7 @@ class JsGuidance : public Guidance {
     job->PostToJs([weak, result, x, t, label](Napi::Env env) { CallOnJs(env, weak, result, x, t, label); });
     auto started = std::chrono::steady_clock::now();
     while (future.wait_for(std::chrono::milliseconds(10)) != std::future_status::ready) {
-      if (job->cancelled()) throw Aborted();
+      if (job->cancelled()) throw JobAborted();
       auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
       if (job->step_timeout_ms() > 0 && waited >= job->step_timeout_ms()) {
         throw std::runtime_error(label + " did not settle within " + std::to_string(job->step_timeout_ms()) + " ms (stepTimeoutMs)");
@@ -151,12 +133,6 @@ class JsGuidance : public Guidance {
 
 }  // namespace
 
-SampleJob::SampleJob(Napi::Env env) : deferred_(Napi::Promise::Deferred::New(env)) {}
-
-SampleJob::~SampleJob() {
-  if (thread_.joinable()) thread_.detach();
-}
-
 Napi::Object SampleJob::Start(Napi::Env env, SampleSetup setup) {
   std::shared_ptr<SampleJob> job(new SampleJob(env));
   job->denoiser_ = std::move(setup.denoiser);
@@ -170,118 +146,43 @@ Napi::Object SampleJob::Start(Napi::Env env, SampleSetup setup) {
     job->guidance_ = std::move(setup.native_guidance);
   }
   if (!setup.on_progress.IsEmpty()) job->on_progress_ = Napi::Persistent(setup.on_progress);
-  job->tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
-                                             "guided-diffusion.sample", 0, 1);
-  Active().insert(job);
-  SampleJob* raw = job.get();
-  job->thread_ = std::thread([raw] { raw->Run(); });
-
-  auto handle = Napi::Object::New(env);
-  handle.Set("promise", job->deferred_.Promise());
-  std::weak_ptr<SampleJob> weak = job;
-  handle.Set("cancel", Napi::Function::New(env, [weak](const Napi::CallbackInfo& info) {
-               if (auto j = weak.lock()) j->cancelled_ = true;
-               return info.Env().Undefined();
-             }));
-  return handle;
+  return JsJob::Start(env, job);
 }
 
-void SampleJob::StopAll() {
-  auto& active = Active();
-  for (const auto& job : active) job->cancelled_ = true;
-  for (const auto& job : active) {
-    if (job->thread_.joinable()) job->thread_.join();
-  }
-  active.clear();
-}
-
-// process.exit() calls exit() without tearing the environment down, so no cleanup hook runs,
-// and exit() destroys LibTorch's statics (the operator registry, the autograd engine) under a
-// sampling thread still in a forward or a backward: SIGSEGV. This runs from process.on('exit'),
-// before exit(): it stops every job and waits for its thread, and leaves the jobs and their JS
-// references alone.
-void SampleJob::StopAllAtExit() {
-  g_exiting = true;
-  for (const auto& job : Active()) job->cancelled_ = true;
-  for (const auto& job : Active()) {
-    if (job->thread_.joinable()) job->thread_.join();
-  }
-}
-
-void SampleJob::PostToJs(std::function<void(Napi::Env)> fn) {
-  tsfn_.NonBlockingCall([fn = std::move(fn)](Napi::Env env, Napi::Function) { fn(env); });
-}
-
-void SampleJob::KeepJsError(Napi::Value error) {
-  // Held in an object: a thrown string or undefined cannot be referenced directly (N-API 8).
-  if (!js_error_.IsEmpty()) return;
-  Napi::Object holder = Napi::Object::New(error.Env());
-  holder.Set("error", error);
-  js_error_ = Napi::Persistent(holder);
-  has_js_error_ = true;
-}
-
-void SampleJob::Run() {
-  CpuCacheUse cache_use;
+void SampleJob::Work() {
+  options_.on_step = [this](int64_t step, int64_t total, int64_t t) {
+    if (cancelled()) throw JobAborted();
+    if (!on_progress_.IsEmpty()) {
+      PostToJs([this, step, total, t](Napi::Env env) {
+        if (cancelled()) return;
+        try {
+          on_progress_.Call({Napi::Number::New(env, double(step)), Napi::Number::New(env, double(total)),
+                             Napi::Number::New(env, double(t))});
+        } catch (const Napi::Error& e) {
+          KeepJsError(e.Value());
+          Cancel();
+        }
+      });
+    }
+  };
   try {
-    options_.on_step = [this](int64_t step, int64_t total, int64_t t) {
-      if (cancelled()) throw Aborted();
-      if (!on_progress_.IsEmpty()) {
-        PostToJs([this, step, total, t](Napi::Env env) {
-          if (cancelled_) return;
-          try {
-            on_progress_.Call({Napi::Number::New(env, double(step)), Napi::Number::New(env, double(total)),
-                               Napi::Number::New(env, double(t))});
-          } catch (const Napi::Error& e) {
-            KeepJsError(e.Value());
-            cancelled_ = true;
-          }
-        });
-      }
-    };
     result_ = sample(*denoiser_, *schedule_, guidance_.get(), options_);
-  } catch (const Aborted&) {
-    failed_ = true;
-    aborted_ = !has_js_error_;  // js_error_ itself belongs to the JS thread
-    error_ = "sample() was aborted";
-  } catch (const c10::Error& e) {
-    failed_ = true;
-    error_ = TrimTorchMessage(e.what_without_backtrace());  // a TorchScript error: its cause, not the traceback
-  } catch (const std::exception& e) {
-    failed_ = true;
-    error_ = TrimTorchMessage(e.what());
+  } catch (...) {
+    guidance_.reset();
+    throw;
   }
   guidance_.reset();
-  if (g_exiting) return;
-  PostToJs([this](Napi::Env env) { Finish(env); });
 }
 
-void SampleJob::Finish(Napi::Env env) {
-  Napi::HandleScope scope(env);
-  if (thread_.joinable()) thread_.join();
-  // Keep this job alive until the end of this call, then drop it from the registry.
-  std::shared_ptr<SampleJob> self = shared_from_this();
-  Active().erase(self);
+Napi::Value SampleJob::Result(Napi::Env env) {
+  Napi::Value out = TensorWrap::Wrap(env, result_);
+  result_ = at::Tensor();
+  return out;
+}
+
+void SampleJob::BeforeSettle() {
   if (at_finish_) at_finish_();
   at_finish_ = nullptr;
-  if (failed_ && !js_error_.IsEmpty() && !aborted_) {
-    deferred_.Reject(js_error_.Value().Get("error"));
-  } else if (failed_) {
-    Napi::Error err = Napi::Error::New(env, error_);
-    if (aborted_) err.Set("name", Napi::String::New(env, "AbortError"));
-    deferred_.Reject(err.Value());
-  } else {
-    try {
-      deferred_.Resolve(TensorWrap::Wrap(env, result_));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    }
-  }
-  result_ = at::Tensor();
-  cond_fn_.Reset();
-  on_progress_.Reset();
-  js_error_.Reset();
-  tsfn_.Release();
 }
 
 }  // namespace gd::js

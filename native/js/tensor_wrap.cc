@@ -1,5 +1,6 @@
 #include "js/tensor_wrap.h"
 
+#include "js/addon_env.h"
 #include "js/common.h"
 
 #include <algorithm>
@@ -10,11 +11,9 @@ namespace gd::js {
 
 namespace {
 
-// The addon lives on the main JS thread only; these are its per-process tables.
-Napi::FunctionReference* g_constructor = nullptr;
-at::Tensor* g_pending = nullptr;  // handed from Wrap() to the constructor
-std::vector<std::unordered_set<TensorWrap*>> g_scopes;
-TensorWrap::Stats g_stats;
+// Handed from Wrap() to the constructor it calls, on the same thread. The classes, tidy
+// scopes and counts are the environment's (AddonEnv).
+thread_local at::Tensor* t_pending = nullptr;
 
 }  // namespace
 
@@ -24,7 +23,7 @@ void TensorWrap::Init(Napi::Env env, Napi::Object exports) {
                                        InstanceMethod<&TensorWrap::Dispose>("dispose"),
                                        InstanceAccessor<&TensorWrap::IsDisposed>("isDisposed"),
                                    });
-  g_constructor = new Napi::FunctionReference(Napi::Persistent(cls));
+  GetAddonEnv(env).tensor_class = Napi::Persistent(cls);
   AddMethods(env, cls.Get("prototype").As<Napi::Object>());
   exports.Set("Tensor", cls);
 }
@@ -35,13 +34,14 @@ void TensorWrap::AddMethods(Napi::Env env, Napi::Object prototype) {
 }
 
 TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {
-  if (g_pending == nullptr) {
+  if (t_pending == nullptr) {
     throw Napi::TypeError::New(info.Env(), "Tensor cannot be constructed directly; use torch.tensor(), torch.zeros() and the like");
   }
-  tensor_ = std::move(*g_pending);
-  g_pending = nullptr;
+  tensor_ = std::move(*t_pending);
+  t_pending = nullptr;
   Account(+1);
-  if (!g_scopes.empty()) g_scopes.back().insert(this);
+  auto& scopes = GetAddonEnv(info.Env()).scopes;
+  if (!scopes.empty()) scopes.back().insert(this);
 }
 
 TensorWrap::~TensorWrap() {
@@ -49,7 +49,9 @@ TensorWrap::~TensorWrap() {
     Account(-1);
     tensor_ = at::Tensor();
   }
-  for (auto& scope : g_scopes) scope.erase(this);
+  if (AddonEnv* data = FindAddonEnv(Env())) {
+    for (auto& scope : data->scopes) scope.erase(this);
+  }
 }
 
 void TensorWrap::Account(int sign) {
@@ -57,18 +59,22 @@ void TensorWrap::Account(int sign) {
     cpu_ = tensor_.device().is_cpu();
     bytes_ = static_cast<int64_t>(tensor_.numel()) * static_cast<int64_t>(tensor_.element_size());
   }
-  g_stats.tensors += sign;
-  g_stats.bytes += sign * bytes_;
-  if (cpu_ && bytes_ > 0) Napi::MemoryManagement::AdjustExternalMemory(Env(), sign * bytes_);
+  // Also called from the destructor: must not throw.
+  if (AddonEnv* data = FindAddonEnv(Env())) {
+    data->tensors += sign;
+    data->bytes += sign * bytes_;
+  }
+  int64_t adjusted = 0;  // the status is ignored: this runs in destructors, at teardown too
+  if (cpu_ && bytes_ > 0) napi_adjust_external_memory(Env(), sign * bytes_, &adjusted);
 }
 
 Napi::Object TensorWrap::Wrap(Napi::Env env, at::Tensor t) {
-  g_pending = &t;
+  t_pending = &t;
   Napi::Object obj;
   try {
-    obj = g_constructor->New({});
+    obj = GetAddonEnv(env).tensor_class.New({});
   } catch (...) {
-    g_pending = nullptr;
+    t_pending = nullptr;
     throw;
   }
   return obj;
@@ -80,7 +86,7 @@ Napi::Value TensorWrap::WrapOrNull(Napi::Env env, const at::Tensor& t) {
 }
 
 bool TensorWrap::IsTensor(const Napi::Value& v) {
-  return v.IsObject() && v.As<Napi::Object>().InstanceOf(g_constructor->Value());
+  return v.IsObject() && v.As<Napi::Object>().InstanceOf(GetAddonEnv(v.Env()).tensor_class.Value());
 }
 
 TensorWrap* TensorWrap::UnwrapArg(const Napi::Value& v, const char* name) {
@@ -123,23 +129,27 @@ Napi::Value TensorWrap::IsDisposed(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), disposed());
 }
 
-void TensorWrap::StartScope() { g_scopes.emplace_back(); }
+void TensorWrap::StartScope(Napi::Env env) { GetAddonEnv(env).scopes.emplace_back(); }
 
-void TensorWrap::EndScope(const std::vector<TensorWrap*>& keep) {
-  if (g_scopes.empty()) return;
-  std::unordered_set<TensorWrap*> scope = std::move(g_scopes.back());
-  g_scopes.pop_back();
+void TensorWrap::EndScope(Napi::Env env, const std::vector<TensorWrap*>& keep) {
+  auto& scopes = GetAddonEnv(env).scopes;
+  if (scopes.empty()) return;
+  std::unordered_set<TensorWrap*> scope = std::move(scopes.back());
+  scopes.pop_back();
   for (TensorWrap* w : scope) {
     if (std::find(keep.begin(), keep.end(), w) != keep.end()) {
       // A kept tensor now belongs to the enclosing scope, as in TensorFlow.js.
-      if (!g_scopes.empty()) g_scopes.back().insert(w);
+      if (!scopes.empty()) scopes.back().insert(w);
     } else {
       w->Dispose();
     }
   }
 }
 
-TensorWrap::Stats TensorWrap::stats() { return g_stats; }
+TensorWrap::Stats TensorWrap::stats(Napi::Env env) {
+  const AddonEnv& data = GetAddonEnv(env);
+  return {data.tensors, data.bytes};
+}
 
 Operand ToOperand(const Napi::Value& v, const char* name) {
   Operand o;

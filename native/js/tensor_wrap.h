@@ -31,15 +31,15 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   void Dispose();
   bool disposed() const { return !tensor_.defined(); }
 
-  // tidy scopes: a stack of sets of tensors created while the scope was open.
-  static void StartScope();
-  static void EndScope(const std::vector<TensorWrap*>& keep);
+  // tidy scopes (of this environment): a stack of sets of tensors created while the scope was open.
+  static void StartScope(Napi::Env env);
+  static void EndScope(Napi::Env env, const std::vector<TensorWrap*>& keep);
 
   struct Stats {
     int64_t tensors = 0;
     int64_t bytes = 0;
   };
-  static Stats stats();
+  static Stats stats(Napi::Env env);
 
  private:
   void Account(int sign);

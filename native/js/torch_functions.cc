@@ -479,7 +479,7 @@ Napi::Value CudaGraphStats(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Memory(const Napi::CallbackInfo& info) {
-  auto s = TensorWrap::stats();
+  auto s = TensorWrap::stats(info.Env());
   auto o = Napi::Object::New(info.Env());
   o.Set("tensors", Napi::Number::New(info.Env(), static_cast<double>(s.tensors)));
   o.Set("bytes", Napi::Number::New(info.Env(), static_cast<double>(s.bytes)));
@@ -487,7 +487,7 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value StartScope(const Napi::CallbackInfo& info) {
-  TensorWrap::StartScope();
+  TensorWrap::StartScope(info.Env());
   return info.Env().Undefined();
 }
 
@@ -502,7 +502,7 @@ Napi::Value EndScope(const Napi::CallbackInfo& info) {
         if (TensorWrap::IsTensor(v)) keep.push_back(TensorWrap::UnwrapArg(v, "keep"));
       }
     }
-    TensorWrap::EndScope(keep);
+    TensorWrap::EndScope(info.Env(), keep);
     return info.Env().Undefined();
   })
 }

@@ -1,16 +1,15 @@
-// Training from JS: the native loops of diffusion/trainer.h on a worker thread, with progress
-// and abort, and the Fashion-MNIST loader.
-#include <atomic>
+// Training from JS: the native loops of diffusion/trainer.h on a thread of their own, with
+// progress and abort, and the Fashion-MNIST loader.
+#include <algorithm>
 #include <cmath>
-#include <mutex>
-#include <set>
+#include <functional>
 
 #include "diffusion/fashion_mnist.h"
 #include "distributed/process_group.h"
 #include "diffusion/trainer.h"
 #include "js/common.h"
-#include "js/cpu_allocator.h"
 #include "js/installers.h"
+#include "js/js_job.h"
 #include "js/module_wrap.h"
 #include "js/tensor_wrap.h"
 
@@ -18,106 +17,43 @@ namespace gd::js {
 
 namespace {
 
-struct Progress {
-  int64_t step;
-  int64_t total;
-  double loss;
-};
-
-struct Aborted : std::runtime_error {
-  Aborted() : std::runtime_error("training was aborted") {}
-};
-
-// The cancel flags of the runs in flight. At process.exit Node joins its thread pool, so a
-// training run still on a worker would hold the exit until its last step: the exit hook
-// cancels them all, and each ends after its current step.
-class RunningFlags {
- public:
-  void Add(const std::shared_ptr<std::atomic<bool>>& flag) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    flags_.insert(flag);
-  }
-  void Remove(const std::shared_ptr<std::atomic<bool>>& flag) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    flags_.erase(flag);
-  }
-  void CancelAll() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (const auto& flag : flags_) *flag = true;
-  }
-
- private:
-  std::mutex mutex_;
-  std::set<std::shared_ptr<std::atomic<bool>>> flags_;
-};
-
-RunningFlags& Running() {
-  static auto* running = new RunningFlags();  // outlives exit-time destructors
-  return *running;
-}
-
-class TrainWorker : public Napi::AsyncProgressQueueWorker<Progress> {
+// One training run as a JsJob: the native loop on the job's thread, each step's progress
+// posted to the JS thread.
+class TrainJob : public JsJob {
  public:
   using Run = std::function<TrainResult(TrainOptions&)>;
 
-  TrainWorker(Napi::Env env, Run run, TrainOptions options, Napi::Value on_progress)
-      : Napi::AsyncProgressQueueWorker<Progress>(env, "guided-diffusion.train"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        run_(std::move(run)),
-        options_(std::move(options)),
-        cancelled_(std::make_shared<std::atomic<bool>>(false)) {
-    if (on_progress.IsFunction()) on_progress_ = Napi::Persistent(on_progress.As<Napi::Function>());
-    Running().Add(cancelled_);
+  static Napi::Object Start(Napi::Env env, Run run, TrainOptions options, Napi::Value on_progress) {
+    std::shared_ptr<TrainJob> job(new TrainJob(env, std::move(run), std::move(options)));
+    if (on_progress.IsFunction()) job->on_progress_ = Napi::Persistent(on_progress.As<Napi::Function>());
+    return JsJob::Start(env, job);
   }
 
-  ~TrainWorker() override { Running().Remove(cancelled_); }
+ private:
+  TrainJob(Napi::Env env, Run run, TrainOptions options)
+      : JsJob(env, "training was aborted"), run_(std::move(run)), options_(std::move(options)) {}
 
-  Napi::Object Handle(Napi::Env env) {
-    auto handle = Napi::Object::New(env);
-    handle.Set("promise", deferred_.Promise());
-    auto flag = cancelled_;
-    handle.Set("cancel", Napi::Function::New(env, [flag](const Napi::CallbackInfo& info) {
-                 *flag = true;
-                 return info.Env().Undefined();
-               }));
-    return handle;
+  void Work() override {
+    options_.on_step = [this](int64_t step, int64_t total, double loss) {
+      if (!on_progress_.IsEmpty()) PostToJs([this, step, total, loss](Napi::Env env) { Progress(env, step, total, loss); });
+      // A run ends after its current step once cancelled.
+      if (cancelled()) throw JobAborted();
+    };
+    result_ = run_(options_);
   }
 
- protected:
-  void Execute(const ExecutionProgress& progress) override {
-    CpuCacheUse cache_use;
+  // A throwing onProgress stops the run, which rejects with what it threw (as sample() does).
+  void Progress(Napi::Env env, int64_t step, int64_t total, double loss) {
+    if (has_js_error()) return;
     try {
-      options_.on_step = [&progress, this](int64_t step, int64_t total, double loss) {
-        Progress p{step, total, loss};
-        progress.Send(&p, 1);
-        if (*cancelled_) throw Aborted();
-      };
-      result_ = run_(options_);
-    } catch (const Aborted& e) {
-      aborted_ = true;
-      SetError(e.what());
-    } catch (const c10::Error& e) {
-      SetError(TrimTorchMessage(e.what_without_backtrace()));  // a TorchScript error: its cause
-    } catch (const std::exception& e) {
-      SetError(TrimTorchMessage(e.what()));
+      on_progress_.Call({Napi::Number::New(env, double(step)), Napi::Number::New(env, double(total)), Napi::Number::New(env, loss)});
+    } catch (const Napi::Error& e) {
+      KeepJsError(e.Value());
+      Cancel();
     }
   }
 
-  void OnProgress(const Progress* data, size_t count) override {
-    if (on_progress_.IsEmpty()) return;
-    Napi::Env env = Env();
-    for (size_t i = 0; i < count; i++) {
-      try {
-        on_progress_.Call({Napi::Number::New(env, double(data[i].step)), Napi::Number::New(env, double(data[i].total)),
-                           Napi::Number::New(env, data[i].loss)});
-      } catch (const Napi::Error&) {
-        *cancelled_ = true;  // a throwing progress callback stops the run
-      }
-    }
-  }
-
-  void OnOK() override {
-    Napi::Env env = Env();
+  Napi::Value Result(Napi::Env env) override {
     auto o = Napi::Object::New(env);
     o.Set("model", ModuleWrap::Wrap(env, result_.model));
     o.Set("ema", ModuleWrap::Wrap(env, result_.ema));
@@ -131,22 +67,13 @@ class TrainWorker : public Napi::AsyncProgressQueueWorker<Progress> {
     auto losses = Napi::Float64Array::New(env, result_.losses.size());
     std::copy(result_.losses.begin(), result_.losses.end(), losses.Data());
     o.Set("losses", losses);
-    deferred_.Resolve(o);
+    return o;
   }
 
-  void OnError(const Napi::Error& e) override {
-    if (aborted_) e.Set("name", Napi::String::New(Env(), "AbortError"));
-    deferred_.Reject(e.Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
   Run run_;
   TrainOptions options_;
-  std::shared_ptr<std::atomic<bool>> cancelled_;
   Napi::FunctionReference on_progress_;
   TrainResult result_;
-  bool aborted_ = false;
 };
 
 double Num(const Napi::Value& o, const char* key, double dflt) {
@@ -233,10 +160,7 @@ Napi::Value TrainDiffusion(const Napi::CallbackInfo& info) {
     auto run = [state, schedule, objective, data, loss](TrainOptions& options) {
       return train_diffusion(*state, *schedule, objective, data, options, loss);
     };
-    auto* worker = new TrainWorker(info.Env(), run, ToTrainOptions(o), info[2]);
-    Napi::Object handle = worker->Handle(info.Env());
-    worker->Queue();
-    return handle;
+    return TrainJob::Start(info.Env(), run, ToTrainOptions(o), info[2]);
   })
 }
 
@@ -251,10 +175,7 @@ Napi::Value TrainClassifier(const Napi::CallbackInfo& info) {
     auto run = [state, schedule, data, labels](TrainOptions& options) {
       return train_classifier(*state, *schedule, data, labels, options);
     };
-    auto* worker = new TrainWorker(info.Env(), run, ToTrainOptions(o), info[2]);
-    Napi::Object handle = worker->Handle(info.Env());
-    worker->Queue();
-    return handle;
+    return TrainJob::Start(info.Env(), run, ToTrainOptions(o), info[2]);
   })
 }
 
@@ -284,10 +205,6 @@ void InstallTraining(Napi::Env env, Napi::Object exports) {
   exports.Set("trainDiffusion", Napi::Function::New(env, TrainDiffusion, "trainDiffusion"));
   exports.Set("trainClassifier", Napi::Function::New(env, TrainClassifier, "trainClassifier"));
   exports.Set("loadFashionMnist", Napi::Function::New(env, LoadFashionMnist, "loadFashionMnist"));
-  exports.Set("stopTrainingForExit", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
-                Running().CancelAll();
-                return info.Env().Undefined();
-              }, "stopTrainingForExit"));
 }
 
 }  // namespace gd::js
