@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 
+#include "js/common.h"
 #include "js/cpu_allocator.h"
 
 namespace gd::js {
