@@ -41,7 +41,7 @@ export function max(values: readonly number[]): number {
 }
 
 /** Busy jiffies (all CPUs, everything but idle and iowait) and the total, from /proc/stat. */
-function cpuJiffies(): { busy: number; total: number } | null {
+export function cpuJiffies(): { busy: number; total: number } | null {
   try {
     const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0];
     const f = line.trim().split(/\s+/).slice(1).map(Number);
