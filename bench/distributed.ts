@@ -1,4 +1,4 @@
-// npm run bench:distributed [-- --rounds N] [-- --batch B] [-- --warmup W] [-- --steps N] [-- --reps R] [-- --out FILE]
+// npm run bench:distributed [-- --rounds N] [-- --batch B] [-- --warmup W] [-- --steps N] [-- --reps R] [-- --max-wait S] [-- --out FILE]
 //
 // Data-parallel numbers on this machine and on paper, written to bench/DISTRIBUTED.md:
 //  (1) DDP training of the shipped recipe's Unet: 1 process x 1 thread vs 2 processes x
@@ -19,10 +19,10 @@ const dist = torch.distributed;
 const BUCKET_BYTES = 25 * 2 ** 20; // ProcessGroup::average's default (native/distributed/process_group.h)
 const DATA_IMAGES = 512;
 
-interface Args { rounds: number; batch: number; warmup: number; steps: number; reps: number; out: string }
+interface Args { rounds: number; batch: number; warmup: number; steps: number; reps: number; maxWaitS: number; out: string }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { rounds: 5, batch: 8, warmup: 3, steps: 20, reps: 20, out: path.join(BENCH_SRC, 'DISTRIBUTED.md') };
+  const args: Args = { rounds: 5, batch: 8, warmup: 3, steps: 20, reps: 20, maxWaitS: 60, out: path.join(BENCH_SRC, 'DISTRIBUTED.md') };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = (): number => {
@@ -35,9 +35,10 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--warmup') args.warmup = next();
     else if (a === '--steps') args.steps = next();
     else if (a === '--reps') args.reps = next();
+    else if (a === '--max-wait') args.maxWaitS = next();
     else if (a === '--out') args.out = path.resolve(argv[++i] ?? '');
     else if (a === '--help' || a === '-h') {
-      console.log('usage: npm run bench:distributed -- [--rounds N] [--batch B per process] [--warmup W] [--steps N] [--reps R] [--out FILE]');
+      console.log('usage: npm run bench:distributed -- [--rounds N] [--batch B per process] [--warmup W] [--steps N] [--reps R] [--max-wait SECONDS before starting, for < 0.5 cores of other load; default 60] [--out FILE]');
       process.exit(0);
     } else throw new Error(`unknown argument ${a} (try --help)`);
   }
@@ -156,7 +157,7 @@ async function main(): Promise<void> {
   const machine = await machineInfo();
   const loadStart = await loadLine();
   console.log(`load average at start: ${loadStart}`);
-  const quiet = await waitForQuiet(0.5, 60_000);
+  const quiet = await waitForQuiet(0.5, args.maxWaitS * 1000);
   console.log(`other processes kept ${fmt(quiet.busy, 2)} cores busy after waiting ${fmt(quiet.waitedMs / 1000, 0)} s`);
 
   // (1) Training: rounds alternate which configuration goes first.
@@ -225,7 +226,7 @@ ${table(['', ''], [
     ['date', machine.date],
     ['load average (1, 5, 15 min) at start', loadStart],
     ['load average at end', loadEnd],
-    ['other processes before the first run', `${fmt(quiet.busy, 2)} cores busy (waited ${fmt(quiet.waitedMs / 1000, 0)} s for < 0.5)`],
+    ['other processes before the first run', `${fmt(quiet.busy, 2)} cores busy (waited ${fmt(quiet.waitedMs / 1000, 0)} s, at most ${args.maxWaitS}, for < 0.5)`],
   ])}
 
 The machine has ${machine.cores} cores and is shared with other jobs: a load average above ${machine.cores - 1} means the
@@ -249,6 +250,11 @@ so 1-process / 2-process CPU per image is what the efficiency would be on otherw
 cores if the ranks never waited for each other.
 
 ${trainTable}
+
+Together our processes kept ${fmt(median(one.map((x) => x.cores)), 2)} cores busy in the 1-process runs and ${fmt(2 * median(two.map((x) => x.cores)), 2)} in the
+2-process runs (medians, of ${machine.cores}). Where two ranks together get hardly more CPU than one process
+alone, images/s shows the share of the machine the other jobs left, not what DDP costs; the
+CPU-per-image ratio is then the better guide to the efficiency on idle cores.
 
 At the median, a 2-process step of ${2 * args.batch} images takes ${fmt(stepMs, 0)} ms; the all-reduce of its gradients
 measured in (2) (${fmt(arUnetMs, 1)} ms) is ${fmt((100 * arUnetMs) / stepMs, 1)}% of that.
