@@ -4,8 +4,8 @@
 import { classifierCondFn, classifierGuidance } from './guidance';
 import { saveImage } from './image';
 import { Module } from './module';
-import { Flags, FlagValue, parseFlags, MODEL_FLAG_DEFAULTS, CLASSIFIER_FLAG_DEFAULTS, createClassifier } from './openai/flags';
-import { createModelAndDiffusion, toBool } from './openai/diffusion';
+import { Flags, FlagValue, parseFlags, MODEL_FLAG_DEFAULTS, CLASSIFIER_FLAG_DEFAULTS, createClassifier, createModel } from './openai/flags';
+import { createGaussianDiffusion, toBool } from './openai/diffusion';
 import { CliError, existing, MAX_IMAGES, progressReporter, writableOut } from './cli-util';
 import { Tensor } from './tensor';
 import * as torch from './torch';
@@ -120,8 +120,13 @@ export async function sampleOpenAI(o: OpenAISampleOptions, given: (option: strin
   writableOut(o.out);
   if (o.threads) torch.setNumThreads(o.threads);
 
+  existing('model checkpoint', modelPath);
+  if (classifierPath) existing('classifier checkpoint', classifierPath);
+
+  // The weights are loaded before the diffusion is made: its probe runs the net once, which
+  // takes minutes for a full-size net with use_fp16 on the CPU; a mismatch is found first.
   const flags = { ...f, ...(respacing !== undefined ? { timestep_respacing: respacing } : {}) };
-  const { model, diffusion } = createModelAndDiffusion(flags, { clipDenoised: clip });
+  const model = createModel(flags);
   const numClasses = model.attribute('num_classes');
   const classCond = typeof numClasses === 'number' && numClasses > 0;
   let cls: number | undefined;
@@ -136,6 +141,7 @@ export async function sampleOpenAI(o: OpenAISampleOptions, given: (option: strin
     classifier = createClassifier(flags).eval();
     load(classifier, classifierPath, 'classifier', 'CLASSIFIER_FLAGS');
   }
+  const diffusion = createGaussianDiffusion(model, flags, { clipDenoised: clip });
 
   if (o.seed !== undefined) torch.manualSeed(o.seed);
   const steps = diffusion.numTimesteps;
