@@ -2,9 +2,6 @@
 // The guided-diffusion command: sample guided images (the shipped model or your TorchScript
 // checkpoints) into a PNG, and retrain the shipped model's recipe.
 import { Command, InvalidArgumentError } from 'commander';
-import { SingleBar } from 'cli-progress';
-import * as fs from 'fs';
-import * as path from 'path';
 import { GaussianDiffusion, SampleProgress } from './diffusion';
 import { classifierCondFn, classifierGuidance } from './guidance';
 import { saveImage } from './image';
@@ -14,13 +11,10 @@ import { sampleDistributed } from './sample-distributed';
 import { jit, Module } from './module';
 import { DEFAULT_MODEL, loadPretrained } from './pretrained';
 import { trainRecipePart } from './recipe';
+import { CliError, existing, MAX_IMAGES, progressReporter, writableOut } from './cli-util';
+import { OpenAISampleOptions, sampleOpenAI } from './cli-openai';
 import { Tensor } from './tensor';
 import * as torch from './torch';
-
-class CliError extends Error {}
-
-/** The most images one run samples (they are all held for the grid: --n 1e9 ran out of heap). */
-export const MAX_IMAGES = 10_000;
 
 function int(name: string, min = 1, max = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
@@ -39,23 +33,6 @@ function num(name: string) {
   };
 }
 
-function existing(what: string, file: string): string {
-  if (!fs.existsSync(file)) throw new CliError(`${what} not found: ${file}`);
-  return file;
-}
-
-/** Fails before any sampling when --out cannot be written (a missing folder, a folder, no permission). */
-function writableOut(file: string): void {
-  const dir = path.dirname(path.resolve(file));
-  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new CliError(`cannot write --out ${file}: no directory ${dir}`);
-  if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw new CliError(`cannot write --out ${file}: it is a directory`);
-  try {
-    fs.accessSync(fs.existsSync(file) ? file : dir, fs.constants.W_OK);
-  } catch {
-    throw new CliError(`cannot write --out ${file}: permission denied`);
-  }
-}
-
 /** A class given by name (case-insensitive, any punctuation) or by index. */
 export function parseClass(value: string, names: string[] | undefined, numClasses: number | undefined): number {
   const count = names?.length ?? numClasses;
@@ -72,21 +49,6 @@ export function parseClass(value: string, names: string[] | undefined, numClasse
     throw new CliError(`unknown class '${value}'; expected one of: ${names.join(', ')}, or an index`);
   }
   return i;
-}
-
-function progressReporter(total: number): { update(p: SampleProgress): void; stop(): void } {
-  if (process.stderr.isTTY) {
-    const bar = new SingleBar({ format: 'sampling [{bar}] {value}/{total} steps | t={t} | {duration_formatted}', stream: process.stderr });
-    bar.start(total, 0, { t: '' });
-    return { update: (p) => bar.update(p.step, { t: p.t }), stop: () => bar.stop() };
-  }
-  const every = Math.max(1, Math.round(total / 10));
-  return {
-    update: (p) => {
-      if (p.step % every === 0 || p.step === p.total) process.stderr.write(`step ${p.step}/${p.total}\n`);
-    },
-    stop: () => undefined,
-  };
 }
 
 interface SampleFlags {
@@ -241,7 +203,20 @@ export function buildProgram(): Command {
     .option('--threads <n>', 'LibTorch intra-op threads', int('--threads'))
     .option('--nproc-per-node <n>', 'split the batch over n processes (image i seeded --seed + i; the same PNG for any n)', int('--nproc-per-node'))
     .option('--chunk-size <n>', 'with --nproc-per-node: images per model batch (the PNG depends on it, not on n)', int('--chunk-size'), 8)
-    .action((flags: SampleFlags) => sample(flags));
+    .option('--openai <flags>', 'an openai/guided-diffusion checkpoint: the MODEL_FLAGS of their README (classifier and sample flags may follow)')
+    .option('--model-path <file.pt>', 'with --openai: the diffusion checkpoint (torch.save state dict)')
+    .option('--classifier-flags <flags>', 'with --openai: the CLASSIFIER_FLAGS of their README')
+    .option('--classifier-path <file.pt>', 'with --openai: the classifier checkpoint (guided sampling)')
+    .option('--classifier-scale <s>', 'with --openai: guidance scale (default 1.0)', num('--classifier-scale'))
+    .option('--timestep-respacing <spec>', "with --openai: sampling steps, e.g. 250, ddim25 or '10,15,20'")
+    .option('--use-ddim', 'with --openai: DDIM instead of ancestral steps')
+    .action((flags: SampleFlags & OpenAISampleOptions, cmd: Command) => {
+      const given = (option: string): boolean => cmd.getOptionValueSource(option) === 'cli';
+      if (flags.openai !== undefined) return sampleOpenAI(flags, given);
+      const onlyOpenAI = ['modelPath', 'classifierFlags', 'classifierPath', 'classifierScale', 'timestepRespacing', 'useDdim'].find(given);
+      if (onlyOpenAI) throw new CliError(`--${onlyOpenAI.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --openai "$MODEL_FLAGS" (an openai/guided-diffusion checkpoint)`);
+      return sample(flags);
+    });
   program
     .command('train')
     .description('retrain the shipped Fashion-MNIST model with its recipe (needs apt-get install dataset-fashion-mnist)')

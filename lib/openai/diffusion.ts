@@ -3,6 +3,8 @@
 import { binding } from '../binding';
 import { GaussianDiffusion, GaussianDiffusionOptions } from '../diffusion';
 import { Module } from '../module';
+import { createModel } from './flags';
+import { UNetModel } from './models';
 
 /** script_util.py's diffusion flags (snake_case as in their README, or camelCase). */
 export interface OpenAIDiffusionFlags {
@@ -46,7 +48,7 @@ type Flag = keyof typeof DEFAULTS;
 const snake = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
 // Their argparse's str2bool, and plain booleans.
-function toBool(value: unknown, flag: string): boolean {
+export function toBool(value: unknown, flag: string): boolean {
   if (typeof value === 'boolean') return value;
   const v = String(value).toLowerCase();
   if (['yes', 'true', 't', 'y', '1'].includes(v)) return true;
@@ -119,4 +121,25 @@ export function createGaussianDiffusion(model: Module, flags: OpenAIDiffusionFla
     autoNormalize: false,
     ...options,
   });
+}
+
+/**
+ * Their create_model_and_diffusion(**flags): the UNetModel of createModel (fresh weights: load
+ * a checkpoint next with model.loadStateDict) and the GaussianDiffusion of
+ * createGaussianDiffusion, from one flags object (snake_case as their README, or camelCase;
+ * parseFlags reads a MODEL_FLAGS string). Unknown flags are refused by name; flags of their
+ * scripts that are neither the model's nor the diffusion's (classifier_*, batch_size, ...) are
+ * passed over. `options` overrides options of the GaussianDiffusion (device, ...).
+ */
+export function createModelAndDiffusion(
+  flags: OpenAIDiffusionFlags,
+  options: Partial<GaussianDiffusionOptions> = {},
+): { model: UNetModel; diffusion: GaussianDiffusion } {
+  const model = createModel(flags);
+  try {
+    return { model, diffusion: createGaussianDiffusion(model, flags, options) };
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
 }

@@ -12,3 +12,5 @@ export {
   OTHER_SCRIPT_FLAGS,
 } from './flags';
 export type { Flags, FlagValue } from './flags';
+export { createGaussianDiffusion, createModelAndDiffusion, spaceTimesteps } from './diffusion';
+export type { OpenAIDiffusionFlags } from './diffusion';

@@ -67,6 +67,12 @@ Denoiser::Denoiser(torch::jit::Module model, Objective objective, std::optional<
     // openai's UNetModel.forward(x, timesteps, y=None): class labels, not self-conditioning.
     takes_labels_ = true;
     labels_optional_ = args[3].type()->kind() == c10::TypeKind::OptionalType;
+    // Our native openai.UNetModel declares y optional whatever its flags (one schema for both
+    // kinds); with num_classes set it needs y, so the probe and sample() must supply it.
+    if (labels_optional_ && model_.hasattr("num_classes") && model_.attr("num_classes").isInt() &&
+        model_.attr("num_classes").toInt() > 0) {
+      labels_optional_ = false;
+    }
   } else if (n == 3) {
     self_cond_optional_ = args[3].type()->kind() == c10::TypeKind::OptionalType;
     self_condition_ = true;
