@@ -228,7 +228,7 @@ export class GaussianDiffusion {
    * A shipped model: GaussianDiffusion.pretrained('fashion-mnist') returns { diffusion,
    * classifier, classNames, meta }. Defined in lib/pretrained.ts.
    */
-  static pretrained: (name?: string, options?: { samplingTimesteps?: number; ddimSamplingEta?: number }) => import('./pretrained').Pretrained;
+  static pretrained: (name?: string, options?: import('./pretrained').PretrainedOptions) => import('./pretrained').Pretrained;
 
   /** True when sample() takes DDIM steps by default (samplingTimesteps < the schedule's steps). */
   get isDdimSampling(): boolean {

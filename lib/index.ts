@@ -22,7 +22,7 @@ export type { TrainOptions, DiffusionTrainOptions, ClassifierTrainOptions, Train
 export { saveImage, toPNG } from './image';
 export type { ImageGridOptions } from './image';
 export { loadPretrained, pretrainedDir } from './pretrained';
-export type { Pretrained, DefaultModelMeta } from './pretrained';
+export type { Pretrained, PretrainedOptions, DefaultModelMeta } from './pretrained';
 export { sampleDistributed, shardOf } from './sample-distributed';
 export type { DistributedSampleOptions } from './sample-distributed';
 export { launch, freePort } from './launch';

@@ -35,12 +35,19 @@ export function pretrainedDir(name: string = DEFAULT_MODEL): string {
   return path.resolve(__dirname, '..', '..', 'models', name);
 }
 
+export interface PretrainedOptions {
+  samplingTimesteps?: number;
+  ddimSamplingEta?: number;
+  /** Sample over respaced steps ('250', 'ddim25', ...), as openai's timestep_respacing. */
+  timestepRespacing?: string;
+}
+
 /**
  * The shipped guided model: GaussianDiffusion.pretrained('fashion-mnist') gives the diffusion
  * (DDIM with the recommended steps unless samplingTimesteps is given), the noise-aware
  * classifier and the class names.
  */
-export function loadPretrained(name: string = DEFAULT_MODEL, options: { samplingTimesteps?: number; ddimSamplingEta?: number } = {}): Pretrained {
+export function loadPretrained(name: string = DEFAULT_MODEL, options: PretrainedOptions = {}): Pretrained {
   const dir = pretrainedDir(name);
   const metaPath = path.join(dir, 'model.json');
   if (!fs.existsSync(metaPath)) {
@@ -55,7 +62,9 @@ export function loadPretrained(name: string = DEFAULT_MODEL, options: { sampling
     timesteps: meta.timesteps,
     betaSchedule: meta.betaSchedule,
     objective: meta.objective,
-    samplingTimesteps: options.samplingTimesteps ?? meta.samplingTimesteps,
+    // Respaced: the model's own step count would exceed the respaced schedule's.
+    samplingTimesteps: options.samplingTimesteps ?? (options.timestepRespacing === undefined ? meta.samplingTimesteps : undefined),
+    ...(options.timestepRespacing !== undefined ? { timestepRespacing: options.timestepRespacing } : {}),
     clipAfterGuidance: meta.clipAfterGuidance ?? false,
     ddimSamplingEta: options.ddimSamplingEta ?? meta.ddimSamplingEta ?? 0,
   });

@@ -39,6 +39,7 @@ interface Flags {
   n: number;
   scales: number[];
   steps?: number;
+  respacing?: string;
   seed: number;
   out?: string;
   picture?: string;
@@ -182,7 +183,8 @@ function entropyBits(labels: number[], classes: number): number {
 /** One scale's samples, [classes * n, 1, 32, 32] in [0, 1]: from the cache, else sampled and cached. */
 async function samples(diffusion: GaussianDiffusion, classifier: Module, y: Tensor, scale: number, flags: Flags): Promise<Tensor> {
   const steps = diffusion.options.samplingTimesteps;
-  const sampler = diffusion.isDdimSampling ? `ddim${steps}-eta${diffusion.options.ddimSamplingEta}` : `ancestral${steps}`;
+  const respaced = diffusion.options.timestepRespacing === undefined ? '' : `-respaced${diffusion.options.timestepRespacing}`;
+  const sampler = (diffusion.isDdimSampling ? `ddim${steps}-eta${diffusion.options.ddimSamplingEta}` : `ancestral${steps}`) + respaced;
   const cached = path.join(CACHE, `samples-${sampler}-n${flags.n}-seed${flags.seed}-scale${scale}.safetensors`);
   if (fs.existsSync(cached)) return loadSafetensors(cached).images;
   torch.manualSeed(flags.seed);
@@ -207,6 +209,7 @@ async function main(): Promise<void> {
     .option('--seed <n>', 'sampling seed', (v) => parseInt(v, 10), 1)
     .option('--threads <n>', 'intra-op threads', (v) => parseInt(v, 10), 2)
     .option('--eta <x>', "DDIM eta (default: the model's)", parseFloat)
+    .option('--respacing <spec>', "timestep respacing ('250', '100'): ancestral over the kept steps")
     .option('--out <file>', 'write the report (markdown) here too')
     .option('--picture <file>', 'PNG of one row per class at the model\'s default scale')
     .option('--judge-steps <n>', 'training steps of each judge', (v) => parseInt(v, 10), 3000)
@@ -218,7 +221,7 @@ async function main(): Promise<void> {
   const log = (s: string): void => console.error(s);
 
   if (flags.samplesOnly) {
-    const { diffusion, classifier, classNames } = GaussianDiffusion.pretrained('fashion-mnist', { samplingTimesteps: flags.steps, ddimSamplingEta: flags.eta });
+    const { diffusion, classifier, classNames } = GaussianDiffusion.pretrained('fashion-mnist', { samplingTimesteps: flags.steps, ddimSamplingEta: flags.eta, timestepRespacing: flags.respacing });
     const y = torch.tensor(Array.from({ length: classNames.length * flags.n }, (_, i) => Math.floor(i / flags.n)), { dtype: 'int64' });
     for (const scale of flags.scales) {
       const started = Date.now();
@@ -239,7 +242,7 @@ async function main(): Promise<void> {
     return share;
   });
 
-  const { diffusion, classifier, classNames, meta } = GaussianDiffusion.pretrained('fashion-mnist', { samplingTimesteps: flags.steps, ddimSamplingEta: flags.eta });
+  const { diffusion, classifier, classNames, meta } = GaussianDiffusion.pretrained('fashion-mnist', { samplingTimesteps: flags.steps, ddimSamplingEta: flags.eta, timestepRespacing: flags.respacing });
   const classes = classNames.length;
   const steps = diffusion.options.samplingTimesteps;
   const eta = diffusion.options.ddimSamplingEta;

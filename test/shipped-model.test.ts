@@ -16,6 +16,21 @@ describe('shipped model', () => {
     assert.throws(() => GaussianDiffusion.pretrained('imagenet'), /no model 'imagenet'/);
   });
 
+  it("pretrained(..., { timestepRespacing }) samples ancestrally over the kept steps", async () => {
+    const p = GaussianDiffusion.pretrained('fashion-mnist', { timestepRespacing: '10' });
+    assert.strictEqual(p.diffusion.options.samplingTimesteps, 10);
+    assert.strictEqual(p.diffusion.isDdimSampling, false);
+    const steps: number[] = [];
+    const images = await p.diffusion.sample({ batchSize: 2, seed: 1, onProgress: ({ t, total }) => steps.push(t, total) });
+    // Ten steps over the respaced schedule (progress counts its indices, 9 down to 0).
+    assert.deepStrictEqual(steps, [9, 10, 8, 10, 7, 10, 6, 10, 5, 10, 4, 10, 3, 10, 2, 10, 1, 10, 0, 10]);
+    assert.deepStrictEqual(images.shape, [2, 1, 32, 32]);
+    const v = images.toFloat32Array();
+    assert.ok(v.every((x) => x >= 0 && x <= 1));
+    images.dispose();
+    assert.throws(() => GaussianDiffusion.pretrained('fashion-mnist', { timestepRespacing: 'ddim0' }), /timestepRespacing/);
+  });
+
   it('its classifier labels real test images noised to t = 0, 100, 300 far above chance (10%)', () => {
     const { classifier, diffusion } = GaussianDiffusion.pretrained('fashion-mnist');
     const test = loadFashionMnist({ train: false, padTo: 32, limit: 1000 });
