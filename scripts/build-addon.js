@@ -65,6 +65,22 @@ function findLibTorch() {
     '  (for CUDA: a CUDA build of torch or libtorch, and the CUDA toolkit), then run npm install again.');
 }
 
+// ccache settings that let a rebuild hit: with the precompiled header (CMakeLists.txt) ccache
+// needs pch_defines,time_macros and, since the header is rebuilt just before, the include file
+// times ignored; BASEDIR (the folder holding node_modules) and NOHASHDIR let a fresh app
+// directory at another path hit what an earlier install compiled. Any CCACHE_* the user set wins.
+function ccacheEnv() {
+  const env = {};
+  if (!process.env.CCACHE_SLOPPINESS) env.CCACHE_SLOPPINESS = 'pch_defines,time_macros,include_file_mtime,include_file_ctime';
+  if (!process.env.CCACHE_BASEDIR) {
+    const parts = root.split(path.sep);
+    const nm = parts.indexOf('node_modules');
+    env.CCACHE_BASEDIR = nm > 0 ? parts.slice(0, nm).join(path.sep) : root;
+  }
+  if (!process.env.CCACHE_NOHASHDIR && !process.env.CCACHE_HASHDIR) env.CCACHE_NOHASHDIR = 'true';
+  return env;
+}
+
 function main() {
   let found;
   try {
@@ -77,9 +93,13 @@ function main() {
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
   const args = [cmakeJs, 'compile', '--out', process.env.GD_BUILD_DIR || 'build', ...found.defines];
   if (process.env.GD_DEBUG_BUILD) args.push('--debug');
+  // GD_UNITY_BUILD=0: one object per source file, for incremental development builds.
+  if (process.env.GD_UNITY_BUILD !== undefined) {
+    args.push(`--CDGD_UNITY_BUILD=${/^(0|off|false|no)$/i.test(process.env.GD_UNITY_BUILD) ? 'OFF' : 'ON'}`);
+  }
   const parallel = process.env.CMAKE_BUILD_PARALLEL_LEVEL || String(Math.max(1, require('os').cpus().length));
   const r = spawnSync(process.execPath, args, {
-    cwd: root, stdio: 'inherit', env: { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: parallel },
+    cwd: root, stdio: 'inherit', env: { ...process.env, ...ccacheEnv(), CMAKE_BUILD_PARALLEL_LEVEL: parallel },
   });
   process.exit(r.status === null ? 1 : r.status);
 }

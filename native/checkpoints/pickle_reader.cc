@@ -16,7 +16,7 @@ constexpr size_t kMaxValues = size_t{1} << 21;
 constexpr size_t kMaxStack = size_t{1} << 22;
 constexpr size_t kMaxDims = 64;
 
-[[noreturn]] void Fail(const std::string& what) { throw CheckpointError("its pickle " + what); }
+[[noreturn]] void FailPickle(const std::string& what) { throw CheckpointError("its pickle " + what); }
 
 const char* KindName(Kind k) {
   switch (k) {
@@ -62,31 +62,31 @@ PickleReader::PickleReader(const uint8_t* data, size_t size, StorageLoader load)
 }
 
 Value* PickleReader::New(Kind kind) {
-  if (arena_.size() >= kMaxValues) Fail("holds more than " + std::to_string(kMaxValues) + " values");
+  if (arena_.size() >= kMaxValues) FailPickle("holds more than " + std::to_string(kMaxValues) + " values");
   arena_.emplace_back();
   arena_.back().kind = kind;
   return &arena_.back();
 }
 
 void PickleReader::Push(Value* v) {
-  if (stack_.size() >= kMaxStack) Fail("stacks more than " + std::to_string(kMaxStack) + " values");
+  if (stack_.size() >= kMaxStack) FailPickle("stacks more than " + std::to_string(kMaxStack) + " values");
   stack_.push_back(v);
 }
 
 Value* PickleReader::Pop() {
-  if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back())) Fail("pops from an empty stack");
+  if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back())) FailPickle("pops from an empty stack");
   Value* v = stack_.back();
   stack_.pop_back();
   return v;
 }
 
 Value* PickleReader::Top() {
-  if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back())) Fail("uses an empty stack");
+  if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back())) FailPickle("uses an empty stack");
   return stack_.back();
 }
 
 std::vector<Value*> PickleReader::PopToMark() {
-  if (marks_.empty()) Fail("has no MARK where one is needed");
+  if (marks_.empty()) FailPickle("has no MARK where one is needed");
   const size_t mark = marks_.back();
   marks_.pop_back();
   std::vector<Value*> items(stack_.begin() + static_cast<std::ptrdiff_t>(mark), stack_.end());
@@ -95,7 +95,7 @@ std::vector<Value*> PickleReader::PopToMark() {
 }
 
 uint64_t PickleReader::Uint(int bytes) {
-  if (static_cast<size_t>(bytes) > size_ - pos_) Fail("ends inside an opcode");
+  if (static_cast<size_t>(bytes) > size_ - pos_) FailPickle("ends inside an opcode");
   uint64_t v = 0;
   for (int i = 0; i < bytes; i++) v |= static_cast<uint64_t>(data_[pos_ + i]) << (8 * i);
   pos_ += bytes;
@@ -104,7 +104,7 @@ uint64_t PickleReader::Uint(int bytes) {
 
 std::string PickleReader::Line() {
   const void* nl = std::memchr(data_ + pos_, '\n', size_ - pos_);
-  if (nl == nullptr) Fail("ends inside an opcode");
+  if (nl == nullptr) FailPickle("ends inside an opcode");
   const size_t end = static_cast<const uint8_t*>(nl) - data_;
   std::string s(reinterpret_cast<const char*>(data_ + pos_), end - pos_);
   pos_ = end + 1;
@@ -112,7 +112,7 @@ std::string PickleReader::Line() {
 }
 
 std::string PickleReader::Bytes(uint64_t n) {
-  if (n > size_ - pos_) Fail("has a string of " + std::to_string(n) + " bytes beyond its end");
+  if (n > size_ - pos_) FailPickle("has a string of " + std::to_string(n) + " bytes beyond its end");
   std::string s(reinterpret_cast<const char*>(data_ + pos_), static_cast<size_t>(n));
   pos_ += static_cast<size_t>(n);
   return s;
@@ -124,7 +124,7 @@ uint64_t PickleReader::MemoIndex(uint8_t op) {
     const std::string s = Line();
     char* end = nullptr;
     const uint64_t id = std::strtoull(s.c_str(), &end, 10);
-    if (s.empty() || *end != '\0') Fail("has a memo index that is not a number");
+    if (s.empty() || *end != '\0') FailPickle("has a memo index that is not a number");
     return id;
   }
   return Uint(op == 'q' || op == 'h' ? 1 : 4);
@@ -159,18 +159,18 @@ Value* PickleReader::GlobalValue(const std::string& module, const std::string& n
 Value* PickleReader::PersistentLoad(Value* pid) {
   if (pid->kind != Kind::Tuple || pid->items.size() < 5 || pid->items.size() > 6 || pid->items[0]->kind != Kind::Str ||
       pid->items[0]->s != "storage") {
-    Fail("has a persistent id that is not a torch.save storage");
+    FailPickle("has a persistent id that is not a torch.save storage");
   }
   Value* type = pid->items[1];
   Value* key = pid->items[2];
   Value* numel = pid->items[4];
-  if (type->kind != Kind::Global || type->global != Global::StorageType) Fail("names a storage of no storage type");
-  if (key->kind != Kind::Str || key->s.empty() || key->s.size() > 64) Fail("names a storage without a valid key");
-  if (numel->kind != Kind::Int || numel->i < 0) Fail("gives storage " + key->s + " a negative size");
-  if (pid->items.size() == 6 && pid->items[5]->kind != Kind::None) Fail("uses storage views (torch < 0.4), which are not read");
+  if (type->kind != Kind::Global || type->global != Global::StorageType) FailPickle("names a storage of no storage type");
+  if (key->kind != Kind::Str || key->s.empty() || key->s.size() > 64) FailPickle("names a storage without a valid key");
+  if (numel->kind != Kind::Int || numel->i < 0) FailPickle("gives storage " + key->s + " a negative size");
+  if (pid->items.size() == 6 && pid->items[5]->kind != Kind::None) FailPickle("uses storage views (torch < 0.4), which are not read");
   auto found = storages_.find(key->s);
   if (found != storages_.end()) {
-    if (found->second->dtype != type->dtype || found->second->i != numel->i) Fail("gives storage " + key->s + " two types or sizes");
+    if (found->second->dtype != type->dtype || found->second->i != numel->i) FailPickle("gives storage " + key->s + " two types or sizes");
     return found->second;
   }
   Value* s = New(Kind::Storage);
@@ -185,24 +185,24 @@ Value* PickleReader::PersistentLoad(Value* pid) {
 // _rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks[, metadata]) and
 // _rebuild_tensor(storage, offset, size, stride): a view of the storage, checked to lie in it.
 Value* PickleReader::RebuildTensor(const std::vector<Value*>& args, const char* fn) {
-  if (args.size() < 4) Fail("calls " + std::string(fn) + " with " + std::to_string(args.size()) + " arguments");
+  if (args.size() < 4) FailPickle("calls " + std::string(fn) + " with " + std::to_string(args.size()) + " arguments");
   Value* storage = args[0];
-  if (storage->kind != Kind::Storage) Fail("calls " + std::string(fn) + " on " + KindName(storage->kind) + ", not a storage");
+  if (storage->kind != Kind::Storage) FailPickle("calls " + std::string(fn) + " on " + KindName(storage->kind) + ", not a storage");
   auto ints = [&](Value* v, const char* what) {
-    if (v->kind != Kind::Tuple && v->kind != Kind::List) Fail("gives a tensor a " + std::string(what) + " that is not a tuple");
-    if (v->items.size() > kMaxDims) Fail("gives a tensor more than " + std::to_string(kMaxDims) + " dimensions");
+    if (v->kind != Kind::Tuple && v->kind != Kind::List) FailPickle("gives a tensor a " + std::string(what) + " that is not a tuple");
+    if (v->items.size() > kMaxDims) FailPickle("gives a tensor more than " + std::to_string(kMaxDims) + " dimensions");
     std::vector<int64_t> out;
     for (Value* x : v->items) {
-      if (x->kind != Kind::Int || x->i < 0) Fail("gives a tensor a " + std::string(what) + " that is not a tuple of non-negative ints");
+      if (x->kind != Kind::Int || x->i < 0) FailPickle("gives a tensor a " + std::string(what) + " that is not a tuple of non-negative ints");
       out.push_back(x->i);
     }
     return out;
   };
-  if (args[1]->kind != Kind::Int || args[1]->i < 0) Fail("gives a tensor a storage offset that is not a non-negative int");
+  if (args[1]->kind != Kind::Int || args[1]->i < 0) FailPickle("gives a tensor a storage offset that is not a non-negative int");
   const int64_t offset = args[1]->i;
   const std::vector<int64_t> size = ints(args[2], "size");
   const std::vector<int64_t> stride = ints(args[3], "stride");
-  if (size.size() != stride.size()) Fail("gives a tensor " + std::to_string(size.size()) + " sizes and " + std::to_string(stride.size()) + " strides");
+  if (size.size() != stride.size()) FailPickle("gives a tensor " + std::to_string(size.size()) + " sizes and " + std::to_string(stride.size()) + " strides");
   // The last element the view reaches must be inside the storage; 128-bit so nothing overflows.
   bool empty = false;
   __int128 last = offset;
@@ -211,28 +211,28 @@ Value* PickleReader::RebuildTensor(const std::vector<Value*>& args, const char* 
     last += static_cast<__int128>(size[d] > 0 ? size[d] - 1 : 0) * stride[d];
   }
   if (!empty && last >= storage->i) {
-    Fail("gives a tensor of size [" + c10::Join(", ", size) + "], stride [" + c10::Join(", ", stride) + "] and offset " +
+    FailPickle("gives a tensor of size [" + c10::Join(", ", size) + "], stride [" + c10::Join(", ", stride) + "] and offset " +
          std::to_string(offset) + " beyond its storage of " + std::to_string(storage->i) + " elements");
   }
-  if (empty && offset > storage->i) Fail("gives an empty tensor an offset beyond its storage");
+  if (empty && offset > storage->i) FailPickle("gives an empty tensor an offset beyond its storage");
   Value* t = New(Kind::Tensor);
   if (storage->tensor.defined()) t->tensor = storage->tensor.as_strided(size, stride, offset);
   return t;
 }
 
 void PickleReader::Reduce(Value* callable, Value* args) {
-  if (callable->kind != Kind::Global) Fail("calls " + std::string(KindName(callable->kind)) + ", which is not callable");
-  if (args->kind != Kind::Tuple) Fail("calls a global with arguments that are not a tuple");
+  if (callable->kind != Kind::Global) FailPickle("calls " + std::string(KindName(callable->kind)) + ", which is not callable");
+  if (args->kind != Kind::Tuple) FailPickle("calls a global with arguments that are not a tuple");
   switch (callable->global) {
     case Global::OrderedDict: {
       Value* d = New(Kind::Dict);
       if (args->items.size() == 1 && args->items[0]->kind == Kind::List) {
         for (Value* pair : args->items[0]->items) {
-          if ((pair->kind != Kind::Tuple && pair->kind != Kind::List) || pair->items.size() != 2) Fail("builds an OrderedDict from items that are not pairs");
+          if ((pair->kind != Kind::Tuple && pair->kind != Kind::List) || pair->items.size() != 2) FailPickle("builds an OrderedDict from items that are not pairs");
           d->entries.emplace_back(pair->items[0], pair->items[1]);
         }
       } else if (!args->items.empty()) {
-        Fail("builds an OrderedDict from " + std::to_string(args->items.size()) + " arguments");
+        FailPickle("builds an OrderedDict from " + std::to_string(args->items.size()) + " arguments");
       }
       Push(d);
       return;
@@ -244,11 +244,11 @@ void PickleReader::Reduce(Value* callable, Value* args) {
       Push(RebuildTensor(args->items, "_rebuild_tensor"));
       return;
     case Global::RebuildParameter:
-      if (args->items.empty() || args->items[0]->kind != Kind::Tensor) Fail("calls _rebuild_parameter without a tensor");
+      if (args->items.empty() || args->items[0]->kind != Kind::Tensor) FailPickle("calls _rebuild_parameter without a tensor");
       Push(args->items[0]);
       return;
     case Global::StorageType:
-      Fail("constructs a storage directly, which torch.save never writes");
+      FailPickle("constructs a storage directly, which torch.save never writes");
   }
 }
 
@@ -263,11 +263,11 @@ Value* PickleReader::Load() {
         Uint(8);
         break;
       case '.': {  // STOP
-        if (stack_.empty()) Fail("stops with an empty stack");
+        if (stack_.empty()) FailPickle("stops with an empty stack");
         return stack_.back();
       }
       case '(':
-        if (marks_.size() >= kMaxStack) Fail("has too many MARKs");
+        if (marks_.size() >= kMaxStack) FailPickle("has too many MARKs");
         marks_.push_back(stack_.size());
         break;
       case '0':
@@ -302,8 +302,8 @@ Value* PickleReader::Load() {
       }
       case 0x8a: case 0x8b: {  // LONG1, LONG4: little-endian two's complement
         const uint64_t n = Uint(op == 0x8a ? 1 : 4);
-        if (n > 8) Fail("has an integer of " + std::to_string(n) + " bytes, beyond 64 bits");
-        if (n > size_ - pos_) Fail("ends inside an opcode");
+        if (n > 8) FailPickle("has an integer of " + std::to_string(n) + " bytes, beyond 64 bits");
+        if (n > size_ - pos_) FailPickle("ends inside an opcode");
         uint64_t u = Uint(static_cast<int>(n));
         if (n > 0 && n < 8 && (u >> (8 * n - 1)) & 1) u |= ~uint64_t{0} << (8 * n);  // sign-extend
         Value* v = New(Kind::Int);
@@ -321,14 +321,14 @@ Value* PickleReader::Load() {
         char* end = nullptr;
         errno = 0;
         const long long x = std::strtoll(s.c_str(), &end, 10);
-        if (s.empty() || *end != '\0' || errno != 0) Fail("has an integer that is not a 64-bit decimal");
+        if (s.empty() || *end != '\0' || errno != 0) FailPickle("has an integer that is not a 64-bit decimal");
         Value* v = New(Kind::Int);
         v->i = x;
         Push(v);
         break;
       }
       case 'G': {  // BINFLOAT: big-endian double
-        if (8 > size_ - pos_) Fail("ends inside an opcode");
+        if (8 > size_ - pos_) FailPickle("ends inside an opcode");
         uint64_t u = 0;
         for (int i = 0; i < 8; i++) u = (u << 8) | data_[pos_ + i];
         pos_ += 8;
@@ -342,14 +342,14 @@ Value* PickleReader::Load() {
         char* end = nullptr;
         Value* v = New(Kind::Float);
         v->f = std::strtod(s.c_str(), &end);
-        if (s.empty() || *end != '\0') Fail("has a float that is not a number");
+        if (s.empty() || *end != '\0') FailPickle("has a float that is not a number");
         Push(v);
         break;
       }
       case 'X': case 0x8c: case 0x8d: case 'T': case 'U': case 'B': case 'C': case 0x8e: case 0x96: {
         const int width = op == 0x8c || op == 'U' || op == 'C' ? 1 : op == 0x8d || op == 0x8e || op == 0x96 ? 8 : 4;
         uint64_t n = Uint(width);
-        if (op == 'T' && n > 0x7FFFFFFF) Fail("has a string of negative length");
+        if (op == 'T' && n > 0x7FFFFFFF) FailPickle("has a string of negative length");
         Value* v = New(op == 'X' || op == 0x8c || op == 0x8d || op == 'T' || op == 'U' ? Kind::Str : Kind::Bytes);
         v->s = Bytes(n);
         Push(v);
@@ -393,14 +393,14 @@ Value* PickleReader::Load() {
       case 'a': {
         Value* x = Pop();
         Value* list = Top();
-        if (list->kind != Kind::List) Fail("appends to " + std::string(KindName(list->kind)));
+        if (list->kind != Kind::List) FailPickle("appends to " + std::string(KindName(list->kind)));
         list->items.push_back(x);
         break;
       }
       case 'e': case 0x90: {  // APPENDS, ADDITEMS
         auto items = PopToMark();
         Value* list = Top();
-        if (list->kind != Kind::List) Fail("appends to " + std::string(KindName(list->kind)));
+        if (list->kind != Kind::List) FailPickle("appends to " + std::string(KindName(list->kind)));
         list->items.insert(list->items.end(), items.begin(), items.end());
         break;
       }
@@ -409,9 +409,9 @@ Value* PickleReader::Load() {
         break;
       case 'd': case 'u': {
         auto items = PopToMark();
-        if (items.size() % 2 != 0) Fail("sets a dict item without a value");
+        if (items.size() % 2 != 0) FailPickle("sets a dict item without a value");
         Value* d = op == 'd' ? New(Kind::Dict) : Top();
-        if (d->kind != Kind::Dict) Fail("sets items of " + std::string(KindName(d->kind)));
+        if (d->kind != Kind::Dict) FailPickle("sets items of " + std::string(KindName(d->kind)));
         for (size_t i = 0; i < items.size(); i += 2) d->entries.emplace_back(items[i], items[i + 1]);
         if (op == 'd') Push(d);
         break;
@@ -420,7 +420,7 @@ Value* PickleReader::Load() {
         Value* v = Pop();
         Value* k = Pop();
         Value* d = Top();
-        if (d->kind != Kind::Dict) Fail("sets an item of " + std::string(KindName(d->kind)));
+        if (d->kind != Kind::Dict) FailPickle("sets an item of " + std::string(KindName(d->kind)));
         d->entries.emplace_back(k, v);
         break;
       }
@@ -433,7 +433,7 @@ Value* PickleReader::Load() {
       case 0x93: {  // STACK_GLOBAL
         Value* name = Pop();
         Value* module = Pop();
-        if (name->kind != Kind::Str || module->kind != Kind::Str) Fail("names a global with values that are not strings");
+        if (name->kind != Kind::Str || module->kind != Kind::Str) FailPickle("names a global with values that are not strings");
         Push(GlobalValue(module->s, name->s));
         break;
       }
@@ -441,7 +441,7 @@ Value* PickleReader::Load() {
         std::string module = Line();
         std::string name = Line();
         GlobalValue(module, name);
-        Fail("instantiates " + module + "." + name + " with INST");
+        FailPickle("instantiates " + module + "." + name + " with INST");
       }
       case 'R': {
         Value* args = Pop();
@@ -452,7 +452,7 @@ Value* PickleReader::Load() {
       case 0x81: {  // NEWOBJ: cls.__new__(cls, *args); only OrderedDict can be an allowed class
         Value* args = Pop();
         Value* cls = Pop();
-        if (cls->kind != Kind::Global || cls->global != Global::OrderedDict || args->kind != Kind::Tuple) Fail("creates an object that is not an OrderedDict");
+        if (cls->kind != Kind::Global || cls->global != Global::OrderedDict || args->kind != Kind::Tuple) FailPickle("creates an object that is not an OrderedDict");
         Push(New(Kind::Dict));
         break;
       }
@@ -460,7 +460,7 @@ Value* PickleReader::Load() {
         Value* state = Pop();
         (void)state;
         Value* target = Top();
-        if (target->kind != Kind::Dict && target->kind != Kind::Tensor) Fail("sets the state of " + std::string(KindName(target->kind)));
+        if (target->kind != Kind::Dict && target->kind != Kind::Tensor) FailPickle("sets the state of " + std::string(KindName(target->kind)));
         break;
       }
       case 'Q': {  // BINPERSID
@@ -470,28 +470,28 @@ Value* PickleReader::Load() {
       }
       case 'p': case 'q': case 'r': case 0x94: {  // PUT, BINPUT, LONG_BINPUT, MEMOIZE
         const uint64_t id = op == 0x94 ? memo_.size() : MemoIndex(op);
-        if (memo_.size() >= kMaxValues && memo_.count(id) == 0) Fail("memoizes more than " + std::to_string(kMaxValues) + " values");
+        if (memo_.size() >= kMaxValues && memo_.count(id) == 0) FailPickle("memoizes more than " + std::to_string(kMaxValues) + " values");
         memo_[id] = Top();
         break;
       }
       case 'g': case 'h': case 'j': {  // GET, BINGET, LONG_BINGET
         const uint64_t id = MemoIndex(op);
         auto it = memo_.find(id);
-        if (it == memo_.end()) Fail("gets memo " + std::to_string(id) + ", which was never set");
+        if (it == memo_.end()) FailPickle("gets memo " + std::to_string(id) + ", which was never set");
         Push(it->second);
         break;
       }
       case 'o': case 0x92:
-        Fail("creates an object of a class (OBJ or NEWOBJ_EX), which a state dict never holds");
+        FailPickle("creates an object of a class (OBJ or NEWOBJ_EX), which a state dict never holds");
       case 0x82: case 0x83: case 0x84:
-        Fail("names a global through the extension registry (EXT), which is not read");
+        FailPickle("names a global through the extension registry (EXT), which is not read");
       case 'P': case 0x97: case 0x98:
-        Fail("uses an opcode torch.save never writes (" + std::to_string(op) + ")");
+        FailPickle("uses an opcode torch.save never writes (" + std::to_string(op) + ")");
       default:
-        Fail("has an unknown opcode " + std::to_string(op) + " at byte " + std::to_string(pos_ - 1));
+        FailPickle("has an unknown opcode " + std::to_string(op) + " at byte " + std::to_string(pos_ - 1));
     }
   }
-  Fail("ends without a STOP");
+  FailPickle("ends without a STOP");
 }
 
 }  // namespace gd::checkpoints

@@ -25,7 +25,7 @@ uint16_t U16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)
 uint32_t U32(const uint8_t* p) { return static_cast<uint32_t>(U16(p)) | (static_cast<uint32_t>(U16(p + 2)) << 16); }
 uint64_t U64(const uint8_t* p) { return static_cast<uint64_t>(U32(p)) | (static_cast<uint64_t>(U32(p + 4)) << 32); }
 
-[[noreturn]] void Fail(const std::string& what) { throw CheckpointError(what); }
+[[noreturn]] void FailZip(const std::string& what) { throw CheckpointError(what); }
 
 }  // namespace
 
@@ -47,21 +47,21 @@ bool ZipArchive::ReadAt(uint64_t offset, uint64_t n, void* out) const {
 
 ZipArchive::ZipArchive(const std::string& path) {
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) Fail("it cannot be read");
+  if (fd_ < 0) FailZip("it cannot be read");
   const off_t end = ::lseek(fd_, 0, SEEK_END);
   if (end < 0) {
     ::close(fd_);
-    Fail("it cannot be read");
+    FailZip("it cannot be read");
   }
   file_size_ = static_cast<uint64_t>(end);
   try {
     uint8_t head[4];
-    if (!ReadAt(0, 4, head) || !LooksLikeZip(head, 4) || file_size_ < 22) Fail(kNotZip);
+    if (!ReadAt(0, 4, head) || !LooksLikeZip(head, 4) || file_size_ < 22) FailZip(kNotZip);
 
     // The end-of-central-directory record (and its zip64 form), found as a zip reader does.
     const uint64_t tail = std::min<uint64_t>(file_size_, 22 + 0xFFFF);
     std::vector<uint8_t> buf(tail);
-    if (!ReadAt(file_size_ - tail, tail, buf.data())) Fail(kNotZip);
+    if (!ReadAt(file_size_ - tail, tail, buf.data())) FailZip(kNotZip);
     uint64_t entries = 0, dir_size = 0, dir_offset = 0, dir_end = 0;
     bool found = false;
     for (uint64_t i = tail - 22 + 1; i-- > 0 && !found;) {
@@ -77,27 +77,27 @@ ZipArchive::ZipArchive(const std::string& path) {
       if (eocd >= 20 && ReadAt(eocd - 20, 20, loc) && U32(loc) == kEnd64Locator) {
         const uint64_t at = U64(loc + 8);
         uint8_t rec[56];
-        if (at > eocd || !ReadAt(at, 56, rec) || U32(rec) != kEnd64) Fail(kNotZip);
+        if (at > eocd || !ReadAt(at, 56, rec) || U32(rec) != kEnd64) FailZip(kNotZip);
         entries = U64(rec + 32);
         dir_size = U64(rec + 40);
         dir_offset = U64(rec + 48);
         dir_end = at;
       }
     }
-    if (!found || dir_offset > dir_end || dir_size > dir_end - dir_offset) Fail(kNotZip);
+    if (!found || dir_offset > dir_end || dir_size > dir_end - dir_offset) FailZip(kNotZip);
     // Each central record takes at least 46 bytes: a count beyond that is a lie.
-    if (entries > dir_size / 46) Fail(kNotZip);
+    if (entries > dir_size / 46) FailZip(kNotZip);
     std::vector<uint8_t> cd(dir_size);
-    if (!ReadAt(dir_offset, dir_size, cd.data())) Fail(kNotZip);
+    if (!ReadAt(dir_offset, dir_size, cd.data())) FailZip(kNotZip);
 
     uint64_t pos = 0;
     entries_.reserve(entries);
     for (uint64_t i = 0; i < entries; i++) {
-      if (pos + 46 > cd.size() || U32(cd.data() + pos) != kCentralHeader) Fail(kNotZip);
+      if (pos + 46 > cd.size() || U32(cd.data() + pos) != kCentralHeader) FailZip(kNotZip);
       const uint8_t* e = cd.data() + pos;
       const uint64_t name_len = U16(e + 28), extra_len = U16(e + 30), comment_len = U16(e + 32);
       const uint64_t next = pos + 46 + name_len + extra_len + comment_len;
-      if (next > cd.size()) Fail(kNotZip);
+      if (next > cd.size()) FailZip(kNotZip);
       ZipEntry entry;
       entry.name.assign(reinterpret_cast<const char*>(e + 46), name_len);
       entry.method = U16(e + 10);
@@ -108,12 +108,12 @@ ZipArchive::ZipArchive(const std::string& path) {
       // Zip64: the fields set to 0xFFFFFFFF are in the extra field, in this order.
       for (uint64_t x = 46 + name_len; x + 4 <= 46 + name_len + extra_len;) {
         const uint16_t id = U16(e + x), len = U16(e + x + 2);
-        if (x + 4 + len > 46 + name_len + extra_len) Fail(kNotZip);
+        if (x + 4 + len > 46 + name_len + extra_len) FailZip(kNotZip);
         if (id == 0x0001) {
           uint64_t at = x + 4;
           auto take = [&](uint64_t& field) {
             if (field != 0xFFFFFFFFu) return;
-            if (at + 8 > x + 4 + len) Fail(kNotZip);
+            if (at + 8 > x + 4 + len) FailZip(kNotZip);
             field = U64(e + at);
             at += 8;
           };
@@ -124,14 +124,14 @@ ZipArchive::ZipArchive(const std::string& path) {
         x += 4 + len;
       }
       uint8_t lh[30];
-      if (!ReadAt(local, 30, lh) || U32(lh) != kLocalHeader) Fail(kNotZip);
+      if (!ReadAt(local, 30, lh) || U32(lh) != kLocalHeader) FailZip(kNotZip);
       entry.data_offset = local + 30 + U16(lh + 26) + U16(lh + 28);
-      if (entry.data_offset > dir_offset || entry.compressed > dir_offset - entry.data_offset) Fail(kNotZip);
+      if (entry.data_offset > dir_offset || entry.compressed > dir_offset - entry.data_offset) FailZip(kNotZip);
       // Sizes are what a reader allocates: a stored entry's two sizes agree, a deflated one's
       // cannot exceed what deflate can expand to.
-      if (entry.method == 0 && entry.compressed != entry.size) Fail("its zip entry " + entry.name + " is stored with two different sizes");
+      if (entry.method == 0 && entry.compressed != entry.size) FailZip("its zip entry " + entry.name + " is stored with two different sizes");
       if (entry.method == 8 && entry.size > entry.compressed * kMaxDeflateRatio + 1024) {
-        Fail("its zip entry " + entry.name + " claims " + std::to_string(entry.size) + " bytes from " +
+        FailZip("its zip entry " + entry.name + " claims " + std::to_string(entry.size) + " bytes from " +
              std::to_string(entry.compressed) + " compressed, more than deflate can give");
       }
       index_.emplace(entry.name, entries_.size());
@@ -155,10 +155,10 @@ const ZipEntry* ZipArchive::Find(const std::string& name) const {
 
 void ZipArchive::Read(const ZipEntry& entry, void* out) const {
   if (entry.method == 0) {
-    if (!ReadAt(entry.data_offset, entry.size, out)) Fail(kNotZip);
+    if (!ReadAt(entry.data_offset, entry.size, out)) FailZip(kNotZip);
   } else if (entry.method == 8) {
     z_stream s{};
-    if (inflateInit2(&s, -MAX_WBITS) != Z_OK) Fail("zlib could not start");
+    if (inflateInit2(&s, -MAX_WBITS) != Z_OK) FailZip("zlib could not start");
     std::vector<uint8_t> in(static_cast<size_t>(std::min<uint64_t>(entry.compressed, 1u << 20)));
     uint64_t read = 0;
     s.next_out = static_cast<Bytef*>(out);
@@ -179,9 +179,9 @@ void ZipArchive::Read(const ZipEntry& entry, void* out) const {
       if (rc != Z_OK && rc != Z_STREAM_END) break;
     }
     inflateEnd(&s);
-    if (rc != Z_STREAM_END || out_left != 0) Fail("its zip entry " + entry.name + " does not inflate to its " + std::to_string(entry.size) + " bytes");
+    if (rc != Z_STREAM_END || out_left != 0) FailZip("its zip entry " + entry.name + " does not inflate to its " + std::to_string(entry.size) + " bytes");
   } else {
-    Fail("its zip entry " + entry.name + " uses compression method " + std::to_string(entry.method) + ", which torch.save never writes");
+    FailZip("its zip entry " + entry.name + " uses compression method " + std::to_string(entry.method) + ", which torch.save never writes");
   }
   // crc32 takes a 32-bit length: feed it in chunks.
   uLong crc = crc32(0L, Z_NULL, 0);
@@ -191,7 +191,7 @@ void ZipArchive::Read(const ZipEntry& entry, void* out) const {
     crc = crc32(crc, p + done, n);
     done += n;
   }
-  if (static_cast<uint32_t>(crc) != entry.crc) Fail("its zip entry " + entry.name + " fails its CRC check (the file is damaged)");
+  if (static_cast<uint32_t>(crc) != entry.crc) FailZip("its zip entry " + entry.name + " fails its CRC check (the file is damaged)");
 }
 
 std::vector<uint8_t> ZipArchive::Read(const ZipEntry& entry) const {

@@ -6,8 +6,6 @@ namespace gd::js {
 
 namespace {
 
-const at::Tensor& Self(const Napi::CallbackInfo& info) { return TensorWrap::From(info.This(), "this"); }
-
 // Sizes given either as one array or as separate arguments: view([2, 3]) or view(2, 3).
 std::vector<int64_t> VarDims(const Napi::CallbackInfo& info, const char* name, size_t from = 0) {
   if (info.Length() > from && info[from].IsArray()) return ToDims(info[from], name);
@@ -24,7 +22,7 @@ bool KeepDim(const Napi::Value& v) { return IsMissing(v) ? false : ToBool(v, "ke
 #define GD_UNARY(NAME, EXPR)                                \
   Napi::Value NAME(const Napi::CallbackInfo& info) {        \
     GD_GUARD(info.Env(), {                                  \
-      const at::Tensor& t = Self(info);                     \
+      const at::Tensor& t = ThisTensor(info);                     \
       return TensorWrap::Wrap(info.Env(), EXPR);            \
     })                                                      \
   }
@@ -54,7 +52,7 @@ GD_UNARY(T, t.t())
 #define GD_BINARY(NAME, METHOD)                                                          \
   Napi::Value NAME(const Napi::CallbackInfo& info) {                                     \
     GD_GUARD(info.Env(), {                                                               \
-      const at::Tensor& t = Self(info);                                                  \
+      const at::Tensor& t = ThisTensor(info);                                                  \
       Operand o = ToOperand(info[0], "other");                                           \
       return TensorWrap::Wrap(info.Env(), o.is_tensor ? t.METHOD(o.tensor) : t.METHOD(o.scalar)); \
     })                                                                                   \
@@ -75,26 +73,26 @@ GD_BINARY(Ge, ge)
 
 Napi::Value Maximum(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    const at::Tensor& t = Self(info);
+    const at::Tensor& t = ThisTensor(info);
     return TensorWrap::Wrap(info.Env(), at::maximum(t, OperandTensor(ToOperand(info[0], "other"), t)));
   })
 }
 
 Napi::Value Minimum(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    const at::Tensor& t = Self(info);
+    const at::Tensor& t = ThisTensor(info);
     return TensorWrap::Wrap(info.Env(), at::minimum(t, OperandTensor(ToOperand(info[0], "other"), t)));
   })
 }
 
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
-  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), Self(info).matmul(TensorWrap::From(info[0], "other"))); })
+  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), ThisTensor(info).matmul(TensorWrap::From(info[0], "other"))); })
 }
 
 // x.where(condition, other): x where condition holds, else other (as PyTorch's Tensor.where).
 Napi::Value Where(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    const at::Tensor& t = Self(info);
+    const at::Tensor& t = ThisTensor(info);
     const at::Tensor& cond = TensorWrap::From(info[0], "condition");
     return TensorWrap::Wrap(info.Env(), at::where(cond, t, OperandTensor(ToOperand(info[1], "other"), t)));
   })
@@ -106,14 +104,14 @@ Napi::Value Clamp(const Napi::CallbackInfo& info) {
     if (!IsMissing(info[0])) lo = ToScalar(info[0], "min");
     if (!IsMissing(info[1])) hi = ToScalar(info[1], "max");
     if (!lo && !hi) ThrowType(info.Env(), "clamp() needs at least one of min and max");
-    return TensorWrap::Wrap(info.Env(), Self(info).clamp(lo, hi));
+    return TensorWrap::Wrap(info.Env(), ThisTensor(info).clamp(lo, hi));
   })
 }
 
 #define GD_REDUCE(NAME, ALL, DIMS)                                         \
   Napi::Value NAME(const Napi::CallbackInfo& info) {                       \
     GD_GUARD(info.Env(), {                                                 \
-      const at::Tensor& t = Self(info);                                    \
+      const at::Tensor& t = ThisTensor(info);                                    \
       if (IsMissing(info[0])) return TensorWrap::Wrap(info.Env(), ALL);    \
       std::vector<int64_t> dims = ToDims(info[0], "dim");                  \
       bool keepdim = KeepDim(info[1]);                                     \
@@ -138,7 +136,7 @@ int64_t OneDim(const Napi::Value& v) {
 // max(dim?, keepdim?) -> values (use argmax for indices)
 Napi::Value Max(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    const at::Tensor& t = Self(info);
+    const at::Tensor& t = ThisTensor(info);
     if (IsMissing(info[0])) return TensorWrap::Wrap(info.Env(), t.max());
     return TensorWrap::Wrap(info.Env(), std::get<0>(t.max(OneDim(info[0]), KeepDim(info[1]))));
   })
@@ -146,7 +144,7 @@ Napi::Value Max(const Napi::CallbackInfo& info) {
 
 Napi::Value Min(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    const at::Tensor& t = Self(info);
+    const at::Tensor& t = ThisTensor(info);
     if (IsMissing(info[0])) return TensorWrap::Wrap(info.Env(), t.min());
     return TensorWrap::Wrap(info.Env(), std::get<0>(t.min(OneDim(info[0]), KeepDim(info[1]))));
   })
@@ -154,7 +152,7 @@ Napi::Value Min(const Napi::CallbackInfo& info) {
 
 Napi::Value Argmax(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    const at::Tensor& t = Self(info);
+    const at::Tensor& t = ThisTensor(info);
     std::optional<int64_t> dim;
     if (!IsMissing(info[0])) dim = OneDim(info[0]);
     return TensorWrap::Wrap(info.Env(), t.argmax(dim, KeepDim(info[1])));
@@ -163,7 +161,7 @@ Napi::Value Argmax(const Napi::CallbackInfo& info) {
 
 Napi::Value Argmin(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    const at::Tensor& t = Self(info);
+    const at::Tensor& t = ThisTensor(info);
     std::optional<int64_t> dim;
     if (!IsMissing(info[0])) dim = OneDim(info[0]);
     return TensorWrap::Wrap(info.Env(), t.argmin(dim, KeepDim(info[1])));
@@ -174,7 +172,7 @@ Napi::Value Argmin(const Napi::CallbackInfo& info) {
 #define GD_MOMENT(NAME, FN)                                                       \
   Napi::Value NAME(const Napi::CallbackInfo& info) {                              \
     GD_GUARD(info.Env(), {                                                        \
-      const at::Tensor& t = Self(info);                                           \
+      const at::Tensor& t = ThisTensor(info);                                           \
       std::optional<at::IntArrayRef> dims;                                        \
       std::vector<int64_t> d;                                                     \
       if (!IsMissing(info[0])) {                                                  \
@@ -190,36 +188,36 @@ GD_MOMENT(Std, std)
 GD_MOMENT(Var, var)
 
 Napi::Value Softmax(const Napi::CallbackInfo& info) {
-  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), Self(info).softmax(ToInt(info[0], "dim"))); })
+  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), ThisTensor(info).softmax(ToInt(info[0], "dim"))); })
 }
 
 Napi::Value LogSoftmax(const Napi::CallbackInfo& info) {
-  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), Self(info).log_softmax(ToInt(info[0], "dim"))); })
+  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), ThisTensor(info).log_softmax(ToInt(info[0], "dim"))); })
 }
 
 Napi::Value View(const Napi::CallbackInfo& info) {
-  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), Self(info).view(VarDims(info, "shape"))); })
+  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), ThisTensor(info).view(VarDims(info, "shape"))); })
 }
 
 Napi::Value Reshape(const Napi::CallbackInfo& info) {
-  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), Self(info).reshape(VarDims(info, "shape"))); })
+  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), ThisTensor(info).reshape(VarDims(info, "shape"))); })
 }
 
 Napi::Value Permute(const Napi::CallbackInfo& info) {
-  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), Self(info).permute(VarDims(info, "dims"))); })
+  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), ThisTensor(info).permute(VarDims(info, "dims"))); })
 }
 
 Napi::Value Expand(const Napi::CallbackInfo& info) {
-  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), Self(info).expand(VarDims(info, "shape"))); })
+  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), ThisTensor(info).expand(VarDims(info, "shape"))); })
 }
 
 Napi::Value Repeat(const Napi::CallbackInfo& info) {
-  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), Self(info).repeat(VarDims(info, "repeats"))); })
+  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), ThisTensor(info).repeat(VarDims(info, "repeats"))); })
 }
 
 Napi::Value Transpose(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    return TensorWrap::Wrap(info.Env(), Self(info).transpose(ToInt(info[0], "dim0"), ToInt(info[1], "dim1")));
+    return TensorWrap::Wrap(info.Env(), ThisTensor(info).transpose(ToInt(info[0], "dim0"), ToInt(info[1], "dim1")));
   })
 }
 
@@ -227,20 +225,20 @@ Napi::Value Flatten(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
     int64_t start = IsMissing(info[0]) ? 0 : ToInt(info[0], "startDim");
     int64_t end = IsMissing(info[1]) ? -1 : ToInt(info[1], "endDim");
-    return TensorWrap::Wrap(info.Env(), Self(info).flatten(start, end));
+    return TensorWrap::Wrap(info.Env(), ThisTensor(info).flatten(start, end));
   })
 }
 
 Napi::Value Squeeze(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    const at::Tensor& t = Self(info);
+    const at::Tensor& t = ThisTensor(info);
     if (IsMissing(info[0])) return TensorWrap::Wrap(info.Env(), t.squeeze());
     return TensorWrap::Wrap(info.Env(), t.squeeze(ToInt(info[0], "dim")));
   })
 }
 
 Napi::Value Unsqueeze(const Napi::CallbackInfo& info) {
-  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), Self(info).unsqueeze(ToInt(info[0], "dim"))); })
+  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), ThisTensor(info).unsqueeze(ToInt(info[0], "dim"))); })
 }
 
 Napi::Value Chunk(const Napi::CallbackInfo& info) {
@@ -248,14 +246,14 @@ Napi::Value Chunk(const Napi::CallbackInfo& info) {
     int64_t chunks = ToInt(info[0], "chunks");
     if (chunks <= 0) ThrowRange(info.Env(), "Expected positive integer for chunks but received " + Describe(info[0]));
     int64_t dim = IsMissing(info[1]) ? 0 : ToInt(info[1], "dim");
-    return WrapList(info.Env(), Self(info).chunk(chunks, dim));
+    return WrapList(info.Env(), ThisTensor(info).chunk(chunks, dim));
   })
 }
 
 // split(size | sizes[], dim = 0)
 Napi::Value Split(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    const at::Tensor& t = Self(info);
+    const at::Tensor& t = ThisTensor(info);
     int64_t dim = IsMissing(info[1]) ? 0 : ToInt(info[1], "dim");
     if (info[0].IsArray()) return WrapList(info.Env(), t.split_with_sizes(ToShape(info[0], "sizes"), dim));
     int64_t size = ToInt(info[0], "splitSize");
@@ -266,7 +264,7 @@ Napi::Value Split(const Napi::CallbackInfo& info) {
 
 Napi::Value Narrow(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    return TensorWrap::Wrap(info.Env(), Self(info).narrow(ToInt(info[0], "dim"), ToInt(info[1], "start"),
+    return TensorWrap::Wrap(info.Env(), ThisTensor(info).narrow(ToInt(info[0], "dim"), ToInt(info[1], "start"),
                                                           ToNonNegativeInt(info[2], "length")));
   })
 }
@@ -279,26 +277,26 @@ Napi::Value Slice(const Napi::CallbackInfo& info) {
     if (!IsMissing(info[2])) end = ToInt(info[2], "end");
     int64_t step = IsMissing(info[3]) ? 1 : ToInt(info[3], "step");
     if (step <= 0) ThrowRange(info.Env(), "Expected positive integer for step but received " + Describe(info[3]));
-    return TensorWrap::Wrap(info.Env(), Self(info).slice(ToInt(info[0], "dim"), start, end, step));
+    return TensorWrap::Wrap(info.Env(), ThisTensor(info).slice(ToInt(info[0], "dim"), start, end, step));
   })
 }
 
 // select(dim, index), like x[:, i]
 Napi::Value Select(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    return TensorWrap::Wrap(info.Env(), Self(info).select(ToInt(info[0], "dim"), ToInt(info[1], "index")));
+    return TensorWrap::Wrap(info.Env(), ThisTensor(info).select(ToInt(info[0], "dim"), ToInt(info[1], "index")));
   })
 }
 
 Napi::Value IndexSelect(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    return TensorWrap::Wrap(info.Env(), Self(info).index_select(ToInt(info[0], "dim"), TensorWrap::From(info[1], "index")));
+    return TensorWrap::Wrap(info.Env(), ThisTensor(info).index_select(ToInt(info[0], "dim"), TensorWrap::From(info[1], "index")));
   })
 }
 
 Napi::Value Gather(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    return TensorWrap::Wrap(info.Env(), Self(info).gather(ToInt(info[0], "dim"), TensorWrap::From(info[1], "index")));
+    return TensorWrap::Wrap(info.Env(), ThisTensor(info).gather(ToInt(info[0], "dim"), TensorWrap::From(info[1], "index")));
   })
 }
 
@@ -318,13 +316,13 @@ Napi::Value Index(const Napi::CallbackInfo& info) {
         indices.push_back(TensorWrap::From(v, name.c_str()));
       }
     }
-    return TensorWrap::Wrap(info.Env(), Self(info).index(indices));
+    return TensorWrap::Wrap(info.Env(), ThisTensor(info).index(indices));
   })
 }
 
 Napi::Value MaskedFill(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    return TensorWrap::Wrap(info.Env(), Self(info).masked_fill(TensorWrap::From(info[0], "mask"), ToScalar(info[1], "value")));
+    return TensorWrap::Wrap(info.Env(), ThisTensor(info).masked_fill(TensorWrap::From(info[0], "mask"), ToScalar(info[1], "value")));
   })
 }
 

@@ -12,49 +12,47 @@ namespace {
 
 using PD = Napi::PropertyDescriptor;
 
-const at::Tensor& Self(const Napi::CallbackInfo& info) { return TensorWrap::From(info.This(), "this"); }
-
 Napi::Value Shape(const Napi::CallbackInfo& info) {
-  auto sizes = Self(info).sizes();
+  auto sizes = ThisTensor(info).sizes();
   auto arr = Napi::Array::New(info.Env(), sizes.size());
   for (size_t i = 0; i < sizes.size(); i++) arr.Set(static_cast<uint32_t>(i), Napi::Number::New(info.Env(), static_cast<double>(sizes[i])));
   return arr;
 }
 
 Napi::Value Dtype(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), DtypeName(Self(info).scalar_type()));
+  return Napi::String::New(info.Env(), DtypeName(ThisTensor(info).scalar_type()));
 }
 
 Napi::Value Device(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), DeviceName(Self(info).device()));
+  return Napi::String::New(info.Env(), DeviceName(ThisTensor(info).device()));
 }
 
-Napi::Value Numel(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(Self(info).numel())); }
-Napi::Value Ndim(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(Self(info).dim())); }
-Napi::Value RequiresGrad(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), Self(info).requires_grad()); }
+Napi::Value Numel(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(ThisTensor(info).numel())); }
+Napi::Value Ndim(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(ThisTensor(info).dim())); }
+Napi::Value RequiresGrad(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), ThisTensor(info).requires_grad()); }
 
 void SetRequiresGrad(const Napi::CallbackInfo& info) {
-  GD_GUARD(info.Env(), { Self(info).set_requires_grad(ToBool(info[0], "requiresGrad")); })
+  GD_GUARD(info.Env(), { ThisTensor(info).set_requires_grad(ToBool(info[0], "requiresGrad")); })
 }
 
 Napi::Value RequiresGradInPlace(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
     bool flag = IsMissing(info[0]) ? true : ToBool(info[0], "requiresGrad");
-    Self(info).set_requires_grad(flag);
+    ThisTensor(info).set_requires_grad(flag);
     return info.This();
   })
 }
 
 Napi::Value Grad(const Napi::CallbackInfo& info) {
-  GD_GUARD(info.Env(), { return TensorWrap::WrapOrNull(info.Env(), Self(info).grad()); })
+  GD_GUARD(info.Env(), { return TensorWrap::WrapOrNull(info.Env(), ThisTensor(info).grad()); })
 }
 
-Napi::Value IsLeaf(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), Self(info).is_leaf()); }
+Napi::Value IsLeaf(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), ThisTensor(info).is_leaf()); }
 
 // to('float64') | to('cuda') | to({dtype, device}) | to(otherTensor)
 Napi::Value To(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    const at::Tensor& t = Self(info);
+    const at::Tensor& t = ThisTensor(info);
     Napi::Env env = info.Env();
     Napi::Value arg = info[0];
     if (TensorWrap::IsTensor(arg)) {
@@ -80,27 +78,27 @@ Napi::Value To(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Cpu(const Napi::CallbackInfo& info) {
-  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), Self(info).cpu()); })
+  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), ThisTensor(info).cpu()); })
 }
 
 Napi::Value Cuda(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
     std::string dev = IsMissing(info[0]) ? "cuda" : ToString(info[0], "device");
-    return TensorWrap::Wrap(info.Env(), Self(info).to(ToDevice(info.Env(), dev)));
+    return TensorWrap::Wrap(info.Env(), ThisTensor(info).to(ToDevice(info.Env(), dev)));
   })
 }
 
 Napi::Value Clone(const Napi::CallbackInfo& info) {
-  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), Self(info).clone()); })
+  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), ThisTensor(info).clone()); })
 }
 
 Napi::Value Detach(const Napi::CallbackInfo& info) {
-  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), Self(info).detach()); })
+  GD_GUARD(info.Env(), { return TensorWrap::Wrap(info.Env(), ThisTensor(info).detach()); })
 }
 
 Napi::Value Item(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    const at::Tensor& t = Self(info);
+    const at::Tensor& t = ThisTensor(info);
     if (t.numel() != 1) {
       ThrowRange(info.Env(), "item() needs a tensor with exactly one element; this one has " + std::to_string(t.numel()));
     }
@@ -114,7 +112,7 @@ Napi::Value Item(const Napi::CallbackInfo& info) {
 Napi::Value Data(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
     Napi::Env env = info.Env();
-    at::Tensor t = Self(info).detach();
+    at::Tensor t = ThisTensor(info).detach();
     if (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16) t = t.to(at::kFloat);
     if (t.is_cuda()) t = to_host(t);
     const size_t n = static_cast<size_t>(t.numel());
@@ -137,7 +135,7 @@ Napi::Value Data(const Napi::CallbackInfo& info) {
 
 Napi::Value InPlaceBinary(const Napi::CallbackInfo& info, const char* name) {
   GD_GUARD(info.Env(), {
-    const at::Tensor& t = Self(info);
+    const at::Tensor& t = ThisTensor(info);
     Operand o = ToOperand(info[0], "other");
     std::string op(name);
     if (op == "add_") {
@@ -165,28 +163,28 @@ std::optional<at::Scalar> OptionalScalar(const Napi::Value& v, const char* name)
 
 Napi::Value ClampInPlace(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    Self(info).clamp_(OptionalScalar(info[0], "min"), OptionalScalar(info[1], "max"));
+    ThisTensor(info).clamp_(OptionalScalar(info[0], "min"), OptionalScalar(info[1], "max"));
     return info.This();
   })
 }
 
 Napi::Value ZeroInPlace(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    Self(info).zero_();
+    ThisTensor(info).zero_();
     return info.This();
   })
 }
 
 Napi::Value FillInPlace(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    Self(info).fill_(ToScalar(info[0], "value"));
+    ThisTensor(info).fill_(ToScalar(info[0], "value"));
     return info.This();
   })
 }
 
 Napi::Value CopyInPlace(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    Self(info).copy_(TensorWrap::From(info[0], "src"));
+    ThisTensor(info).copy_(TensorWrap::From(info[0], "src"));
     return info.This();
   })
 }
@@ -194,7 +192,7 @@ Napi::Value CopyInPlace(const Napi::CallbackInfo& info) {
 // backward(gradient?, {retainGraph, createGraph})
 Napi::Value Backward(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    const at::Tensor& t = Self(info);
+    const at::Tensor& t = ThisTensor(info);
     at::Tensor gradient;
     Napi::Value options = info[1];
     if (TensorWrap::IsTensor(info[0])) {

@@ -55,6 +55,9 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
 void InstallTensorProperties(Napi::Env env, Napi::Object prototype);
 void InstallTensorOps(Napi::Env env, Napi::Object prototype);
 
+// The tensor a Tensor.prototype method was called on (`this`).
+inline const at::Tensor& ThisTensor(const Napi::CallbackInfo& info) { return TensorWrap::From(info.This(), "this"); }
+
 // Defines prototype[name] as a native method.
 inline void SetMethod(Napi::Env env, Napi::Object prototype, const char* name, Napi::Value (*cb)(const Napi::CallbackInfo&)) {
   prototype.Set(name, Napi::Function::New(env, cb, name));
