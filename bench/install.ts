@@ -76,7 +76,9 @@ function cleanEnv(): NodeJS.ProcessEnv {
 
 async function install(tarball: string, work: string, kind: Kind, round: number, ccacheDir: string): Promise<Install> {
   const app = fs.mkdtempSync(path.join(work, `app-${kind.replace(/\W+/g, '-')}-${round}-`));
-  fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'gd-install-bench', version: '1.0.0', private: true }));
+  // npm 11 runs a dependency's install script only when the app allows it (older npm ignores allowScripts).
+  const pkg = { name: 'gd-install-bench', version: '1.0.0', private: true, allowScripts: { 'guided-diffusion': true } };
+  fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify(pkg));
   const env = cleanEnv();
   if (kind === 'cold, no ccache') env.CCACHE_DISABLE = '1';
   else env.CCACHE_DIR = ccacheDir;
@@ -84,7 +86,8 @@ async function install(tarball: string, work: string, kind: Kind, round: number,
   if (kind !== 'cold, no ccache') await sh('ccache', ['--dir', ccacheDir, '--zero-stats']);
   const loadBefore = load();
   const t0 = performance.now();
-  const code = await run('npm', ['install', '--no-audit', '--no-fund', '--foreground-scripts', tarball], app, env, log);
+  const npmArgs = ['install', '--no-audit', '--no-fund', '--foreground-scripts', tarball];
+  const code = await run('npm', npmArgs, app, env, log);
   const seconds = (performance.now() - t0) / 1000;
   const loadAfter = load();
   if (code !== 0) throw new Error(`npm install (${kind}, round ${round}) failed with exit code ${code}; see ${log}`);

@@ -91,7 +91,8 @@ function main() {
   }
   log(`building the addon against LibTorch from ${found.from}`);
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
-  const args = [cmakeJs, 'compile', '--out', process.env.GD_BUILD_DIR || 'build', ...found.defines];
+  const outDir = process.env.GD_BUILD_DIR || 'build';
+  const args = [cmakeJs, 'compile', '--out', outDir, ...found.defines];
   if (process.env.GD_DEBUG_BUILD) args.push('--debug');
   // GD_UNITY_BUILD=0: one object per source file, for incremental development builds.
   if (process.env.GD_UNITY_BUILD !== undefined) {
@@ -101,7 +102,20 @@ function main() {
   const r = spawnSync(process.execPath, args, {
     cwd: root, stdio: 'inherit', env: { ...process.env, ...ccacheEnv(), CMAKE_BUILD_PARALLEL_LEVEL: parallel },
   });
+  if (r.status === 0 && root.split(path.sep).includes('node_modules')) dropPrecompiledHeaders(path.resolve(root, outDir));
   process.exit(r.status === null ? 1 : r.status);
+}
+
+// Installed as a dependency (inside node_modules) the addon is not rebuilt file by file, so the
+// precompiled header (about 550 MB in the build folder) has done its work (ccache, where used,
+// keeps its own copy for the next install).
+function dropPrecompiledHeaders(buildDir) {
+  const dir = path.join(buildDir, 'CMakeFiles');
+  if (!fs.existsSync(dir)) return;
+  for (const target of fs.readdirSync(dir)) {
+    const gch = path.join(dir, target, 'cmake_pch.hxx.gch');
+    if (fs.existsSync(gch)) fs.rmSync(gch);
+  }
 }
 
 main();
