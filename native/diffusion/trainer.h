@@ -85,7 +85,7 @@ struct TrainOptions {
 };
 
 namespace detail {
-struct OptimizerSlot;  // the torch::optim optimizer, kept out of this header
+struct OptimizerSlot;  // the fused Adam/AdamW of diffusion/optim.h, kept out of this header
 }
 
 // Everything a run continues from. Copies share the same modules, generator and optimizer.
