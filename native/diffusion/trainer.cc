@@ -1,6 +1,7 @@
 #include "diffusion/trainer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/serialize/archive.h>
 
@@ -10,6 +11,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -77,6 +79,8 @@ void validate(const TrainOptions& o, const at::Tensor& data) {
     msg << "checkpointEvery needs a checkpointPath";
   else if (o.loss_window < 1) msg << "lossWindow must be >= 1; got " << o.loss_window;
   else if (o.max_timestep < -1) msg << "maxTimestep must be >= 0; got " << o.max_timestep;
+  else if (o.autocast && *o.autocast != at::kBFloat16 && *o.autocast != at::kHalf)
+    msg << "autocast must be bfloat16 or float16; got " << c10::toString(*o.autocast);
   else if (o.parallel.world_size < 1 || o.parallel.rank < 0 || o.parallel.rank >= o.parallel.world_size)
     msg << "rank " << o.parallel.rank << " is not in a world of " << o.parallel.world_size;
   else if (o.parallel.world_size > 1 && (!o.parallel.average || !o.parallel.broadcast))
@@ -105,6 +109,32 @@ EmaUpdate make_ema_update(const torch::jit::Module& model, const torch::jit::Mod
   return EmaUpdate(list(model.named_parameters(true)), list(ema.named_parameters(true)),
                    list(model.named_buffers(true)), list(ema.named_buffers(true)));
 }
+
+// Autocast on one device type while in scope (the setting is thread-local): the step's
+// forward runs in a lower precision; leaving the scope drops the cached casts of the weights,
+// which the next optimizer step changes.
+class StepAutocast {
+ public:
+  StepAutocast(at::DeviceType device, at::ScalarType dtype)
+      : device_(device), was_enabled_(at::autocast::is_autocast_enabled(device)),
+        was_dtype_(at::autocast::get_autocast_dtype(device)) {
+    at::autocast::set_autocast_enabled(device_, true);
+    at::autocast::set_autocast_dtype(device_, dtype);
+    at::autocast::increment_nesting();
+  }
+  ~StepAutocast() {
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(device_, was_enabled_);
+    at::autocast::set_autocast_dtype(device_, was_dtype_);
+  }
+  StepAutocast(const StepAutocast&) = delete;
+  StepAutocast& operator=(const StepAutocast&) = delete;
+
+ private:
+  at::DeviceType device_;
+  bool was_enabled_;
+  at::ScalarType was_dtype_;
+};
 
 // Restores the model's training flag however the run ends.
 class TrainModeGuard {
@@ -269,7 +299,12 @@ TrainResult run_loop(TrainState& state, const Schedule& schedule, const at::Tens
 
     optimizer.zero_grad();
     double accuracy = kNaN;
-    at::Tensor loss = loss_of(sched, b, gen, accuracy);
+    at::Tensor loss;
+    {
+      std::optional<StepAutocast> autocast;
+      if (o.autocast) autocast.emplace(device.type(), *o.autocast);
+      loss = loss_of(sched, b, gen, accuracy);
+    }
     double value = loss.item<double>();
     // Data parallel: every rank must reach the all-reduce, so the ranks check the averaged
     // loss (non-finite on all of them if on one) after backward.
