@@ -92,6 +92,8 @@ class Step:
         self.grad_clip = spec["gradClip"]
         self.ema_decay = spec["emaDecay"]
         self.gen = torch.Generator().manual_seed(spec["seed"])
+        # bfloat16 autocast of the forward (model and loss), as trainDiffusion's autocast option.
+        self.autocast = spec.get("autocast") == "bfloat16"
         # Python's best optimizer path on the CPU, as measured (bench/training.ts says which).
         kind = spec.get("adam", "fused")
         common = dict(lr=spec["lr"], betas=tuple(spec["betas"]), eps=spec["eps"])
@@ -127,7 +129,8 @@ class Step:
         x0 = self.data.index_select(0, idx)
         noise = torch.randn(x0.shape, generator=self.gen)
         self.opt.zero_grad(set_to_none=True)
-        loss = self.p_losses(x0, t, noise)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            loss = self.p_losses(x0, t, noise)
         value = loss.item()
         loss.backward()
         if self.grad_clip > 0:
@@ -148,11 +151,11 @@ def count_flops(step):
     return counter.get_total_flops()
 
 
-def sgemm_gflops():
-    """A measured peak for this process's threads: the best of 5 float32 2048x2048 matmuls."""
-    a = torch.randn(2048, 2048)
-    b = torch.randn(2048, 2048)
-    c = torch.empty(2048, 2048)
+def gemm_gflops(dtype=torch.float32):
+    """A measured peak for this process's threads: the best of 5 2048x2048 matmuls."""
+    a = torch.randn(2048, 2048).to(dtype)
+    b = torch.randn(2048, 2048).to(dtype)
+    c = torch.empty(2048, 2048, dtype=dtype)
     torch.mm(a, b, out=c)
     best = float("inf")
     for _ in range(5):
@@ -209,7 +212,9 @@ def main():
     # After the timed steps, so that neither disturbs them.
     if spec.get("flops"):
         result["flopsPerStep"] = count_flops(step)
-        result["sgemmGflops"] = sgemm_gflops()
+        result["sgemmGflops"] = gemm_gflops()
+        if step.autocast:
+            result["bf16GemmGflops"] = gemm_gflops(torch.bfloat16)
     if spec.get("profile"):
         with torch.autograd.profiler.profile() as prof:
             for _ in range(3):
