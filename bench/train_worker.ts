@@ -40,6 +40,7 @@ async function main(): Promise<void> {
     timesteps: spec.timesteps,
     betaSchedule: spec.betaSchedule,
     objective: spec.objective,
+    autocast: spec.autocast,
     onProgress: ({ step }) => {
       stamps.push(performance.now());
       if (step === spec.warmupSteps) {
