@@ -4,15 +4,16 @@
 // child process with the same thread count, weights, batch, steps and seed, and prints per-step
 // times, the ratio Python / ours, and both sides' peak memory. A full run (no --case, no
 // --quick) writes bench/RESULTS.md; otherwise pass --out FILE to keep the report.
-// Cases: shipped, seed, js-condfn, scaling, op-overhead. Nothing here asserts a time.
+// Cases: shipped, seed, js-condfn, scaling, op-overhead, training (bench/training.ts). Nothing here asserts a time.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { BenchOptions, CASES, CaseResult, Pair, QUIET_CORES, summarize, Summary } from './cases';
 import { BENCH_SRC, fmt, killChildren, setChildNice, machineInfo, MachineInfo, mib, runChild, table, waitForQuiet } from './common';
 import { OpOverheadResult, opOverheadTable } from './op_report';
+import { trainingSection } from './training';
 
-const ALL = [...Object.keys(CASES), 'op-overhead'];
+const ALL = [...Object.keys(CASES), 'op-overhead', 'training'];
 
 interface Args {
   quick: boolean;
@@ -278,6 +279,12 @@ async function main(): Promise<void> {
         const body = `${opOverheadTable(child.result)}\n\nOther load while measuring: ${fmt(child.externalCores, 2)} cores. Ours: a JS call into the addon (N-API), a new \`at::Tensor\` and a new JS wrapper object per result; Python: a C call and a new \`torch.Tensor\`. Iterations: 200k (small ops), 20k (matmul), median of 5 repeats.`;
         console.log(body);
         sections.push(`## (5) Per-op overhead: TypeScript vs Python\n\n${body}`);
+        continue;
+      }
+      if (name === 'training') {
+        const section = await trainingSection(opts);
+        console.log(`\n${section}`);
+        sections.push(section);
         continue;
       }
       const c = await CASES[name](opts);

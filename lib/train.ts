@@ -54,6 +54,12 @@ export interface TrainOptions {
    * only rank 0 writes checkpoints. N ranks of batch b train as one process of batch N*b.
    */
   distributed?: boolean;
+  /**
+   * Run each step's forward (model and loss) under autocast in this dtype, on the CPU as on
+   * CUDA; backward follows it, and the weights, gradients, Adam moments and EMA stay float32.
+   * Default: float32 throughout.
+   */
+  autocast?: 'bfloat16' | 'float16';
   onProgress?: (progress: TrainProgress) => void;
   /** Aborting ends the run after the current step; the promise rejects with an AbortError. */
   signal?: AbortSignal;

@@ -93,6 +93,14 @@ describe('training options and resume', function () {
     await assert.rejects(d.sample({ batchSize: 1, seed: -1 }), { name: 'RangeError', message });
   });
 
+  it("autocast other than 'bfloat16' or 'float16' is a RangeError naming the value", async () => {
+    await assert.rejects(trainDiffusion(unet(), { ...opts, steps: 1, autocast: 'float64' as 'bfloat16' }), {
+      name: 'RangeError',
+      message: "autocast must be 'float16' or 'bfloat16'; got 'float64'",
+    });
+    await assert.rejects(trainDiffusion(unet(), { ...opts, steps: 1, autocast: 16 as unknown as 'bfloat16' }), { name: 'TypeError' });
+  });
+
   it('timesteps above 100,000 is a RangeError before the schedule is built', async () => {
     await assert.rejects(trainDiffusion(unet(), { ...opts, steps: 1, timesteps: 1e8 }), { name: 'RangeError', message: 'timesteps must be at most 100000; got 100000000' });
   });

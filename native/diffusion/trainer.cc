@@ -1,9 +1,7 @@
 #include "diffusion/trainer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <torch/nn/utils/clip_grad.h>
-#include <torch/optim/adam.h>
-#include <torch/optim/adamw.h>
+#include <ATen/autocast_mode.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/serialize/archive.h>
 
@@ -13,10 +11,12 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 
+#include "diffusion/optim.h"
 #include "diffusion/transfer.h"
 
 namespace gd {
@@ -25,9 +25,8 @@ namespace detail {
 
 // The optimizer over the model's trainable parameters, in named_parameters order.
 struct OptimizerSlot {
-  bool adamw = false;
-  std::vector<at::Tensor> params;
-  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  explicit OptimizerSlot(std::vector<at::Tensor> params, bool adamw) : adam(std::move(params), adamw) {}
+  FusedAdam adam;
 };
 
 }  // namespace detail
@@ -47,42 +46,19 @@ std::vector<at::Tensor> trainable_parameters(const torch::jit::Module& model) {
   return out;
 }
 
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Tensor>& params, bool adamw) {
-  if (adamw) return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions());
-  return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions());
-}
-
-// Sets the run's hyper-parameters on every parameter group (after a load too: the options
-// of this run win over the saved ones).
-template <typename Options>
-void apply_options(torch::optim::Optimizer& optimizer, const TrainOptions& o) {
-  for (auto& group : optimizer.param_groups()) {
-    auto& opts = static_cast<Options&>(group.options());
-    opts.lr(o.lr);
-    opts.betas(std::make_tuple(o.betas.first, o.betas.second));
-    opts.eps(o.eps);
-    opts.weight_decay(o.weight_decay);
-  }
-}
-
 void ensure_optimizer(TrainState& state, const TrainOptions& o) {
   const bool adamw = o.weight_decay > 0;
   auto& slot = state.optimizer;
   if (!slot) {
-    slot = std::make_shared<detail::OptimizerSlot>();
-    slot->adamw = adamw;
-    slot->params = trainable_parameters(state.model);
-    if (slot->params.empty()) invalid("the model has no parameters that require grad; nothing to train");
-    slot->optimizer = make_optimizer(slot->params, adamw);
-  } else if (slot->adamw != adamw) {
-    invalid(std::string("this training state was trained with ") + (slot->adamw ? "AdamW" : "Adam") +
+    std::vector<at::Tensor> params = trainable_parameters(state.model);
+    if (params.empty()) invalid("the model has no parameters that require grad; nothing to train");
+    slot = std::make_shared<detail::OptimizerSlot>(std::move(params), adamw);
+  } else if (slot->adam.adamw() != adamw) {
+    invalid(std::string("this training state was trained with ") + (slot->adam.adamw() ? "AdamW" : "Adam") +
             "; weightDecay > 0 selects AdamW and 0 Adam, and a run cannot switch between them");
   }
-  if (adamw) {
-    apply_options<torch::optim::AdamWOptions>(*slot->optimizer, o);
-  } else {
-    apply_options<torch::optim::AdamOptions>(*slot->optimizer, o);
-  }
+  // The options of this run win over saved ones (after a load too).
+  slot->adam.set_hyper({o.lr, o.betas.first, o.betas.second, o.eps, o.weight_decay});
 }
 
 void validate(const TrainOptions& o, const at::Tensor& data) {
@@ -103,6 +79,8 @@ void validate(const TrainOptions& o, const at::Tensor& data) {
     msg << "checkpointEvery needs a checkpointPath";
   else if (o.loss_window < 1) msg << "lossWindow must be >= 1; got " << o.loss_window;
   else if (o.max_timestep < -1) msg << "maxTimestep must be >= 0; got " << o.max_timestep;
+  else if (o.autocast && *o.autocast != at::kBFloat16 && *o.autocast != at::kHalf)
+    msg << "autocast must be bfloat16 or float16; got " << c10::toString(*o.autocast);
   else if (o.parallel.world_size < 1 || o.parallel.rank < 0 || o.parallel.rank >= o.parallel.world_size)
     msg << "rank " << o.parallel.rank << " is not in a world of " << o.parallel.world_size;
   else if (o.parallel.world_size > 1 && (!o.parallel.average || !o.parallel.broadcast))
@@ -121,34 +99,41 @@ at::Device model_device(const torch::jit::Module& model, const at::Tensor& fallb
   return fallback.device();
 }
 
-// The EMA update: float parameters lerp towards the model's, everything else is copied.
-class Ema {
- public:
-  Ema(const torch::jit::Module& model, const torch::jit::Module& ema) {
-    for (const auto& p : model.named_parameters(true)) from_.push_back(p.value);
-    for (const auto& p : ema.named_parameters(true)) to_.push_back(p.value);
-    float_count_ = from_.size();
-    for (const auto& b : model.named_buffers(true)) from_.push_back(b.value);
-    for (const auto& b : ema.named_buffers(true)) to_.push_back(b.value);
-    if (from_.size() != to_.size()) {
-      throw std::runtime_error("the EMA model does not have the model's parameters and buffers");
-    }
-  }
+// The EMA update over the model's and the EMA copy's parameters and buffers (optim.h).
+EmaUpdate make_ema_update(const torch::jit::Module& model, const torch::jit::Module& ema) {
+  auto list = [](auto named) {
+    std::vector<at::Tensor> out;
+    for (const auto& item : named) out.push_back(item.value);
+    return out;
+  };
+  return EmaUpdate(list(model.named_parameters(true)), list(ema.named_parameters(true)),
+                   list(model.named_buffers(true)), list(ema.named_buffers(true)));
+}
 
-  void update(double decay) {
-    at::NoGradGuard no_grad;
-    for (size_t i = 0; i < from_.size(); ++i) {
-      if (i < float_count_ && at::isFloatingType(to_[i].scalar_type())) {
-        to_[i].lerp_(from_[i], 1.0 - decay);
-      } else {
-        to_[i].copy_(from_[i]);
-      }
-    }
+// Autocast on one device type while in scope (the setting is thread-local): the step's
+// forward runs in a lower precision; leaving the scope drops the cached casts of the weights,
+// which the next optimizer step changes.
+class StepAutocast {
+ public:
+  StepAutocast(at::DeviceType device, at::ScalarType dtype)
+      : device_(device), was_enabled_(at::autocast::is_autocast_enabled(device)),
+        was_dtype_(at::autocast::get_autocast_dtype(device)) {
+    at::autocast::set_autocast_enabled(device_, true);
+    at::autocast::set_autocast_dtype(device_, dtype);
+    at::autocast::increment_nesting();
   }
+  ~StepAutocast() {
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(device_, was_enabled_);
+    at::autocast::set_autocast_dtype(device_, was_dtype_);
+  }
+  StepAutocast(const StepAutocast&) = delete;
+  StepAutocast& operator=(const StepAutocast&) = delete;
 
  private:
-  std::vector<at::Tensor> from_, to_;
-  size_t float_count_ = 0;
+  at::DeviceType device_;
+  bool was_enabled_;
+  at::ScalarType was_dtype_;
 };
 
 // Restores the model's training flag however the run ends.
@@ -254,8 +239,8 @@ TrainResult run_loop(TrainState& state, const Schedule& schedule, const at::Tens
   validate(o, data);
   if (!state.generator.defined()) invalid("the training state has no generator (use make_train_state)");
   ensure_optimizer(state, o);
-  torch::optim::Optimizer& optimizer = *state.optimizer->optimizer;
-  const std::vector<at::Tensor>& params = state.optimizer->params;
+  FusedAdam& optimizer = state.optimizer->adam;
+  const std::vector<at::Tensor>& params = optimizer.params();
 
   const at::Device device = model_device(state.model, data);
   const Schedule sched = schedule.to(device);
@@ -278,7 +263,7 @@ TrainResult run_loop(TrainState& state, const Schedule& schedule, const at::Tens
   const auto cpu_float = at::TensorOptions().dtype(at::kFloat);
   at::Generator gen = state.generator;
 
-  Ema ema(state.model, state.ema);
+  const EmaUpdate ema_update = make_ema_update(state.model, state.ema);
   state.ema.eval();
   TrainModeGuard train_mode(state.model);
   c10::AutoGradMode grad_on(true);
@@ -314,7 +299,12 @@ TrainResult run_loop(TrainState& state, const Schedule& schedule, const at::Tens
 
     optimizer.zero_grad();
     double accuracy = kNaN;
-    at::Tensor loss = loss_of(sched, b, gen, accuracy);
+    at::Tensor loss;
+    {
+      std::optional<StepAutocast> autocast;
+      if (o.autocast) autocast.emplace(device.type(), *o.autocast);
+      loss = loss_of(sched, b, gen, accuracy);
+    }
     double value = loss.item<double>();
     // Data parallel: every rank must reach the all-reduce, so the ranks check the averaged
     // loss (non-finite on all of them if on one) after backward.
@@ -327,10 +317,10 @@ TrainResult run_loop(TrainState& state, const Schedule& schedule, const at::Tens
                                std::to_string(state.step + 1) + "; lower lr or check the data");
     }
     if (!parallel) loss.backward();
-    if (o.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, o.grad_clip);
+    if (o.grad_clip > 0) clip_grad_norm(params, o.grad_clip);
     optimizer.step();
     ++state.step;
-    if (state.step % o.ema_every == 0) ema.update(o.ema_decay);
+    if (state.step % o.ema_every == 0) ema_update(o.ema_decay);
 
     result.losses.push_back(value);
     if (classifier) result.accuracies.push_back(accuracy);
@@ -515,10 +505,10 @@ void save_training_state(const std::string& path, const TrainState& state) {
   write_module(archive, "model", state.model);
   write_module(archive, "ema", state.ema);
   const auto& slot = state.optimizer;
-  archive.write("optimizer_kind", c10::IValue(std::string(!slot ? "none" : slot->adamw ? "adamw" : "adam")));
+  archive.write("optimizer_kind", c10::IValue(std::string(!slot ? "none" : slot->adam.adamw() ? "adamw" : "adam")));
   if (slot) {
     torch::serialize::OutputArchive opt(archive.compilation_unit());
-    slot->optimizer->save(opt);
+    slot->adam.save(opt);
     archive.write("optimizer", opt);
   }
   write_atomically(path, [&](const std::string& file) { archive.save_to(file); });
@@ -552,13 +542,10 @@ TrainState load_training_state(const std::string& path, torch::jit::Module model
     c10::IValue kind;
     archive.read("optimizer_kind", kind);
     if (kind.toStringRef() != "none") {
-      auto slot = std::make_shared<detail::OptimizerSlot>();
-      slot->adamw = kind.toStringRef() == "adamw";
-      slot->params = trainable_parameters(s.model);
-      slot->optimizer = make_optimizer(slot->params, slot->adamw);
+      auto slot = std::make_shared<detail::OptimizerSlot>(trainable_parameters(s.model), kind.toStringRef() == "adamw");
       torch::serialize::InputArchive opt;
       archive.read("optimizer", opt);
-      slot->optimizer->load(opt);
+      slot->adam.load(opt);
       s.optimizer = slot;
     }
     return s;

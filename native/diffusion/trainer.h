@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -67,6 +68,10 @@ struct TrainOptions {
   std::function<void(int64_t step, int64_t total, double loss)> on_step;
   // Asked before each step; true ends the run early (TrainResult::stopped).
   std::function<bool()> should_stop;
+  // kBFloat16 or kHalf: each step's forward (model and loss) runs under autocast in this
+  // dtype on the data's device, CPU or CUDA; backward follows it, and the weights, gradients,
+  // Adam moments and EMA stay float32. Unset: float32 throughout.
+  std::optional<at::ScalarType> autocast;
 
   // Data-parallel training (native/distributed provides the collectives): this process is
   // rank `rank` of `world_size`. Every rank draws the global batch (world_size * batch_size
@@ -85,7 +90,7 @@ struct TrainOptions {
 };
 
 namespace detail {
-struct OptimizerSlot;  // the torch::optim optimizer, kept out of this header
+struct OptimizerSlot;  // the fused Adam/AdamW of diffusion/optim.h, kept out of this header
 }
 
 // Everything a run continues from. Copies share the same modules, generator and optimizer.

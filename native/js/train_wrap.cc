@@ -107,6 +107,14 @@ TrainOptions ToTrainOptions(const Napi::Value& o) {
   t.seed = Seed(o);
   t.loss_window = Int(o, "lossWindow", t.loss_window);
   t.max_timestep = Int(o, "maxTimestep", t.max_timestep);
+  Napi::Value autocast = Option(o, "autocast");
+  if (!IsMissing(autocast)) {
+    const std::string dtype = ToString(autocast, "autocast");
+    if (dtype != "float16" && dtype != "bfloat16") {
+      ThrowRange(o.Env(), "autocast must be 'float16' or 'bfloat16'; got '" + dtype + "'");
+    }
+    t.autocast = dtype == "float16" ? at::kHalf : at::kBFloat16;
+  }
   Napi::Value distributed = Option(o, "distributed");
   if (!IsMissing(distributed) && ToBool(distributed, "distributed")) {
     // Data parallel over the default process group (the trainer keeps it alive for the run).
