@@ -38,12 +38,12 @@ describe("autocast: 'bfloat16' on the CPU", () => {
       // Not float32's sample (the forward ran in bfloat16: 8 mantissa bits)...
       const vsF32 = maxAbsDiff(out, float32);
       assert.ok(vsF32 > 1e-3, `max |bf16 - f32| = ${vsF32}: autocast did not take effect`);
-      // ...but within bfloat16's reach of it: measured max 6.0e-2, mean 1.07e-3 over 20 guided
+      // ...but within bfloat16's reach of it: measured max 7.1e-2, mean 1.18e-3 over 20 guided
       // steps. PyTorch's own bfloat16 sample is 1.0e-1 (mean 1.33e-3) off float32.
       assert.ok(vsF32 < 0.15, `max |bf16 - f32| = ${vsF32}`);
       assert.ok(meanAbsDiff(out, float32) < 3e-3, `mean |bf16 - f32| = ${meanAbsDiff(out, float32)}`);
-      // And as near PyTorch's bfloat16 sample as either is to float32 (measured max 4.0e-2,
-      // mean 8.3e-4): the same op kinds run in bfloat16 on both sides; the order of a few
+      // And as near PyTorch's bfloat16 sample as either is to float32 (measured max 2.9e-2,
+      // mean 8.6e-4): the same op kinds run in bfloat16 on both sides; the order of a few
       // roundings differs (our graph vs the reference's eager ops), and 20 steps carry it.
       const vsPython = maxAbsDiff(out, pythonBf16);
       assert.ok(vsPython < 0.1, `max |ours - PyTorch bf16| = ${vsPython}`);
