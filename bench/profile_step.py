@@ -28,10 +28,10 @@ import python_sampler as ps  # noqa: E402  the Python mirror's Unet and cond_fn
 KINDS = [
     ("convolution", {"conv2d", "convolution", "conv"}),
     ("matmul (einsum, bmm, mm, linear)", {"einsum", "bmm", "mm", "matmul", "addmm", "linear", "baddbmm"}),
-    ("normalization (RMSNorm's F.normalize, GroupNorm)", {"norm", "normalize", "clamp", "min"}),
+    ("normalization (RMSNorm: F.normalize, or square, sum, sqrt, clamp_min; GroupNorm)", {"norm", "normalize", "clamp", "min", "square", "sqrt"}),
     ("softmax", {"softmax"}),
     ("copies and layout (copy_, clone, cat, pixel_unshuffle, upsample, views)", {"copy", "contiguous", "clone", "to", "cat", "unshuffle", "upsample", "nearest2d", "reshape", "view", "permute", "transpose", "empty", "zeros", "fill", "expand", "strided", "resize", "unsqueeze", "squeeze", "slice", "select", "narrow", "chunk", "split", "unsafe", "detach", "alias", "t", "stack", "unbind", "index", "pad", "constant"}),
-    ("elementwise and reductions (mul, add, silu, gelu, ...)", {"mul", "add", "sub", "div", "silu", "gelu", "sigmoid", "exp", "sin", "cos", "sqrt", "rsqrt", "pow", "neg", "where", "sum", "mean", "gather", "scatter", "ones", "like", "full", "arange", "sort", "rsub", "scalar", "tensor", "item", "local", "dense"}),
+    ("elementwise and reductions (mul, add, silu, gelu, ...)", {"mul", "add", "addcmul", "sub", "div", "silu", "gelu", "sigmoid", "exp", "sin", "cos", "rsqrt", "pow", "neg", "where", "sum", "mean", "gather", "scatter", "ones", "like", "full", "arange", "sort", "rsub", "scalar", "tensor", "item", "local", "dense"}),
 ]
 
 

@@ -181,6 +181,20 @@ function jsCondFnReport(c: CaseResult, shipped?: CaseResult): string {
   return [main, notes.join('\n')].filter(Boolean).join('\n\n');
 }
 
+/** Case 0 against issue 13's aims (>= 2x tuned Python at float32, within 1.3x of the FLOP bound), from its first row. */
+function ddpmAims(c: CaseResult): string {
+  const pair = c.rows[0]?.pair;
+  const o = pair?.ours && summarize(pair.ours);
+  const p = pair?.python && summarize(pair.python);
+  if (!pair?.flops || !o || !p) return '';
+  const b = flopBoundMs(pair.flops);
+  return (
+    `Aims (first row, float32): Python / ours = ${fmt(p.msPerStep / o.msPerStep, 2)}x (aim >= 2x); ours / FLOP bound = ${fmt(o.msPerStep / b, 2)}x (aim <= 1.3x). ` +
+    `No sampler can beat the bound, so the most any could be ahead of this Python is Python / bound = ${fmt(p.msPerStep / b, 2)}x` +
+    `${p.msPerStep / b < 2 ? ': the 2x aim at float32 is out of reach while the tuned Python runs within 2x of the bound (see case profile for where both sides spend the rest)' : ''}.`
+  );
+}
+
 function machineSection(m: MachineInfo, loadAfter: number[], args: Args, minutes: number): string {
   return table(
     ['', ''],
@@ -319,6 +333,7 @@ async function main(): Promise<void> {
       results.set(name, c);
       let body = name === 'js-condfn' ? jsCondFnReport(c, results.get('shipped')) : comparisonTables(c);
       if (name === 'shipped') body += `\n\nWhere the time goes (configuration as above):\n\n${shippedBreakdown(c.rows[0].pair)}`;
+      if (name === 'ddpm') body += `\n\n${ddpmAims(c)}\n\nWhere the time goes (first row):\n\n${shippedBreakdown(c.rows[0].pair)}`;
       const cfg = c.rows[0].cfg;
       const guided = c.rows.some((r) => r.cfg.guidance !== 'none');
       const what = `Unet(${JSON.stringify(cfg.models.unet)})${guided ? `, Classifier(${JSON.stringify(cfg.models.classifier)})` : ''}`;
