@@ -57,6 +57,6 @@ export async function profileSection(opts: BenchOptions): Promise<string> {
   const note =
     `Convolutions (forward and backward) and matmuls, the ops whose FLOPs the bound counts, take ${pct(counted(r.ours))} of our profiled step ` +
     `and ${pct(counted(r.python))} of Python's; the rest is time no FLOP bound sees (normalization, elementwise ops, copies, the executor and autograd). ` +
-    `Other load while profiling: ${fmt(child.externalCores, 2)} cores; ${r.threads} threads; torch.profiler self CPU time of the calling thread, ${spec.profileSteps} steps.`;
+    `Other load while profiling: ${fmt(child.externalCores, 2)} cores; ${r.threads} threads; torch.profiler self CPU time of the calling thread, ${spec.profileSteps} steps, the better of two rounds per side (sides alternating).`;
   return [note, byKind, ...tops].join('\n\n');
 }

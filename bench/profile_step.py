@@ -99,10 +99,19 @@ def main():
 
         return step
 
+    # Two rounds, the sides alternating; each side keeps its quieter round (lower wall time):
+    # a burst of other load during one side's profile would otherwise read as its cost.
+    sides = {"ours": step_with(scripted), "python": step_with(ps.EagerUnet(scripted))}
+    best = {}
+    for _ in range(2):
+        for name, step in sides.items():
+            run = profiled(step, steps)
+            if name not in best or run["msPerStep"] < best[name]["msPerStep"]:
+                best[name] = run
     out = {
         "side": "python",
-        "ours": profiled(step_with(scripted), steps),
-        "python": profiled(step_with(ps.EagerUnet(scripted)), steps),
+        "ours": best["ours"],
+        "python": best["python"],
         "threads": torch.get_num_threads(),
         "cpuMs": ps.cpu_ms(),
     }
