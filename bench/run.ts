@@ -4,7 +4,7 @@
 // child process with the same thread count, weights, batch, steps and seed, and prints per-step
 // times, the ratio Python / ours, and both sides' peak memory. A full run (no --case, no
 // --quick) writes bench/RESULTS.md; otherwise pass --out FILE to keep the report.
-// Cases: ddpm, shipped, seed, js-condfn, scaling, op-overhead. Nothing here asserts a time.
+// Cases: ddpm, shipped, seed, js-condfn, scaling, profile, op-overhead. Nothing here asserts a time.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
