@@ -6,7 +6,7 @@ import * as path from 'path';
 import { RECIPE } from '../lib/recipe';
 import type { ClassifierOptions, UnetOptions } from '../lib';
 import { BENCH_SRC, ChildResult, PYTHON, median, runChild, waitForQuiet } from './common';
-import type { GuidanceKind, ModelFiles, SampleResult, SampleSpec } from './spec';
+import type { FlopCount, GuidanceKind, ModelFiles, SampleResult, SampleSpec } from './spec';
 import type { PrepareSpec } from './worker';
 
 export interface BenchOptions {
@@ -114,17 +114,21 @@ const SEED_CLASSIFIER: ClassifierOptions = {
   pool: 'attention',
 };
 
+// Issue 13's headline row: guided DDPM on Unet(32, [1, 2, 4]) at 32x32, batch 8, 30 steps.
+const DDPM_UNET: UnetOptions = { dim: 32, dimMults: [1, 2, 4], channels: 3 };
+const DDPM_CLASSIFIER: ClassifierOptions = { ...RECIPE.classifier, channels: 3 };
+
 /** For timing what surrounds a step (the JS hop), not the step. */
 const TINY_UNET: UnetOptions = { dim: 8, dimMults: [1, 2], channels: 1 };
 
 const prepared = new Map<string, ModelSet>();
 
 /** Seeded random weights, saved once per run by a node child: TorchScript + safetensors. */
-export async function models(name: 'shipped' | 'seed' | 'tiny', opts: BenchOptions): Promise<ModelSet> {
+export async function models(name: 'shipped' | 'seed' | 'tiny' | 'ddpm', opts: BenchOptions): Promise<ModelSet> {
   const done = prepared.get(name);
   if (done) return done;
-  const unet = { shipped: SHIPPED_UNET, seed: SEED_UNET, tiny: TINY_UNET }[name];
-  const classifier = { shipped: SHIPPED_CLASSIFIER, seed: SEED_CLASSIFIER, tiny: undefined }[name];
+  const unet = { shipped: SHIPPED_UNET, seed: SEED_UNET, tiny: TINY_UNET, ddpm: DDPM_UNET }[name];
+  const classifier = { shipped: SHIPPED_CLASSIFIER, seed: SEED_CLASSIFIER, tiny: undefined, ddpm: DDPM_CLASSIFIER }[name];
   const file = (what: string): string => path.join(opts.workDir, `${name}-${what}`);
   const files: ModelFiles = {
     unetPt: file('unet.pt'),
@@ -149,8 +153,8 @@ export interface Config {
   samplingTimesteps: number;
   guidance: GuidanceKind;
   breakdown?: boolean;
-  /** Extra environment for both sides' children (e.g. glibc malloc tuning). */
-  env?: Record<string, string>;
+  /** Environment for both sides' children; default MALLOC_TUNED (undefined values unset a variable). */
+  env?: Record<string, string | undefined>;
   /** Python samples on a thread of its own, as ours does. */
   pythonThread?: boolean;
   /**
@@ -170,7 +174,7 @@ export interface Config {
 
 let waitSpentMs = 0;
 
-function specFor(cfg: Config, opts: BenchOptions, outPath?: string): SampleSpec {
+export function specFor(cfg: Config, opts: BenchOptions, outPath?: string): SampleSpec {
   const numClasses = cfg.models.classifier?.numClasses ?? 1;
   return {
     unet: cfg.models.unet,
@@ -198,7 +202,7 @@ function specFor(cfg: Config, opts: BenchOptions, outPath?: string): SampleSpec 
   };
 }
 
-async function runOne(side: 'ours' | 'python', spec: SampleSpec, opts: BenchOptions, env: Record<string, string> = {}): Promise<{ child: ChildResult<SampleResult>; busy: number }> {
+async function runOne(side: 'ours' | 'python', spec: SampleSpec, opts: BenchOptions, env: Record<string, string | undefined> = MALLOC_TUNED): Promise<{ child: ChildResult<SampleResult>; busy: number }> {
   const budget = Math.max(0, opts.waitBudgetMs - waitSpentMs);
   const quiet = await waitForQuiet(opts.quietCores, Math.min(budget, 60_000));
   waitSpentMs += quiet.waitedMs;
@@ -212,10 +216,33 @@ async function runOne(side: 'ours' | 'python', spec: SampleSpec, opts: BenchOpti
 export interface Pair {
   ours?: Measured;
   python?: Measured;
+  /** The step's FLOPs and the best matmul peak the Python children measured (see flopBoundMs). */
+  flops?: FlopCount;
   /** Largest |ours - python| over the first round's images (same seed, same weights)... */
   maxAbsDiff?: number;
   /** ...and the largest |value| there, to read it against (an unclamped guided x0 can be large). */
   maxAbs?: number;
+}
+
+const flopCache = new Map<string, FlopCount>();
+
+/** The count with the highest float32 peak: a bound is the machine at its best, not under load. */
+function bestPeak(counts: (FlopCount | undefined)[] = []): FlopCount | undefined {
+  const have = counts.filter((c): c is FlopCount => !!c);
+  if (!have.length) return undefined;
+  const best = { ...have.reduce((a, b) => (b.peakGflops > a.peakGflops ? b : a)) };
+  const bf = have.filter((c) => c.unetPeakGflops !== undefined);
+  if (bf.length) {
+    const top = bf.reduce((a, b) => (b.unetPeakGflops! > a.unetPeakGflops! ? b : a));
+    best.unetPeakGflops = top.unetPeakGflops;
+    best.unetPeakOp = top.unetPeakOp;
+  }
+  return best;
+}
+
+/** ms one step cannot beat: the Unet's FLOPs at its matmul peak (bf16 under autocast) plus the guidance's at the float32 peak. */
+export function flopBoundMs(f: FlopCount): number {
+  return f.unetFlops / ((f.unetPeakGflops ?? f.peakGflops) * 1e6) + f.guidanceFlops / (f.peakGflops * 1e6);
 }
 
 function readF32(file: string): Float32Array | null {
@@ -254,6 +281,18 @@ export async function measure(label: string, cfg: Config, sides: ('ours' | 'pyth
       );
     }
   }
+  pair.flops = bestPeak(pair.python?.results.map((r) => r.flops));
+  if (!pair.flops) {
+    // Our side alone: a Python child counts the same step's FLOPs (nothing sampled), once per configuration.
+    const key = JSON.stringify([cfg.models.name, cfg.imageSize, cfg.batch, cfg.guidance === 'js-zero' ? 'none' : cfg.guidance, cfg.autocast]);
+    let counted = flopCache.get(key);
+    if (!counted) {
+      const { child } = await runOne('python', { ...specFor(cfg, opts), flopsOnly: true }, opts, cfg.env);
+      counted = child.result.flops;
+      if (counted) flopCache.set(key, counted);
+    }
+    pair.flops = counted;
+  }
   const a = readF32(outs.ours);
   const b = readF32(outs.python);
   if (a && b && a.length === b.length) {
@@ -278,8 +317,43 @@ export interface CaseResult {
   rows: { label: string; pair: Pair; cfg: Config; key?: string }[];
 }
 
-/** glibc malloc: serve blocks up to 32 MiB from the heap, and return heap memory only past 256 MiB. */
-export const MALLOC_TUNED = { MALLOC_MMAP_THRESHOLD_: '33554432', MALLOC_TRIM_THRESHOLD_: '268435456' };
+/**
+ * glibc malloc: serve blocks up to 32 MiB from the heap, return heap memory only past 256 MiB
+ * and grow it 256 MiB at a time. Every child runs with it unless its row says otherwise: without
+ * it Python's step is mostly page faults (issue 13), and we measure against the tuned reference.
+ */
+export const MALLOC_TUNED: Record<string, string | undefined> = {
+  MALLOC_MMAP_THRESHOLD_: '33554432',
+  MALLOC_TRIM_THRESHOLD_: '268435456',
+  MALLOC_TOP_PAD_: '268435456',
+};
+/** glibc's own defaults (the variables unset). */
+export const MALLOC_DEFAULT: Record<string, string | undefined> = Object.fromEntries(Object.keys(MALLOC_TUNED).map((k) => [k, undefined]));
+export const MALLOC_TUNED_TEXT = Object.entries(MALLOC_TUNED).map(([k, v]) => `${k}=${v}`).join(' ');
+
+/**
+ * (0) issue 13's headline: guided DDPM (ancestral steps, condition_mean) over T = 30 on
+ * Unet(32, [1, 2, 4]) at 32x32, batch 8, against the seed's own sampling code (the Python
+ * mirror, the reference Unet run eagerly), float32 and under bfloat16 autocast.
+ */
+export async function ddpmConfig(opts: BenchOptions): Promise<Config> {
+  const set = await models('ddpm', opts);
+  return { models: set, imageSize: 32, batch: 8, timesteps: 30, samplingTimesteps: 30, guidance: 'native', breakdown: !opts.quick };
+}
+
+export async function caseDdpm(opts: BenchOptions): Promise<CaseResult> {
+  const cfg = await ddpmConfig(opts);
+  const rows: CaseResult['rows'] = [{ label: 'guided DDPM 30 steps, float32, vs the seed\'s code (reference Unet, eager)', cfg, pair: await measure('ddpm guided', cfg, ['ours', 'python'], opts) }];
+  const bf16: Config = { ...cfg, breakdown: false, autocast: 'bfloat16' };
+  rows.push({ label: 'the same, both sides with the Unet under bfloat16 autocast (guidance float32)', cfg: bf16, pair: await measure('ddpm guided bf16', bf16, ['ours', 'python'], opts) });
+  if (!opts.quick) {
+    const script: Config = { ...cfg, breakdown: false, pythonUnet: 'script' };
+    rows.push({ label: 'the same, float32, Python with our TorchScript Unet (torch.jit.load)', cfg: script, pair: await measure('ddpm guided script', script, ['python'], opts) });
+    const untuned: Config = { ...cfg, breakdown: false, env: MALLOC_DEFAULT };
+    rows.push({ label: "the same, float32, both sides with glibc's malloc defaults (MALLOC_* unset)", cfg: untuned, pair: await measure('ddpm guided malloc default', untuned, ['ours', 'python'], opts) });
+  }
+  return { name: 'ddpm', title: "(0) Guided DDPM, Unet(32, [1, 2, 4]) 32x32 batch 8, 30 steps, vs the seed's code", rows };
+}
 
 /** (1) the shipped model's networks at 32x32, classifier-guided DDIM, batch 16. */
 export async function caseShipped(opts: BenchOptions): Promise<CaseResult> {
@@ -306,14 +380,13 @@ export async function caseShipped(opts: BenchOptions): Promise<CaseResult> {
     return { name: 'shipped', title: '(1) Shipped model, classifier-guided DDIM, batch 16', rows };
   }
   // Where the allocator costs: Python sampling on a thread of its own, as ours does, and
-  // both sides with glibc's malloc told to keep freed memory. A step costs the same at any
-  // number of steps, so these rows take 10.
+  // both sides with glibc's malloc defaults (every other row runs with MALLOC_TUNED). A step
+  // costs the same at any number of steps, so these rows take 10.
   const short: Config = { ...cfg, samplingTimesteps: 10, breakdown: false };
-  const threaded: Config = { ...short, pythonThread: true };
-  rows.push({ label: 'DDIM 10 steps, Python sampling on a thread of its own (as ours does)', cfg: threaded, pair: await measure('shipped guided pythread', threaded, ['python'], opts) });
-  const tuned: Config = { ...short, env: MALLOC_TUNED };
-  const env = Object.entries(MALLOC_TUNED).map(([k, v]) => `${k}=${v}`).join(' ');
-  rows.push({ label: `DDIM 10 steps, both sides with ${env}`, cfg: tuned, pair: await measure('shipped guided malloc', tuned, ['ours', 'python'], opts) });
+  const threaded: Config = { ...short, pythonThread: true, env: MALLOC_DEFAULT };
+  rows.push({ label: "DDIM 10 steps, glibc's malloc defaults, Python sampling on a thread of its own (as ours does)", cfg: threaded, pair: await measure('shipped guided pythread', threaded, ['python'], opts) });
+  const untuned: Config = { ...short, env: MALLOC_DEFAULT };
+  rows.push({ label: "DDIM 10 steps, both sides with glibc's malloc defaults (MALLOC_* unset)", cfg: untuned, pair: await measure('shipped guided malloc default', untuned, ['ours', 'python'], opts) });
   return { name: 'shipped', title: '(1) Shipped model, classifier-guided DDIM, batch 16', rows };
 }
 
@@ -373,6 +446,7 @@ export async function caseScaling(opts: BenchOptions): Promise<CaseResult> {
 }
 
 export const CASES: Record<string, (opts: BenchOptions) => Promise<CaseResult>> = {
+  ddpm: caseDdpm,
   shipped: caseShipped,
   seed: caseSeed,
   'js-condfn': caseJsCondFn,

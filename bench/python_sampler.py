@@ -108,7 +108,7 @@ class Diffusion:
     def model_predictions(self, x, t):
         t0 = time.perf_counter()
         if AUTOCAST:
-            with torch.autocast("cuda", dtype=AUTOCAST):
+            with torch.autocast(DEVICE.split(":")[0], dtype=AUTOCAST):
                 eps = self.model(x, t).float()
         else:
             eps = self.model(x, t)
@@ -188,6 +188,52 @@ def time_median(fn, reps=5):
     return median(times)
 
 
+def matmul_peak(dtype, n=2048, reps=5):
+    """GFLOP/s of a large square torch.mm in this process (its threads): the sgemm (or bf16
+    gemm) peak that a step's FLOPs are measured against. Best of reps after two warm-ups."""
+    a = torch.randn(n, n, device=DEVICE).to(dtype)
+    b = torch.randn(n, n, device=DEVICE).to(dtype)
+    for _ in range(2):
+        torch.mm(a, b)
+    sync()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best / 1e9
+
+
+def flop_bound(unet, cond_fn, kwargs, shape, spec):
+    """FLOPs of one guided step (the Unet's forward, plus the classifier's forward and the
+    gradient to x when guided), counted by torch.utils.flop_counter.FlopCounterMode (matmuls
+    and convolutions, forward and backward), and the matmul peak of this process: the time a
+    step cannot beat is flops / peak."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(shape, device=DEVICE)
+    t = torch.full((shape[0],), spec["timesteps"] // 2, dtype=torch.long, device=DEVICE)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        unet(x, t)
+    unet_flops = counter.get_total_flops()
+    guidance_flops = 0
+    if cond_fn is not None:
+        # cond_fn's ops, with backward(inputs=) for autograd.grad: FlopCounterMode's backward
+        # hooks refuse autograd.grad on a leaf; the FLOPs are the same.
+        with FlopCounterMode(display=False) as counter, torch.enable_grad():
+            x_in = x.detach().requires_grad_(True)
+            log_probs = F.log_softmax(kwargs["classifier"](x_in, t), dim=-1)
+            log_probs[range(shape[0]), kwargs["y"].view(-1)].sum().backward(inputs=[x_in])
+        guidance_flops = counter.get_total_flops()
+    peak = matmul_peak(torch.float32)
+    out = {"unetFlops": unet_flops, "guidanceFlops": guidance_flops, "peakGflops": peak, "peakOp": f"torch.mm 2048x2048 float32, {torch.get_num_threads()} threads"}
+    if AUTOCAST is not None:
+        out["unetPeakGflops"] = matmul_peak(AUTOCAST)
+        out["unetPeakOp"] = f"torch.mm 2048x2048 {str(AUTOCAST).replace('torch.', '')}, {torch.get_num_threads()} threads"
+    return out
+
+
 def diffusion_for(unet, spec, steps):
     ancestral = spec["samplingTimesteps"] == spec["timesteps"]
     return Diffusion(unet, steps if ancestral else spec["timesteps"], steps)
@@ -210,6 +256,11 @@ def main():
         cond_fn = classifier_cond_fn
         kwargs = {"classifier": classifier, "y": y, "classifier_scale": spec["classifierScale"]}
     shape = (spec["batch"], spec["channels"], spec["imageSize"], spec["imageSize"])
+    if spec.get("flopsOnly"):
+        # For rows that time our side alone: the bound of the same step, nothing sampled.
+        flops = flop_bound(unet, cond_fn, kwargs, shape, spec)
+        print("BENCH_RESULT " + json.dumps({"side": "python", "flops": flops, "cpuMs": cpu_ms()}), flush=True)
+        return
 
     timing = {}
 
@@ -266,8 +317,12 @@ def main():
         cond_t = time_median(lambda: cond_fn(x, t, **kwargs)) if cond_fn else None
         breakdown = {"modelMs": model_t, "condFnMs": cond_t}
 
+    # After the timed samples, so that counting does not warm anything they use.
+    flops = flop_bound(unet, cond_fn, kwargs, shape, spec) if spec.get("flops", True) else None
+
     result = {
         "side": "python",
+        "flops": flops,
         "steps": steps,
         "timesMs": times,
         "warmupMs": warmup_ms,

@@ -4,16 +4,18 @@
 // child process with the same thread count, weights, batch, steps and seed, and prints per-step
 // times, the ratio Python / ours, and both sides' peak memory. A full run (no --case, no
 // --quick) writes bench/RESULTS.md; otherwise pass --out FILE to keep the report.
-// Cases: shipped, seed, js-condfn, scaling, op-overhead, training (bench/training.ts). Nothing here asserts a time.
+// Cases: ddpm, shipped, seed, js-condfn, scaling, profile, op-overhead, training (bench/training.ts).
+// Nothing here asserts a time.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { BenchOptions, CASES, CaseResult, Pair, QUIET_CORES, summarize, Summary } from './cases';
+import { BenchOptions, CASES, CaseResult, flopBoundMs, MALLOC_TUNED_TEXT, Pair, QUIET_CORES, summarize, Summary } from './cases';
 import { BENCH_SRC, fmt, killChildren, setChildNice, machineInfo, MachineInfo, mib, runChild, table, waitForQuiet } from './common';
 import { OpOverheadResult, opOverheadTable } from './op_report';
+import { profileSection } from './profile_report';
 import { trainingSection } from './training';
 
-const ALL = [...Object.keys(CASES), 'op-overhead', 'training'];
+const ALL = [...Object.keys(CASES), 'profile', 'op-overhead', 'training'];
 
 interface Args {
   quick: boolean;
@@ -71,6 +73,18 @@ const rss = (s?: Summary): string => (s ? `${mib(s.rssPeakKiB)} (${mib(s.rssStar
 const ms = (s?: Summary, digits = 1): string => (s ? fmt(s.msPerStep, digits) : 'n/a');
 const faults = (s?: Summary): string => (s ? fmt(s.faultsPerStep, 0) : 'n/a');
 
+const bound = (p: Pair): string => (p.flops ? fmt(flopBoundMs(p.flops), 1) : 'n/a');
+const overBound = (p: Pair, s?: Summary): string => (p.flops && s ? `${fmt(s.msPerStep / flopBoundMs(p.flops), 2)}x` : 'n/a');
+
+/** The step's FLOPs and the peak they are held against, for a details table. */
+function flopCells(p: Pair): string[] {
+  const f = p.flops;
+  if (!f) return ['n/a', 'n/a'];
+  const gf = (n: number): string => fmt(n / 1e9, 3);
+  const peak = `${fmt(f.peakGflops, 0)} GFLOP/s (${f.peakOp})${f.unetPeakGflops ? `; Unet at ${fmt(f.unetPeakGflops, 0)} GFLOP/s (${f.unetPeakOp})` : ''}`;
+  return [`${gf(f.unetFlops + f.guidanceFlops)} (Unet ${gf(f.unetFlops)}, guidance ${gf(f.guidanceFlops)})`, peak];
+}
+
 const diffCell = (p: Pair): string =>
   p.maxAbsDiff === undefined ? 'n/a' : `${p.maxAbsDiff.toExponential(1)} (${p.maxAbs! >= 100 ? p.maxAbs!.toExponential(1) : fmt(p.maxAbs!, 2)})`;
 
@@ -81,8 +95,12 @@ function comparisonTables(c: CaseResult): string {
     return { label, pair, o, p };
   });
   const main = table(
-    ['configuration', 'ours ms/step', 'Python ms/step', 'ratio Python/ours', 'ours peak RSS MiB (at start)', 'Python peak RSS MiB (at start)', 'page faults/step ours / Python', 'images: max abs diff (max abs value)'],
-    rows.map(({ label, pair, o, p }) => [label, ms(o), ms(p), ratio(p, o), rss(o), rss(p), `${faults(o)} / ${faults(p)}`, diffCell(pair)]),
+    ['configuration', 'ours ms/step', 'Python ms/step', 'ratio Python/ours', 'FLOP bound ms/step', 'ours / bound', 'Python / bound', 'ours peak RSS MiB (at start)', 'Python peak RSS MiB (at start)', 'page faults/step ours / Python', 'images: max abs diff (max abs value)'],
+    rows.map(({ label, pair, o, p }) => [label, ms(o), ms(p), ratio(p, o), bound(pair), overBound(pair, o), overBound(pair, p), rss(o), rss(p), `${faults(o)} / ${faults(p)}`, diffCell(pair)]),
+  );
+  const flops = table(
+    ['configuration', 'GFLOP per step (torch.utils.flop_counter)', 'matmul peak (best over the Python children)'],
+    rows.map(({ label, pair }) => [label, ...flopCells(pair)]),
   );
   const details = table(
     ['configuration', 'side', 'ms/step min..max', 'ms per sample', 'first sample (warm-up) ms', 'cores used', 'other load (cores, max)', 'rounds used/run'],
@@ -97,7 +115,7 @@ function comparisonTables(c: CaseResult): string {
         .map(([side, s]) => [label, side, `${fmt(s!.minMsPerStep)}..${fmt(s!.maxMsPerStep)}`, fmt(s!.msPerSample, 0), fmt(s!.warmupMs, 0), fmt(s!.coresUsed, 2), fmt(s!.externalCores, 2), s!.rounds]),
     ),
   );
-  return `${main}\n\n<details><summary>details</summary>\n\n${details}\n\n</details>`;
+  return `${main}\n\n<details><summary>details</summary>\n\n${details}\n\n${flops}\n\n</details>`;
 }
 
 function shippedBreakdown(pair: Pair): string {
@@ -134,11 +152,11 @@ function jsCondFnReport(c: CaseResult, shipped?: CaseResult): string {
   const by = new Map(c.rows.map((r) => [r.key ?? r.cfg.guidance, r.pair.ours && summarize(r.pair.ours)]));
   const none = by.get('none');
   const main = table(
-    ['guidance', 'ms/step', 'min..max', 'minus no guidance, ms/step', 'peak RSS MiB (at start)', 'cores used', 'page faults/step', 'other load (cores, max)'],
-    c.rows.map(({ label, cfg, key }) => {
+    ['guidance', 'ms/step', 'min..max', 'minus no guidance, ms/step', 'FLOP bound ms/step', 'ours / bound', 'peak RSS MiB (at start)', 'cores used', 'page faults/step', 'other load (cores, max)'],
+    c.rows.map(({ label, cfg, key, pair }) => {
       const s = by.get(key ?? cfg.guidance);
       const base = key?.startsWith('small-') ? by.get('small-none') : none;
-      return [label, ms(s, 2), s ? `${fmt(s.minMsPerStep, 2)}..${fmt(s.maxMsPerStep, 2)}` : 'n/a', s && base ? fmt(s.msPerStep - base.msPerStep, 2) : 'n/a', rss(s), s ? fmt(s.coresUsed, 2) : 'n/a', faults(s), s ? fmt(s.externalCores, 2) : 'n/a'];
+      return [label, ms(s, 2), s ? `${fmt(s.minMsPerStep, 2)}..${fmt(s.maxMsPerStep, 2)}` : 'n/a', s && base ? fmt(s.msPerStep - base.msPerStep, 2) : 'n/a', bound(pair), overBound(pair, s), rss(s), s ? fmt(s.coresUsed, 2) : 'n/a', faults(s), s ? fmt(s.externalCores, 2) : 'n/a'];
     }),
   );
   const native = by.get('native');
@@ -163,6 +181,20 @@ function jsCondFnReport(c: CaseResult, shipped?: CaseResult): string {
   const py = shipped?.rows[0]?.pair.python && summarize(shipped.rows[0].pair.python);
   if (py && js) notes.push(`- Against the Python mirror with the seed's cond_fn (case 1, same configuration): ratio Python/ours = ${ratio(py, js)} with JS classifierCondFn, ${ratio(py, native)} with native classifierGuidance.`);
   return [main, notes.join('\n')].filter(Boolean).join('\n\n');
+}
+
+/** Case 0 against issue 13's aims (>= 2x tuned Python at float32, within 1.3x of the FLOP bound), from its first row. */
+function ddpmAims(c: CaseResult): string {
+  const pair = c.rows[0]?.pair;
+  const o = pair?.ours && summarize(pair.ours);
+  const p = pair?.python && summarize(pair.python);
+  if (!pair?.flops || !o || !p) return '';
+  const b = flopBoundMs(pair.flops);
+  return (
+    `Aims (first row, float32): Python / ours = ${fmt(p.msPerStep / o.msPerStep, 2)}x (aim >= 2x); ours / FLOP bound = ${fmt(o.msPerStep / b, 2)}x (aim <= 1.3x). ` +
+    `No sampler can beat the bound, so the most any could be ahead of this Python is Python / bound = ${fmt(p.msPerStep / b, 2)}x` +
+    `${p.msPerStep / b < 2 ? ': the 2x aim at float32 is out of reach while the tuned Python runs within 2x of the bound (see case profile for where both sides spend the rest)' : ''}.`
+  );
 }
 
 function machineSection(m: MachineInfo, loadAfter: number[], args: Args, minutes: number): string {
@@ -212,6 +244,18 @@ const METHOD = `## Method
   labels, classifier scale 3: the last column compares the two sides' images (a guided DDIM
   x0 is not clamped after condition_score, so on random weights its values are large; read
   the difference against the largest value).
+- **Both sides run with glibc's malloc tuned** (\`${MALLOC_TUNED_TEXT}\`) unless a row
+  says "malloc defaults": without it the Python side spends most of a step in page faults
+  (freed blocks go back to the kernel and are faulted in again), which says more about glibc
+  than about either sampler.
+- **FLOP bound**: the Python child counts one step's FLOPs with
+  \`torch.utils.flop_counter.FlopCounterMode\` (convolutions and matmuls: the Unet's forward,
+  plus the classifier's forward and its backward to x when guided) and times a 2048x2048
+  \`torch.mm\` in the same process and threads (best of 5): FLOPs / that peak is the time a
+  step cannot beat at the machine's sgemm rate (under bfloat16 autocast the Unet's FLOPs are
+  held against a bfloat16 \`torch.mm\`). The bound takes the best peak over a row's Python
+  children; rows that time ours alone get a Python child that only counts. "ours / bound"
+  is ours ms/step over it (1.00x would be every FLOP at the sgemm peak, with nothing else).
 - Per step = wall time of the sample / steps. "cores used" = process CPU time / wall time
   while sampling. Page faults: minor faults of the process while sampling, per step.
   Peak RSS: \`process.resourceUsage().maxRSS\` (ours) and \`resource.getrusage(RUSAGE_SELF).ru_maxrss\`
@@ -287,10 +331,17 @@ async function main(): Promise<void> {
         sections.push(section);
         continue;
       }
+      if (name === 'profile') {
+        const body = await profileSection(opts);
+        console.log(body);
+        sections.push(`## (0b) One guided step of case 0, op by op (torch.profiler)\n\n${body}`);
+        continue;
+      }
       const c = await CASES[name](opts);
       results.set(name, c);
       let body = name === 'js-condfn' ? jsCondFnReport(c, results.get('shipped')) : comparisonTables(c);
       if (name === 'shipped') body += `\n\nWhere the time goes (configuration as above):\n\n${shippedBreakdown(c.rows[0].pair)}`;
+      if (name === 'ddpm') body += `\n\n${ddpmAims(c)}\n\nWhere the time goes (first row):\n\n${shippedBreakdown(c.rows[0].pair)}`;
       const cfg = c.rows[0].cfg;
       const guided = c.rows.some((r) => r.cfg.guidance !== 'none');
       const what = `Unet(${JSON.stringify(cfg.models.unet)})${guided ? `, Classifier(${JSON.stringify(cfg.models.classifier)})` : ''}`;

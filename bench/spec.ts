@@ -49,6 +49,23 @@ export interface SampleSpec {
   pythonUnet?: 'eager' | 'script';
   /** Python only: sample on a threading.Thread, not the main thread (ours samples on a thread). */
   pythonThread?: boolean;
+  /** Python only: count one step's FLOPs and time the matmul peak, sample nothing (for rows that time ours alone). */
+  flopsOnly?: boolean;
+}
+
+/** What one step cannot beat, measured by the Python child: FLOPs (torch.utils.flop_counter) over a matmul peak. */
+export interface FlopCount {
+  /** One Unet forward. */
+  unetFlops: number;
+  /** One guidance gradient: the classifier's forward and the backward to x (0 unguided). */
+  guidanceFlops: number;
+  /** GFLOP/s of a large float32 torch.mm in the same process and threads... */
+  peakGflops: number;
+  /** ...and which. */
+  peakOp: string;
+  /** Under autocast: the Unet's FLOPs are held against the peak of a matmul in that dtype. */
+  unetPeakGflops?: number;
+  unetPeakOp?: string;
 }
 
 export interface SampleResult {
@@ -72,5 +89,7 @@ export interface SampleResult {
   breakdown?: { modelMs: number; condFnMs: number };
   /** Python only: time inside the sampling loop per step, split by part (ms). */
   split?: { modelMs: number; guidanceMs: number; otherMs: number };
+  /** Python only: the step's FLOPs and this process's matmul peak. */
+  flops?: FlopCount;
   threads: number;
 }

@@ -64,7 +64,7 @@ export interface GaussianDiffusionOptions {
   clipAfterGuidance?: boolean;
   /** Device to sample on; default: where the model's weights are. The model must be there too. */
   device?: Device;
-  /** CUDA only: run the model's forward under autocast in this dtype (guidance stays float32). */
+  /** Run the model's forward under autocast in this dtype (guidance stays float32): 'float16' or 'bfloat16' on CUDA, 'bfloat16' on the CPU. */
   autocast?: 'float16' | 'bfloat16';
   /**
    * CUDA only: after a few eager steps, capture the model call into a CUDA graph and replay it

@@ -40,6 +40,8 @@ export interface PretrainedOptions {
   ddimSamplingEta?: number;
   /** Sample over respaced steps ('250', 'ddim25', ...), as openai's timestep_respacing. */
   timestepRespacing?: string;
+  /** The Unet's forward under autocast in this dtype (GaussianDiffusionOptions.autocast). */
+  autocast?: 'float16' | 'bfloat16';
 }
 
 /**
@@ -67,6 +69,7 @@ export function loadPretrained(name: string = DEFAULT_MODEL, options: Pretrained
     ...(options.timestepRespacing !== undefined ? { timestepRespacing: options.timestepRespacing } : {}),
     clipAfterGuidance: meta.clipAfterGuidance ?? false,
     ddimSamplingEta: options.ddimSamplingEta ?? meta.ddimSamplingEta ?? 0,
+    ...(options.autocast !== undefined ? { autocast: options.autocast } : {}),
   });
   return { diffusion, classifier, classNames: meta.classNames, meta };
 }

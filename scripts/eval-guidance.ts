@@ -13,7 +13,7 @@
 // - spread: mean pairwise pixel distance between samples asked for the same class, divided by
 //   the same figure for real test images of that class (1 = as varied as the data).
 // Judges and each scale's samples are cached in .gd-cache/eval, so a rerun only re-judges.
-//   node dist/scripts/eval-guidance.js [--n 10] [--scales 0,1,2,4,8] [--steps N] [--eta X] [--out FILE] [--picture FILE]
+//   node dist/scripts/eval-guidance.js [--n 10] [--scales 0,1,2,4,8] [--steps N] [--eta X] [--autocast bfloat16] [--out FILE] [--picture FILE]
 import * as fs from 'fs';
 import * as path from 'path';
 import { Command } from 'commander';
@@ -40,6 +40,7 @@ interface Flags {
   scales: number[];
   steps?: number;
   respacing?: string;
+  autocast?: 'bfloat16';
   seed: number;
   out?: string;
   picture?: string;
@@ -184,7 +185,8 @@ function entropyBits(labels: number[], classes: number): number {
 async function samples(diffusion: GaussianDiffusion, classifier: Module, y: Tensor, scale: number, flags: Flags): Promise<Tensor> {
   const steps = diffusion.options.samplingTimesteps;
   const respaced = diffusion.options.timestepRespacing === undefined ? '' : `-respaced${diffusion.options.timestepRespacing}`;
-  const sampler = (diffusion.isDdimSampling ? `ddim${steps}-eta${diffusion.options.ddimSamplingEta}` : `ancestral${steps}`) + respaced;
+  const autocast = diffusion.options.autocast === undefined ? '' : `-${diffusion.options.autocast}`;
+  const sampler = (diffusion.isDdimSampling ? `ddim${steps}-eta${diffusion.options.ddimSamplingEta}` : `ancestral${steps}`) + respaced + autocast;
   const cached = path.join(CACHE, `samples-${sampler}-n${flags.n}-seed${flags.seed}-scale${scale}.safetensors`);
   if (fs.existsSync(cached)) return loadSafetensors(cached).images;
   torch.manualSeed(flags.seed);
@@ -210,6 +212,10 @@ async function main(): Promise<void> {
     .option('--threads <n>', 'intra-op threads', (v) => parseInt(v, 10), 2)
     .option('--eta <x>', "DDIM eta (default: the model's)", parseFloat)
     .option('--respacing <spec>', "timestep respacing ('250', '100'): ancestral over the kept steps")
+    .option('--autocast <dtype>', "the Unet's forward under autocast: bfloat16 (guidance stays float32)", (v) => {
+      if (v !== 'bfloat16') throw new Error(`--autocast takes bfloat16; got ${v}`);
+      return v;
+    })
     .option('--out <file>', 'write the report (markdown) here too')
     .option('--picture <file>', 'PNG of one row per class at the model\'s default scale')
     .option('--judge-steps <n>', 'training steps of each judge', (v) => parseInt(v, 10), 3000)
@@ -221,7 +227,7 @@ async function main(): Promise<void> {
   const log = (s: string): void => console.error(s);
 
   if (flags.samplesOnly) {
-    const { diffusion, classifier, classNames } = GaussianDiffusion.pretrained('fashion-mnist', { samplingTimesteps: flags.steps, ddimSamplingEta: flags.eta, timestepRespacing: flags.respacing });
+    const { diffusion, classifier, classNames } = GaussianDiffusion.pretrained('fashion-mnist', { samplingTimesteps: flags.steps, ddimSamplingEta: flags.eta, timestepRespacing: flags.respacing, autocast: flags.autocast });
     const y = torch.tensor(Array.from({ length: classNames.length * flags.n }, (_, i) => Math.floor(i / flags.n)), { dtype: 'int64' });
     for (const scale of flags.scales) {
       const started = Date.now();
@@ -242,11 +248,11 @@ async function main(): Promise<void> {
     return share;
   });
 
-  const { diffusion, classifier, classNames, meta } = GaussianDiffusion.pretrained('fashion-mnist', { samplingTimesteps: flags.steps, ddimSamplingEta: flags.eta, timestepRespacing: flags.respacing });
+  const { diffusion, classifier, classNames, meta } = GaussianDiffusion.pretrained('fashion-mnist', { samplingTimesteps: flags.steps, ddimSamplingEta: flags.eta, timestepRespacing: flags.respacing, autocast: flags.autocast });
   const classes = classNames.length;
   const steps = diffusion.options.samplingTimesteps;
   const eta = diffusion.options.ddimSamplingEta;
-  const sampler = diffusion.isDdimSampling ? `DDIM ${steps} steps (eta ${eta})` : `ancestral sampling, ${steps} steps`;
+  const sampler = (diffusion.isDdimSampling ? `DDIM ${steps} steps (eta ${eta})` : `ancestral sampling, ${steps} steps`) + (diffusion.options.autocast ? `, the Unet under ${diffusion.options.autocast} autocast` : '');
   const realSpread = classNames.map((_, c) =>
     torch.tidy(() => {
       const idx = torch.tensor(testLabels.map((l, i) => (l === c ? i : -1)).filter((i) => i >= 0).slice(0, 200), { dtype: 'int64' });

@@ -22,11 +22,11 @@ describe('reference case', () => {
   });
   after(() => torch.setNumThreads(threads));
 
-  it('native Unet with unet.safetensors matches forward_out.f32 within 1.3e-5 (measured 1.3e-6)', () => {
+  it('native Unet with unet.safetensors matches forward_out.f32 within 1.3e-5 (measured 1.2e-6)', () => {
     const unet = referenceUnet();
     const out = torch.noGrad(() => unet.forward(input(), torch.tensor(rc.forward_t)));
     assert.deepStrictEqual(out.shape, rc.tensors.forward_out);
-    assertClose(out.toFloat32Array(), ref('forward_out'), 1.3e-5, 'forward'); // measured 1.3e-6
+    assertClose(out.toFloat32Array(), ref('forward_out'), 1.3e-5, 'forward'); // measured 1.2e-6
   });
 
   it('jit.load(unet_traced.pt) matches forward_out.f32 within 10 float32 ulps (measured equal)', () => {
@@ -58,7 +58,7 @@ describe('reference case', () => {
     ['JS classifierCondFn', classifierCondFn],
     ['native classifierGuidance', classifierGuidance],
   ] as const) {
-    it(`guided ancestral sample with ${name} reproduces ddpm_guided.f32 within 6e-6 (measured 6.3e-7)`, async () => {
+    it(`guided ancestral sample with ${name} reproduces ddpm_guided.f32 within 6e-6 (measured 7.7e-7)`, async () => {
       const diffusion = new GaussianDiffusion(referenceUnet(), { imageSize: 16, timesteps: 20, betaSchedule: 'sigmoid' });
       const classifier = jit.load(path.join(REFERENCE, 'classifier.pt'));
       torch.manualSeed(42);
@@ -68,7 +68,7 @@ describe('reference case', () => {
         guidanceKwargs: { classifier, y: torch.tensor(rc.y), classifierScale: rc.classifier_scale },
       });
       assert.deepStrictEqual(img.shape, [2, 3, 16, 16]);
-      assertClose(img.toFloat32Array(), ref('ddpm_guided'), 6e-6, 'sample'); // measured 6.3e-7
+      assertClose(img.toFloat32Array(), ref('ddpm_guided'), 6e-6, 'sample'); // measured 7.7e-7
     });
   }
 

@@ -105,24 +105,27 @@ Denoiser Denoiser::with_labels(const at::Tensor& y) const {
 
 namespace {
 
-// Autocast for CUDA ops on this thread while in scope (the setting is thread-local).
-class CudaAutocast {
+// Autocast for one device type's ops on this thread while in scope (the setting is
+// thread-local): CUDA (float16 / bfloat16) or the CPU (bfloat16, oneDNN's bf16 kernels).
+class DeviceAutocast {
  public:
-  explicit CudaAutocast(at::ScalarType dtype)
-      : was_enabled_(at::autocast::is_autocast_enabled(at::kCUDA)),
-        was_dtype_(at::autocast::get_autocast_dtype(at::kCUDA)) {
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-    at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+  DeviceAutocast(at::DeviceType device, at::ScalarType dtype)
+      : device_(device),
+        was_enabled_(at::autocast::is_autocast_enabled(device)),
+        was_dtype_(at::autocast::get_autocast_dtype(device)) {
+    at::autocast::set_autocast_enabled(device, true);
+    at::autocast::set_autocast_dtype(device, dtype);
     at::autocast::increment_nesting();
   }
-  ~CudaAutocast() {
+  ~DeviceAutocast() {
     // Casts of the weights are cached for the scope; drop them when the outermost one ends.
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(at::kCUDA, was_enabled_);
-    at::autocast::set_autocast_dtype(at::kCUDA, was_dtype_);
+    at::autocast::set_autocast_enabled(device_, was_enabled_);
+    at::autocast::set_autocast_dtype(device_, was_dtype_);
   }
 
  private:
+  at::DeviceType device_;
   bool was_enabled_;
   at::ScalarType was_dtype_;
 };
@@ -153,8 +156,8 @@ at::Tensor Denoiser::forward(const at::Tensor& x, const at::Tensor& t, const at:
       inputs.emplace_back(at::zeros_like(x));
     }
   }
-  std::optional<CudaAutocast> autocast;
-  if (autocast_ && x.is_cuda()) autocast.emplace(*autocast_);
+  std::optional<DeviceAutocast> autocast;
+  if (autocast_ && (x.is_cuda() || x.is_cpu())) autocast.emplace(x.device().type(), *autocast_);
   c10::IValue out = model_.forward(std::move(inputs));
   autocast.reset();  // the cast back to x's dtype below runs outside autocast
   if (!out.isTensor()) {

@@ -83,8 +83,8 @@ class Denoiser {
   Prediction prediction(const Schedule& schedule, const at::Tensor& x, const at::Tensor& t,
                         const at::Tensor& out, bool clip) const;
 
-  // Runs forward() under CUDA autocast with this dtype (kHalf or kBFloat16) when x is on
-  // CUDA; the output is cast back to float32. Guidance stays in float32.
+  // Runs forward() under autocast with this dtype on x's device (CUDA: kHalf or kBFloat16;
+  // the CPU: kBFloat16); the output is cast back to float32. Guidance stays in float32.
   void set_autocast(std::optional<at::ScalarType> dtype) { autocast_ = dtype; }
   std::optional<at::ScalarType> autocast() const { return autocast_; }
 

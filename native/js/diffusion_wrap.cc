@@ -104,7 +104,10 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
         if (dtype != "float16" && dtype != "bfloat16") {
           ThrowRange(env, "autocast must be 'float16' or 'bfloat16'; got '" + dtype + "'");
         }
-        if (!device_.is_cuda()) ThrowRange(env, "autocast needs a CUDA device; this diffusion samples on " + device_.str());
+        // The CPU runs bfloat16 (oneDNN's bf16 kernels); float16 convolutions there are slow references.
+        if (!device_.is_cuda() && !(device_.is_cpu() && dtype == "bfloat16")) {
+          ThrowRange(env, "autocast '" + dtype + "' needs a CUDA device (the CPU takes 'bfloat16'); this diffusion samples on " + device_.str());
+        }
         denoiser->set_autocast(dtype == "float16" ? at::kHalf : at::kBFloat16);
       }
       Napi::Value cuda_graph = Option(o, "cudaGraph");
