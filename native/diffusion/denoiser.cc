@@ -1,9 +1,9 @@
 #include "diffusion/denoiser.h"
 
-#include <ATen/autocast_mode.h>
-
 #include <sstream>
 #include <stdexcept>
+
+#include "diffusion/autocast_scope.h"
 
 namespace gd {
 
@@ -103,35 +103,6 @@ Denoiser Denoiser::with_labels(const at::Tensor& y) const {
   return d;
 }
 
-namespace {
-
-// Autocast for one device type's ops on this thread while in scope (the setting is
-// thread-local): CUDA (float16 / bfloat16) or the CPU (bfloat16, oneDNN's bf16 kernels).
-class DeviceAutocast {
- public:
-  DeviceAutocast(at::DeviceType device, at::ScalarType dtype)
-      : device_(device),
-        was_enabled_(at::autocast::is_autocast_enabled(device)),
-        was_dtype_(at::autocast::get_autocast_dtype(device)) {
-    at::autocast::set_autocast_enabled(device, true);
-    at::autocast::set_autocast_dtype(device, dtype);
-    at::autocast::increment_nesting();
-  }
-  ~DeviceAutocast() {
-    // Casts of the weights are cached for the scope; drop them when the outermost one ends.
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(device_, was_enabled_);
-    at::autocast::set_autocast_dtype(device_, was_dtype_);
-  }
-
- private:
-  at::DeviceType device_;
-  bool was_enabled_;
-  at::ScalarType was_dtype_;
-};
-
-}  // namespace
-
 at::Tensor Denoiser::forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& x_self_cond) const {
   std::vector<c10::IValue> inputs{x, t};
   if (takes_labels_) {
@@ -156,7 +127,7 @@ at::Tensor Denoiser::forward(const at::Tensor& x, const at::Tensor& t, const at:
       inputs.emplace_back(at::zeros_like(x));
     }
   }
-  std::optional<DeviceAutocast> autocast;
+  std::optional<AutocastScope> autocast;
   if (autocast_ && (x.is_cuda() || x.is_cpu())) autocast.emplace(x.device().type(), *autocast_);
   c10::IValue out = model_.forward(std::move(inputs));
   autocast.reset();  // the cast back to x's dtype below runs outside autocast

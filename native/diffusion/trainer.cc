@@ -1,7 +1,6 @@
 #include "diffusion/trainer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/autocast_mode.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/serialize/archive.h>
 
@@ -16,6 +15,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "diffusion/autocast_scope.h"
 #include "diffusion/optim.h"
 #include "diffusion/transfer.h"
 
@@ -110,31 +110,6 @@ EmaUpdate make_ema_update(const torch::jit::Module& model, const torch::jit::Mod
                    list(model.named_buffers(true)), list(ema.named_buffers(true)));
 }
 
-// Autocast on one device type while in scope (the setting is thread-local): the step's
-// forward runs in a lower precision; leaving the scope drops the cached casts of the weights,
-// which the next optimizer step changes.
-class StepAutocast {
- public:
-  StepAutocast(at::DeviceType device, at::ScalarType dtype)
-      : device_(device), was_enabled_(at::autocast::is_autocast_enabled(device)),
-        was_dtype_(at::autocast::get_autocast_dtype(device)) {
-    at::autocast::set_autocast_enabled(device_, true);
-    at::autocast::set_autocast_dtype(device_, dtype);
-    at::autocast::increment_nesting();
-  }
-  ~StepAutocast() {
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(device_, was_enabled_);
-    at::autocast::set_autocast_dtype(device_, was_dtype_);
-  }
-  StepAutocast(const StepAutocast&) = delete;
-  StepAutocast& operator=(const StepAutocast&) = delete;
-
- private:
-  at::DeviceType device_;
-  bool was_enabled_;
-  at::ScalarType was_dtype_;
-};
 
 // Restores the model's training flag however the run ends.
 class TrainModeGuard {
@@ -301,7 +276,7 @@ TrainResult run_loop(TrainState& state, const Schedule& schedule, const at::Tens
     double accuracy = kNaN;
     at::Tensor loss;
     {
-      std::optional<StepAutocast> autocast;
+      std::optional<AutocastScope> autocast;
       if (o.autocast) autocast.emplace(device.type(), *o.autocast);
       loss = loss_of(sched, b, gen, accuracy);
     }
