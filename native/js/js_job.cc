@@ -4,6 +4,7 @@
 
 #include "js/common.h"
 #include "js/cpu_allocator.h"
+#include "js/openmp_pool.h"
 
 namespace gd::js {
 
@@ -18,6 +19,7 @@ Napi::Object JsJob::Start(Napi::Env env, const std::shared_ptr<JsJob>& job) {
   job->tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
                                              "guided-diffusion.job", 0, 1);
   GetAddonEnv(env).jobs.insert(job);
+  ReleaseOpenMpPool();  // the job's team must be the only one (openmp_pool.h)
   JsJob* raw = job.get();
   job->thread_ = std::thread([raw] { raw->ThreadMain(); });
 

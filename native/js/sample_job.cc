@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "js/common.h"
+#include "js/openmp_pool.h"
 #include "js/tensor_wrap.h"
 
 namespace gd::js {
@@ -77,6 +78,7 @@ class JsGuidance : public Guidance {
       result->set_exception(std::current_exception());
     }
     handles->Release();
+    ReleaseOpenMpPool();  // condFn's tensor ops gave this thread a pool again (openmp_pool.h)
   }
 
   // A condFn that throws (or rejects) fails the step; sample() rejects with that JS value.
@@ -87,6 +89,7 @@ class JsGuidance : public Guidance {
     // sample() rejects with `error` itself; this message is for the sampling thread.
     result->set_exception(std::make_exception_ptr(std::runtime_error(label + " failed")));
     handles->Release();
+    ReleaseOpenMpPool();
   }
 
   static void CallOnJs(Napi::Env env, const std::weak_ptr<SampleJob>& weak, const Result& result, const at::Tensor& x,
