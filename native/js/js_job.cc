@@ -102,7 +102,9 @@ void JsJob::Finish(Napi::Env env) {
   std::shared_ptr<JsJob> self = shared_from_this();
   GetAddonEnv(env).jobs.erase(self);
   BeforeSettle();
-  if (failed_ && !js_error_.IsEmpty()) {
+  // A JS callback that threw fails the job even when the work finished first: the error of an
+  // onProgress posted before the end is only seen here, after the last step.
+  if (!js_error_.IsEmpty()) {
     deferred_.Reject(js_error_.Value().Get("error"));
   } else if (failed_) {
     Napi::Error err = Napi::Error::New(env, error_);

@@ -4,8 +4,9 @@
 // every team's spin-wait to ~100 spins: between a Unet's many small parallel regions the job's
 // workers fall asleep and are woken by futex. On 2 cores the job then ran at 1.4 cores, a
 // Unet forward at 83 ms instead of the 51 ms of the same call from the JS thread. Releasing the
-// JS thread's pool when a job starts, and after each JS callback that may have rebuilt it while
-// a job waits, leaves the job's team the only one.
+// JS thread's pool when a job starts and after each condFn call, and the job thread's pool
+// before it hands a slow condFn call (a classifier gradient) to the JS thread, leaves one team
+// at a time.
 #pragma once
 
 namespace gd::js {

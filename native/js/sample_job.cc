@@ -28,6 +28,10 @@ class JsGuidance : public Guidance {
     std::shared_ptr<SampleJob> job = job_.lock();  // alive: its thread is the caller
     std::weak_ptr<SampleJob> weak = job_;
     std::string label = where.str();
+    // While condFn runs, the JS thread's team should be the only one (openmp_pool.h); freeing
+    // this thread's pool costs a new one after the call (a few ms), so only for a condFn whose
+    // last call took long enough to gain from it (a classifier gradient, not a cheap function).
+    if (long_calls_) ReleaseOpenMpPool();
     job->PostToJs([weak, result, x, t, label](Napi::Env env) { CallOnJs(env, weak, result, x, t, label); });
     auto started = std::chrono::steady_clock::now();
     while (future.wait_for(std::chrono::milliseconds(10)) != std::future_status::ready) {
@@ -37,6 +41,7 @@ class JsGuidance : public Guidance {
         throw std::runtime_error(label + " did not settle within " + std::to_string(job->step_timeout_ms()) + " ms (stepTimeoutMs)");
       }
     }
+    long_calls_ = std::chrono::steady_clock::now() - started >= std::chrono::milliseconds(5);
     return future.get();
   }
 
@@ -132,6 +137,7 @@ class JsGuidance : public Guidance {
 
   std::weak_ptr<SampleJob> job_;
   int64_t step_ = 0;
+  bool long_calls_ = false;  // the last condFn call took 5 ms or more
 };
 
 }  // namespace
