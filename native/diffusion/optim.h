@@ -2,7 +2,7 @@
 // (_fused_adam_ / _fused_adamw_: one pass over each parameter, CPU and CUDA), gradient
 // clipping by the global L2 norm (_foreach_norm, _foreach_mul_), and the EMA update
 // (_foreach_lerp_). They compute what torch::optim::Adam / AdamW, clip_grad_norm_ and a
-// per-tensor lerp_ compute, to float rounding (native/tests/training_test.cc checks it),
+// per-tensor lerp_ compute, to float rounding (native/tests/training_optim_test.cc checks it),
 // with a few ops per step instead of several per parameter.
 #pragma once
 
