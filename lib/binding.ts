@@ -1,4 +1,5 @@
 // The raw addon, typed, loaded in one place. Everything else in lib/ goes through this.
+import type { SamplerName } from './samplers';
 import type { Tensor } from './tensor';
 
 export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'uint8' | 'bool';
@@ -52,8 +53,18 @@ export interface NativeSampleRequest {
   condInput: 'mean' | 'x';
   classifierGuidance?: { classifier: NativeModule; y: Tensor; classifierScale: number };
   modelKwargs?: { y?: Tensor };
-  sampler?: 'ancestral' | 'ddim';
+  sampler?: SamplerName;
   eta?: number;
+  // The fast samplers' options (lib/samplers.ts).
+  steps?: number;
+  order?: number;
+  method?: 'multistep' | 'singlestep';
+  skipType?: string;
+  lowerOrderFinal?: boolean;
+  thresholding?: { ratio: number; maxVal: number };
+  unipcVariant?: 'bh1' | 'bh2';
+  sigmas?: 'karras' | 'model';
+  rho?: number;
   onProgress?: (step: number, total: number, t: number) => void;
 }
 

@@ -3,6 +3,7 @@
 import { binding, Device, NativeDiffusion, NativeSampleRequest } from './binding';
 import { checkClassifierKwargs, classifierCondFn, classifierGuidance, CondFn } from './guidance';
 import { Module } from './module';
+import { checkOptionsApply, checkSamplerName, FastSamplerOptions, fastSamplerRequest, isFastSampler, SamplerName, TAKEN_BY } from './samplers';
 import { Tensor } from './tensor';
 
 export type Objective = 'pred_noise' | 'pred_x0' | 'pred_v';
@@ -82,7 +83,7 @@ export interface SampleProgress {
   t: number;
 }
 
-export interface SampleOptions<K = unknown> {
+export interface SampleOptions<K = unknown> extends FastSamplerOptions {
   /** Default 16, as the reference. */
   batchSize?: number;
   /** Return x_T .. x_0 stacked on dim 1. */
@@ -100,9 +101,12 @@ export interface SampleOptions<K = unknown> {
   modelKwargs?: { y?: Tensor };
   /**
    * 'ancestral' (DDPM over every step of the schedule) or 'ddim' (over samplingTimesteps
-   * steps); default: ancestral when samplingTimesteps covers the schedule, else DDIM.
+   * steps); default: ancestral when samplingTimesteps covers the schedule, else DDIM. The fast
+   * samplers: 'dpm-solver++', 'dpm-solver', 'unipc' (steps model calls) and k-diffusion's
+   * 'euler', 'euler-ancestral', 'heun', 'dpmpp-2m' (steps sigma intervals); their options are
+   * FastSamplerOptions (docs/fast-samplers.md).
    */
-  sampler?: 'ancestral' | 'ddim';
+  sampler?: SamplerName;
   /** DDIM eta for this sample; default the diffusion's ddimSamplingEta. */
   eta?: number;
   onProgress?: (progress: SampleProgress) => void;
@@ -120,6 +124,17 @@ export interface SampleOptions<K = unknown> {
   seeds?: number[];
   /** Reject when one condFn call takes longer than this (ms). */
   stepTimeoutMs?: number;
+}
+
+const SAMPLE_KEYS = new Set([
+  'batchSize', 'returnAllTimesteps', 'condFn', 'guidanceKwargs', 'condFnInput', 'modelKwargs', 'sampler',
+  'onProgress', 'signal', 'seed', 'seeds', 'stepTimeoutMs', ...Object.keys(TAKEN_BY),
+]);
+
+/** sample()'s options object: a TypeError naming any key it does not know. */
+function checkSampleKeys(options: object): void {
+  const unknown = Object.keys(options).filter((k) => !SAMPLE_KEYS.has(k));
+  if (unknown.length) throw new TypeError(`sample(): unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')}`);
 }
 
 function positiveInt(value: unknown, name: string): number {
@@ -255,9 +270,15 @@ export class GaussianDiffusion {
       if (condInput !== 'mean' && condInput !== 'x') throw new TypeError(`condFnInput must be 'mean' or 'x'; got '${String(condInput)}'`);
       const request: NativeSampleRequest = { batchSize, returnAllTimesteps: options.returnAllTimesteps ?? false, condInput };
       if (options.seed !== undefined) request.seed = checkSeed(options.seed);
+      checkSampleKeys(options);
       if (options.sampler !== undefined) {
-        if (options.sampler !== 'ancestral' && options.sampler !== 'ddim') throw new TypeError(`sampler must be 'ancestral' or 'ddim'; got '${String(options.sampler)}'`);
-        request.sampler = options.sampler;
+        const sampler = checkSamplerName(options.sampler);
+        request.sampler = sampler;
+        if (isFastSampler(sampler)) Object.assign(request, fastSamplerRequest(sampler, options, this.numTimesteps));
+        else checkOptionsApply(sampler, options as Record<string, unknown>);
+      } else {
+        // The default sampler takes eta (DDIM) or condFnInput (ancestral) as before.
+        checkOptionsApply(this.isDdimSampling ? 'ddim' : 'ancestral', { ...options, condFnInput: undefined, eta: undefined });
       }
       if (options.eta !== undefined) request.eta = ddimEta(options.eta, 'eta');
       if (options.modelKwargs !== undefined) {

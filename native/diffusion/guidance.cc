@@ -50,6 +50,26 @@ at::Tensor ClassifierGuidance::gradient(const at::Tensor& x, const at::Tensor& t
   return grad * scale_;
 }
 
+at::Tensor checked_gradient(Guidance& guidance, const at::Tensor& input, const at::Tensor& model_t, int64_t step,
+                            double t_value) {
+  at::Tensor g = guidance.gradient(input, model_t);
+  auto fail = [&](const std::string& what) {
+    std::ostringstream msg;
+    msg << "condFn at step " << step << " (t=" << t_value << ") returned " << what;
+    throw std::runtime_error(msg.str());
+  };
+  if (!g.defined()) fail("no tensor");
+  if (g.sizes() != input.sizes()) {
+    std::ostringstream what;
+    what << "a tensor of shape " << g.sizes() << "; expected " << input.sizes();
+    fail(what.str());
+  }
+  g = g.detach().to(input.device(), input.scalar_type());
+  // The one host sync per step the samplers make: a NaN here would silently poison the image.
+  if (!at::isfinite(g).all().item<bool>()) fail("NaN or Inf");
+  return g;
+}
+
 at::Tensor condition_mean(const at::Tensor& mean, const at::Tensor& variance, const at::Tensor& gradient) {
   return mean + variance * gradient;
 }

@@ -35,6 +35,12 @@ class ClassifierGuidance : public Guidance {
   double scale_;
 };
 
+// guidance.gradient(input, model_t), checked: a tensor shaped like input, finite, returned in
+// input's dtype and device (the reference takes gradient.float()). Otherwise throws
+// std::runtime_error "condFn at step {step} (t={t_value}) returned ...".
+at::Tensor checked_gradient(Guidance& guidance, const at::Tensor& input, const at::Tensor& model_t, int64_t step,
+                            double t_value);
+
 // mean + variance * gradient (Sohl-Dickstein et al. 2015; the reference's condition_mean).
 at::Tensor condition_mean(const at::Tensor& mean, const at::Tensor& variance, const at::Tensor& gradient);
 

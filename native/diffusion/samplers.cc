@@ -4,6 +4,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "diffusion/eps_model.h"
+#include "diffusion/fast_samplers.h"
 #include "diffusion/model_call.h"
 #include "diffusion/transfer.h"
 
@@ -59,27 +61,11 @@ class Noise {
   std::vector<at::Generator> per_image_;
 };
 
-// The guidance gradient at `input`, checked: a tensor shaped like input, finite, in input's
-// dtype and device (the reference takes gradient.float()). The guidance sees the model's
-// timesteps (a respaced schedule's map applied), as openai's _WrappedModel gives its cond_fn.
+// The guidance sees the model's timesteps (a respaced schedule's map applied), as openai's
+// _WrappedModel gives its cond_fn.
 at::Tensor guided_gradient(Guidance& guidance, const Schedule& s, const at::Tensor& input, const at::Tensor& t,
                            int64_t step, int64_t t_value) {
-  at::Tensor g = guidance.gradient(input, s.timestep_map.apply(t));
-  auto fail = [&](const std::string& what) {
-    std::ostringstream msg;
-    msg << "condFn at step " << step << " (t=" << t_value << ") returned " << what;
-    throw std::runtime_error(msg.str());
-  };
-  if (!g.defined()) fail("no tensor");
-  if (g.sizes() != input.sizes()) {
-    std::ostringstream what;
-    what << "a tensor of shape " << g.sizes() << "; expected " << input.sizes();
-    fail(what.str());
-  }
-  g = g.detach().to(input.device(), input.scalar_type());
-  // The one host sync per step the samplers make: a NaN here would silently poison the image.
-  if (!at::isfinite(g).all().item<bool>()) fail("NaN or Inf");
-  return g;
+  return checked_gradient(guidance, input, s.timestep_map.apply(t), step, static_cast<double>(t_value));
 }
 
 at::Tensor finish(const std::vector<at::Tensor>& all, const at::Tensor& x, const SampleOptions& o) {
@@ -90,9 +76,23 @@ at::Tensor finish(const std::vector<at::Tensor>& all, const at::Tensor& x, const
 }  // namespace
 
 SampleOptions::Method parse_sample_method(const std::string& name) {
-  if (name == "ancestral") return SampleOptions::Method::Ancestral;
-  if (name == "ddim") return SampleOptions::Method::Ddim;
-  throw std::invalid_argument("sampler must be one of ancestral, ddim; got '" + name + "'");
+  using M = SampleOptions::Method;
+  static const std::vector<std::pair<std::string, M>> names = {
+      {"ancestral", M::Ancestral}, {"ddim", M::Ddim},     {"dpm-solver++", M::DpmSolverPP},
+      {"dpm-solver", M::DpmSolver}, {"unipc", M::UniPC},  {"euler", M::Euler},
+      {"euler-ancestral", M::EulerAncestral},             {"heun", M::Heun},
+      {"dpmpp-2m", M::Dpmpp2m}};
+  std::string all;
+  for (const auto& [n, m] : names) {
+    if (n == name) return m;
+    all += (all.empty() ? "" : ", ") + n;
+  }
+  throw std::invalid_argument("sampler must be one of " + all + "; got '" + name + "'");
+}
+
+bool is_fast_method(SampleOptions::Method method) {
+  using M = SampleOptions::Method;
+  return method != M::Auto && method != M::Ancestral && method != M::Ddim;
 }
 
 SampleOptions::CondInput parse_cond_input(const std::string& name) {
@@ -196,9 +196,62 @@ at::Tensor sample_ddim(const Denoiser& denoiser, const Schedule& schedule, Guida
   return finish(all, x, o);
 }
 
+void FastSampling::step_done(int64_t step, int64_t total, const at::Tensor& x) {
+  if (options.return_all_timesteps) trajectory.push_back(x);
+  if (options.on_step) options.on_step(step, total, model.last_timestep());
+}
+
+namespace {
+
+void check_fast_options(const SampleOptions& o) {
+  using M = SampleOptions::Method;
+  const SampleOptions::Fast& f = o.fast;
+  std::ostringstream msg;
+  const bool solver = o.method == M::DpmSolverPP || o.method == M::DpmSolver || o.method == M::UniPC;
+  if (f.steps < 1) {
+    msg << "steps must be a positive integer; got " << f.steps;
+  } else if (solver && (f.order < 1 || f.order > 3)) {
+    msg << "order must be 1, 2 or 3; got " << f.order;
+  } else if (solver && f.skip_type != "time_uniform" && f.skip_type != "logSNR" && f.skip_type != "time_quadratic") {
+    msg << "skipType must be one of time_uniform, logSNR, time_quadratic; got '" << f.skip_type << "'";
+  } else if (f.thresholding && !(f.threshold_ratio > 0 && f.threshold_ratio <= 1)) {
+    msg << "thresholding.ratio must be in (0, 1]; got " << f.threshold_ratio;
+  } else if (f.thresholding && !(f.threshold_max > 0 && std::isfinite(f.threshold_max))) {
+    msg << "thresholding.maxVal must be a positive number; got " << f.threshold_max;
+  } else if (!(f.rho > 0 && std::isfinite(f.rho))) {
+    msg << "rho must be a positive number; got " << f.rho;
+  } else {
+    return;
+  }
+  throw std::invalid_argument(msg.str());
+}
+
+at::Tensor sample_fast(const Denoiser& denoiser, const Schedule& schedule, Guidance* guidance, const SampleOptions& o) {
+  using M = SampleOptions::Method;
+  check_fast_options(o);
+  at::NoGradGuard no_grad;
+  const Schedule s = schedule.to(o.device);
+  const Noise noise(o);
+  EpsModel model(denoiser, s, guidance, o.cuda_graph);
+  FastSampling run{model, o, [&noise](at::IntArrayRef shape) { return noise(shape); }, {}};
+  at::Tensor x = noise(o.shape);
+  if (o.return_all_timesteps) run.trajectory.push_back(x);
+  if (o.method == M::DpmSolverPP || o.method == M::DpmSolver) {
+    x = sample_dpm_solver(run, s, x);
+  } else if (o.method == M::UniPC) {
+    x = sample_unipc(run, s, x);
+  } else {
+    x = sample_k_diffusion(run, s, x);
+  }
+  return finish(run.trajectory, x, o);
+}
+
+}  // namespace
+
 at::Tensor sample(const Denoiser& denoiser, const Schedule& schedule, Guidance* guidance,
                   const SampleOptions& options) {
   check_options(schedule, options);
+  if (is_fast_method(options.method)) return sample_fast(denoiser, schedule, guidance, options);
   if (options.method == SampleOptions::Method::Ancestral) return sample_ancestral(denoiser, schedule, guidance, options);
   if (options.method == SampleOptions::Method::Ddim) return sample_ddim(denoiser, schedule, guidance, options);
   if (options.sampling_timesteps == schedule.timesteps) {

@@ -22,7 +22,26 @@ struct SampleOptions {
   int64_t sampling_timesteps = 0;  // == schedule.timesteps: ancestral; fewer: DDIM
   // Auto: by sampling_timesteps as above. Ancestral: every step of the schedule (a respaced
   // schedule's steps); DDIM: sampling_timesteps steps (all of them: openai's ddim_sample_loop).
-  enum class Method { Auto, Ancestral, Ddim } method = Method::Auto;
+  // The rest: the fast samplers (fast_samplers.h), configured by `fast`.
+  enum class Method {
+    Auto, Ancestral, Ddim,
+    DpmSolverPP, DpmSolver, UniPC,
+    Euler, EulerAncestral, Heun, Dpmpp2m
+  } method = Method::Auto;
+  struct Fast {
+    int64_t steps = 20;  // DPM-Solver / UniPC steps; k-diffusion: sigma intervals
+    int64_t order = 2;
+    bool singlestep = false;  // DPM-Solver's method='singlestep' (else multistep)
+    std::string skip_type = "time_uniform";
+    bool lower_order_final = true;
+    // Dynamic thresholding of x0 (Imagen; DPM-Solver++ and UniPC).
+    bool thresholding = false;
+    double threshold_ratio = 0.995;
+    double threshold_max = 1.0;
+    bool unipc_bh2 = false;  // variant bh2 (else bh1)
+    bool karras = true;      // k-diffusion: Karras sigmas (else the model's)
+    double rho = 7.0;
+  } fast;
   double ddim_eta = 0;
   bool clip_denoised = true;  // clamp x0 to [-1, 1]
   // DDIM: clamp the x0 that condition_score re-derives too (the math doc leaves it unclamped).
@@ -41,15 +60,15 @@ struct SampleOptions {
   // comes from its own, so it does not depend on which other images share the batch (what
   // splitting a batch over processes needs).
   std::vector<at::Generator> image_generators;
-  // Called after each step: step counts from 0, total is the number of steps, t the timestep
-  // just denoised. May throw to abort: the exception propagates out of the sampler.
-  std::function<void(int64_t step, int64_t total, int64_t t)> on_step;
+  // Called after each step: step counts from 0, total is the number of steps, t the model
+  // timestep just denoised (fractional for the fast samplers). May throw to abort: the exception propagates out of the sampler.
+  std::function<void(int64_t step, int64_t total, double t)> on_step;
   at::Device device = at::kCPU;
   // On CUDA, replay the model call from a CUDA graph once shapes are known (model_call.h).
   bool cuda_graph = false;
 };
 
-// Throws std::invalid_argument: "sampler must be one of ancestral, ddim; got 'foo'".
+// Throws std::invalid_argument: "sampler must be one of ancestral, ddim, dpm-solver++, ...; got 'foo'".
 SampleOptions::Method parse_sample_method(const std::string& name);
 
 // Throws std::invalid_argument: "condInput must be one of mean, x; got 'foo'".
@@ -63,6 +82,9 @@ at::Tensor sample_ancestral(const Denoiser& denoiser, const Schedule& schedule, 
 // DDIM over options.sampling_timesteps steps, guidance through condition_score.
 at::Tensor sample_ddim(const Denoiser& denoiser, const Schedule& schedule, Guidance* guidance,
                        const SampleOptions& options);
+
+// Whether the method is one of the fast samplers (fast_samplers.h).
+bool is_fast_method(SampleOptions::Method method);
 
 // options.method, or (Auto) ancestral when sampling_timesteps == schedule.timesteps, DDIM
 // when fewer; throws

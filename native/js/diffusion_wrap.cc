@@ -159,6 +159,23 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
 
   std::vector<int64_t> Shape(int64_t batch) const { return {batch, channels_, image_size_, image_size_}; }
 
+  // The fast samplers' options; lib/diffusion.ts has checked which apply to the sampler.
+  static void ReadFastOptions(Napi::Value r, SampleOptions::Fast& f) {
+    if (Napi::Value v = Option(r, "steps"); !IsMissing(v)) f.steps = ToInt(v, "steps");
+    if (Napi::Value v = Option(r, "order"); !IsMissing(v)) f.order = ToInt(v, "order");
+    if (Napi::Value v = Option(r, "method"); !IsMissing(v)) f.singlestep = ToString(v, "method") == "singlestep";
+    if (Napi::Value v = Option(r, "skipType"); !IsMissing(v)) f.skip_type = ToString(v, "skipType");
+    if (Napi::Value v = Option(r, "lowerOrderFinal"); !IsMissing(v)) f.lower_order_final = ToBool(v, "lowerOrderFinal");
+    if (Napi::Value v = Option(r, "thresholding"); !IsMissing(v)) {
+      f.thresholding = true;
+      f.threshold_ratio = ToNumber(Option(v, "ratio"), "thresholding.ratio");
+      f.threshold_max = ToNumber(Option(v, "maxVal"), "thresholding.maxVal");
+    }
+    if (Napi::Value v = Option(r, "unipcVariant"); !IsMissing(v)) f.unipc_bh2 = ToString(v, "unipcVariant") == "bh2";
+    if (Napi::Value v = Option(r, "sigmas"); !IsMissing(v)) f.karras = ToString(v, "sigmas") == "karras";
+    if (Napi::Value v = Option(r, "rho"); !IsMissing(v)) f.rho = ToNumber(v, "rho");
+  }
+
   // sample(request) -> {promise, cancel}
   Napi::Value Sample(const Napi::CallbackInfo& info) {
     GD_GUARD(info.Env(), {
@@ -181,6 +198,7 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
       setup.options.cond_input = parse_cond_input(ToString(Option(r, "condInput"), "condInput"));
       Napi::Value method = Option(r, "sampler");
       if (!IsMissing(method)) setup.options.method = parse_sample_method(ToString(method, "sampler"));
+      ReadFastOptions(r, setup.options.fast);
       Napi::Value eta = Option(r, "eta");
       if (!IsMissing(eta)) setup.options.ddim_eta = ToNumber(eta, "eta");
       Napi::Value y = Option(Option(r, "modelKwargs"), "y");

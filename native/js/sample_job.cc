@@ -159,7 +159,7 @@ Napi::Object SampleJob::Start(Napi::Env env, SampleSetup setup) {
 }
 
 void SampleJob::Work() {
-  options_.on_step = [this](int64_t step, int64_t total, int64_t t) {
+  options_.on_step = [this](int64_t step, int64_t total, double t) {
     if (cancelled()) throw JobAborted();
     if (!on_progress_.IsEmpty()) {
       PostToJs([this, step, total, t](Napi::Env env) {

@@ -1,0 +1,43 @@
+// The one model interface of the fast samplers: the (guided) noise prediction at a fractional
+// schedule step, as DPM-Solver's model_wrapper gives it (docs/fast-samplers.md). Learned
+// variance channels are dropped; pred_x0 and pred_v outputs are converted to eps with the
+// continuous alpha and sigma of that time; classifier guidance shifts eps by -sigma * grad
+// (openai's condition_score), the gradient taken at the same x and model timestep.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+#include "diffusion/denoiser.h"
+#include "diffusion/guidance.h"
+#include "diffusion/model_call.h"
+#include "diffusion/schedule.h"
+
+namespace gd {
+
+class EpsModel {
+ public:
+  // schedule: the one sampled (its timestep map turns a step into the model's timestep).
+  EpsModel(const Denoiser& denoiser, const Schedule& schedule, Guidance* guidance, bool cuda_graph);
+  EpsModel(const EpsModel&) = delete;
+  EpsModel& operator=(const EpsModel&) = delete;
+
+  // eps for x at schedule step `step` (fractional), where x = alpha * x0 + sigma * eps.
+  at::Tensor operator()(const at::Tensor& x, float step, float alpha, float sigma);
+
+  // The model timestep of the latest call (for progress reports) and the number of calls.
+  double last_timestep() const { return last_timestep_; }
+  int64_t calls() const { return calls_; }
+
+ private:
+  const Denoiser& denoiser_;
+  TimestepMap map_;
+  Schedule unmapped_;  // the schedule without its map: ModelCall gets model timesteps
+  ModelCall call_;
+  Guidance* guidance_;
+  double last_timestep_ = 0;
+  int64_t calls_ = 0;
+};
+
+}  // namespace gd

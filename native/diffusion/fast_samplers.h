@@ -1,0 +1,39 @@
+// The fast samplers: DPM-Solver(++), UniPC and k-diffusion's Euler, Euler ancestral, Heun and
+// DPM++ 2M (docs/fast-samplers.md). Each is one function over the guided eps model of
+// eps_model.h; they share the step report and the noise source with the DDPM samplers.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "diffusion/eps_model.h"
+#include "diffusion/samplers.h"
+#include "diffusion/schedule.h"
+
+namespace gd {
+
+struct FastSampling {
+  EpsModel& model;
+  const SampleOptions& options;
+  std::function<at::Tensor(at::IntArrayRef)> noise;  // standard normal, in the reference's order
+  std::vector<at::Tensor> trajectory;                 // x after each step, with return_all_timesteps
+
+  // After each solver step: the trajectory and options.on_step (step from 0, the model
+  // timestep of the step's last model call).
+  void step_done(int64_t step, int64_t total, const at::Tensor& x);
+};
+
+// Each starts from x_T (standard normal) and returns x_0 (k-diffusion scales x_T by sigma_max
+// itself). Throws std::invalid_argument for options the sampler cannot run.
+at::Tensor sample_dpm_solver(FastSampling& run, const Schedule& schedule, at::Tensor x);
+at::Tensor sample_unipc(FastSampling& run, const Schedule& schedule, at::Tensor x);
+at::Tensor sample_k_diffusion(FastSampling& run, const Schedule& schedule, at::Tensor x);
+
+// Imagen's dynamic thresholding as DPM-Solver applies it to x0: s = max(quantile(|x0|, ratio)
+// per image, max_val); x0 clamped to [-s, s] and divided by s.
+at::Tensor dynamic_threshold(const at::Tensor& x0, double ratio, double max_val);
+
+}  // namespace gd

@@ -1,0 +1,112 @@
+// k-diffusion's samplers (Karras et al. 2022 and Crowson's k_diffusion/sampling.py): Euler,
+// Euler ancestral, Heun and DPM++ 2M over a sigma schedule, with the model seen through
+// DiscreteEpsDDPMDenoiser: x_k = x / sqrt(ab), denoised = x_k - sigma * eps(x_k * c_in, t(sigma)).
+// Classifier guidance enters through eps (eps_model.h), which in these variables is
+// denoised + sigma^2 * grad_{x_k} log p(y | x) (docs/fast-samplers.md).
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include "diffusion/fast_samplers.h"
+#include "diffusion/vp_schedule.h"
+
+namespace gd {
+
+namespace {
+
+class KDiffusion {
+ public:
+  KDiffusion(FastSampling& run, const SigmaSchedule& sched) : run_(run), sched_(sched) {}
+
+  at::Tensor denoised(const at::Tensor& x, float sigma) {
+    const float c_in = 1.0f / std::sqrt(sigma * sigma + 1.0f);
+    at::Tensor eps = run_.model(x * c_in, sched_.sigma_to_t(sigma), c_in, sigma * c_in);
+    return x + eps * (-sigma);
+  }
+
+  static at::Tensor to_d(const at::Tensor& x, float sigma, const at::Tensor& denoised) { return (x - denoised) / sigma; }
+
+  at::Tensor euler(at::Tensor x, const std::vector<float>& s, bool heun) {
+    const int64_t total = static_cast<int64_t>(s.size()) - 1;
+    for (int64_t i = 0; i < total; ++i) {
+      const float sigma = s[static_cast<size_t>(i)], next = s[static_cast<size_t>(i) + 1];
+      at::Tensor d = to_d(x, sigma, denoised(x, sigma));
+      const float dt = next - sigma;
+      if (!heun || next == 0) {
+        x = x + d * dt;
+      } else {
+        at::Tensor x_2 = x + d * dt;
+        at::Tensor d_2 = to_d(x_2, next, denoised(x_2, next));
+        x = x + ((d + d_2) / 2) * dt;
+      }
+      run_.step_done(i, total, x);
+    }
+    return x;
+  }
+
+  at::Tensor euler_ancestral(at::Tensor x, const std::vector<float>& s) {
+    const int64_t total = static_cast<int64_t>(s.size()) - 1;
+    for (int64_t i = 0; i < total; ++i) {
+      const float from = s[static_cast<size_t>(i)], to = s[static_cast<size_t>(i) + 1];
+      at::Tensor den = denoised(x, from);
+      // get_ancestral_step with eta 1.
+      const float up = std::min(to, std::sqrt(to * to * (from * from - to * to) / (from * from)));
+      const float down = std::sqrt(to * to - up * up);
+      x = x + to_d(x, from, den) * (down - from);
+      if (to > 0) x = x + run_.noise(x.sizes()) * up;
+      run_.step_done(i, total, x);
+    }
+    return x;
+  }
+
+  at::Tensor dpmpp_2m(at::Tensor x, const std::vector<float>& s) {
+    const int64_t total = static_cast<int64_t>(s.size()) - 1;
+    at::Tensor old;
+    for (int64_t i = 0; i < total; ++i) {
+      const float sigma = s[static_cast<size_t>(i)], next = s[static_cast<size_t>(i) + 1];
+      at::Tensor den = denoised(x, sigma);
+      if (next == 0) {
+        x = den;  // sigma_fn(inf) = 0 and expm1(-inf) = -1: the reference's update gives denoised
+      } else {
+        const float t = -std::log(sigma), t_next = -std::log(next), h = t_next - t;
+        const float ratio = std::exp(-t_next) / std::exp(-t);
+        at::Tensor target = den;
+        if (old.defined()) {
+          const float r = (t - -std::log(s[static_cast<size_t>(i) - 1])) / h;
+          target = (1 + 1 / (2 * r)) * den - (1 / (2 * r)) * old;
+        }
+        x = ratio * x - std::expm1(-h) * target;
+      }
+      old = den;
+      run_.step_done(i, total, x);
+    }
+    return x;
+  }
+
+ private:
+  FastSampling& run_;
+  const SigmaSchedule& sched_;
+};
+
+}  // namespace
+
+at::Tensor sample_k_diffusion(FastSampling& run, const Schedule& schedule, at::Tensor x) {
+  const SampleOptions::Fast& o = run.options.fast;
+  const SigmaSchedule sched(schedule);
+  if (o.steps > schedule.timesteps) {
+    throw std::invalid_argument("steps (" + std::to_string(o.steps) + ") cannot exceed the schedule's " +
+                                std::to_string(schedule.timesteps) + " steps");
+  }
+  const std::vector<float> sigmas = o.karras ? sched.karras(o.steps, static_cast<float>(o.rho)) : sched.model_sigmas(o.steps);
+  x = x * sigmas[0];
+  KDiffusion k(run, sched);
+  switch (run.options.method) {
+    case SampleOptions::Method::Euler: return k.euler(std::move(x), sigmas, /*heun=*/false);
+    case SampleOptions::Method::Heun: return k.euler(std::move(x), sigmas, /*heun=*/true);
+    case SampleOptions::Method::EulerAncestral: return k.euler_ancestral(std::move(x), sigmas);
+    case SampleOptions::Method::Dpmpp2m: return k.dpmpp_2m(std::move(x), sigmas);
+    default: throw std::invalid_argument("not a k-diffusion sampler");
+  }
+}
+
+}  // namespace gd
