@@ -178,7 +178,7 @@ describe('openai diffusion', () => {
       assert.throws(() => new GaussianDiffusion(uncondUnet, { ...opts, timestepRespacing: 'ddim11' }), { message: "timestepRespacing 'ddim11': no integer stride takes exactly 11 of 100 steps" });
       assert.throws(() => new GaussianDiffusion(uncondUnet, { ...opts, timestepRespacing: '10', samplingTimesteps: 11 }), { name: 'RangeError', message: 'samplingTimesteps (11) must be from 1 to the 10 timesteps of the (respaced) schedule' });
       const d = new GaussianDiffusion(uncondUnet, { ...opts, timestepRespacing: '10' });
-      await assert.rejects(d.sample({ batchSize: 1, sampler: 'plms' as never }), { name: 'TypeError', message: "sampler must be 'ancestral' or 'ddim'; got 'plms'" });
+      await assert.rejects(d.sample({ batchSize: 1, sampler: 'plms' as never }), { name: 'TypeError', message: "sampler must be one of 'ancestral', 'ddim', 'dpm-solver++', 'dpm-solver', 'unipc', 'euler', 'euler-ancestral', 'heun', 'dpmpp-2m'; got 'plms'" });
       await assert.rejects(d.sample({ batchSize: 1, eta: -1 }), { name: 'RangeError', message: 'eta must be in [0, 1] (0: deterministic DDIM, 1: as noisy as ancestral steps); got -1' });
       await assert.rejects(d.sample({ batchSize: 1, eta: 1.01 }), { name: 'RangeError', message: 'eta must be in [0, 1] (0: deterministic DDIM, 1: as noisy as ancestral steps); got 1.01' });
       await assert.rejects(d.sample({ batchSize: 1, modelKwargs: { y: [1] as never } }), { name: 'TypeError', message: 'modelKwargs.y: expected an int64 Tensor of class labels' });

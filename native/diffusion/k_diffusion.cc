@@ -97,7 +97,7 @@ at::Tensor sample_k_diffusion(FastSampling& run, const Schedule& schedule, at::T
     throw std::invalid_argument("steps (" + std::to_string(o.steps) + ") cannot exceed the schedule's " +
                                 std::to_string(schedule.timesteps) + " steps");
   }
-  const std::vector<float> sigmas = o.karras ? sched.karras(o.steps, static_cast<float>(o.rho)) : sched.model_sigmas(o.steps);
+  const std::vector<float> sigmas = o.karras ? sched.karras(o.steps, o.rho) : sched.model_sigmas(o.steps);
   x = x * sigmas[0];
   KDiffusion k(run, sched);
   switch (run.options.method) {

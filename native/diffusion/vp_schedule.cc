@@ -126,12 +126,13 @@ float SigmaSchedule::t_to_sigma(float t) const {
   return std::exp(ls);
 }
 
-std::vector<float> SigmaSchedule::karras(int64_t n, float rho) const {
+std::vector<float> SigmaSchedule::karras(int64_t n, double rho) const {
   std::vector<float> ramp = linspace(0.0, 1.0, n);
-  const float min_inv_rho = std::pow(sigma_min(), static_cast<float>(1.0 / rho));
-  const float max_inv_rho = std::pow(sigma_max(), static_cast<float>(1.0 / rho));
+  // The reference takes sigma_min and sigma_max as Python floats: these two powers are float64.
+  const float min_inv_rho = static_cast<float>(std::pow(static_cast<double>(sigma_min()), 1.0 / rho));
+  const float max_inv_rho = static_cast<float>(std::pow(static_cast<double>(sigma_max()), 1.0 / rho));
   std::vector<float> out;
-  for (float r : ramp) out.push_back(std::pow(max_inv_rho + r * (min_inv_rho - max_inv_rho), rho));
+  for (float r : ramp) out.push_back(std::pow(max_inv_rho + r * (min_inv_rho - max_inv_rho), static_cast<float>(rho)));
   out.push_back(0.0f);
   return out;
 }

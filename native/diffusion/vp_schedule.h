@@ -66,7 +66,7 @@ class SigmaSchedule {
 
   // n sigmas from sigma_max down, then 0: get_sigmas_karras(n, sigma_min, sigma_max, rho) or
   // the model's own (get_sigmas(n): n steps evenly spaced in t, mapped to sigma).
-  std::vector<float> karras(int64_t n, float rho) const;
+  std::vector<float> karras(int64_t n, double rho) const;
   std::vector<float> model_sigmas(int64_t n) const;
 
  private:
