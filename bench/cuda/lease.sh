@@ -6,7 +6,7 @@
 # LibTorch without cmake-js, runs the CUDA and reference-case tests, the host <-> CUDA copy
 # benchmark (bench/cuda/transfers.ts), then the CUDA sampling benchmark.
 #   bash bench/cuda/lease.sh [PART...]   (writes its reports to $OUT, or /tmp/gd-cuda)
-# PARTs after the build, in order: tests transfers jit bench (default: tests transfers bench).
+# PARTs after the build, in order: tests transfers jit fast bench (default: tests transfers bench).
 set -uo pipefail
 OUT=${OUT:-/tmp/gd-cuda}
 mkdir -p "$OUT" /tmp/nodebin
@@ -31,6 +31,7 @@ for part in "${@:-tests transfers bench}"; do for p in $part; do case $p in
   tests) node node_modules/mocha/bin/mocha.js --no-config --timeout 120000 --exit dist/test/cuda.test.js dist/test/reference-case.test.js 2>&1 | tee "$OUT/tests.log" | tail -45 ;;
   transfers) timeout 60 node dist/bench/cuda/transfers.js 2>&1 | tee "$OUT/transfers.md" ;;
   jit) timeout 150 node dist/bench/cuda/jit_executor.js 2>&1 | tee "$OUT/jit_executor.md" ;;
+  fast) timeout 300 node dist/bench/cuda/fast_samplers.js 2>&1 | tee "$OUT/fast_samplers.md" ;;
   bench) timeout ${GD_BENCH_TIMEOUT:-300} node dist/bench/run.js --device cuda --case shipped --rounds ${GD_BENCH_ROUNDS:-2} --threads 4 --max-wait 0 --out "$OUT/RESULTS-cuda.md" > "$OUT/bench.log" 2>&1
     echo "bench exit $?"; grep -A12 '^| configuration' "$OUT/RESULTS-cuda.md" | head -16 ;;
   *) echo "unknown part $p"; exit 2 ;;
