@@ -4,7 +4,7 @@
 // before anything runs; seeds, abort, progress and memory as with the DDPM samplers.
 import * as assert from 'assert';
 import * as path from 'path';
-import { GaussianDiffusion, jit, SampleOptions, torch } from '../lib';
+import { Classifier, GaussianDiffusion, jit, openai, SampleOptions, torch, Unet } from '../lib';
 import { FIXTURES } from './helpers';
 
 const toy = jit.load(path.join(FIXTURES, 'diffusion', 'toy_model.pt'));
@@ -169,5 +169,34 @@ describe('fast samplers: seeds, progress, abort, memory', () => {
     img.dispose();
     await assert.rejects(d.sample({ batchSize: 1, sampler: 'unipc', steps: 3, condFn: () => { throw new Error('bad gradient'); } }), { message: 'bad gradient' });
     await assert.rejects(d.sample({ batchSize: 1, sampler: 'dpm-solver++', steps: 3, condFn: (x) => torch.zeros([3]) }), /condFn at step 0 \(t=\d+(\.\d+)?\) returned a tensor of shape \[3\]; expected \[1, 1, 4, 4\]/);
+  });
+});
+
+describe('fast samplers: the networks take fractional timesteps', () => {
+  const at = (net: { forward(...a: unknown[]): unknown }, x: unknown, t: number, y?: unknown): Float32Array =>
+    torch.tidy(() => (net.forward(x, torch.tensor([t, t]), ...(y ? [y] : [])) as ReturnType<typeof torch.zeros>).toFloat32Array());
+  const between = (lo: Float32Array, mid: Float32Array, hi: Float32Array): boolean =>
+    mid.some((v, i) => v !== lo[i] && v !== hi[i]);
+
+  it("our Unet and Classifier, openai's UNetModel and EncoderUNetModel: t = 10.5 is neither 10 nor 11", () => {
+    torch.manualSeed(3);
+    const unet = new Unet({ dim: 8, dimMults: [1, 2], channels: 1 });
+    const classifier = new Classifier({ imageSize: 16, channels: 1, numClasses: 3, dim: 8, dimMults: [1, 2], attentionResolutions: [], pool: 'avg' });
+    const small = '--image_size 64 --channel_mult 1,2 --attention_resolutions 32';
+    const model = openai.createModel(openai.parseFlags(`${small} --num_channels 32 --num_res_blocks 1 --num_head_channels 32 --class_cond True`));
+    const encoder = openai.createClassifier(openai.parseFlags(`${small} --classifier_width 32 --classifier_depth 1 --classifier_channel_mult 1,2 --classifier_attention_resolutions 32 --classifier_num_head_channels 32`));
+    const x16 = torch.randn([2, 1, 16, 16]);
+    const x64 = torch.randn([2, 3, 64, 64]);
+    const y = torch.tensor([1, 2]);
+    // openai's output layer starts at zero (zero_module): give it weights so t shows.
+    for (const net of [['unet', unet, x16], ['classifier', classifier, x16], ['UNetModel', model, x64, y], ['EncoderUNetModel', encoder, x64]] as const) {
+      const [name, m, x, labels] = net as unknown as [string, { forward(...a: unknown[]): unknown }, unknown, unknown];
+      if (name === 'UNetModel') torch.noGrad(() => torch.tidy(() => { for (const p of (m as typeof model).parameters()) p.copy_(torch.randnLike(p).mul(0.05)); }));
+      const [lo, mid, hi] = [10, 10.5, 11].map((t) => at(m, x, t, labels));
+      assert.ok(mid.every(Number.isFinite), name);
+      assert.ok(between(lo, mid, hi), `${name} truncates a fractional t`);
+    }
+    torch.dispose([x16, x64, y]);
+    for (const m of [unet, classifier, model, encoder]) m.dispose();
   });
 });
