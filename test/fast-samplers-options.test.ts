@@ -188,10 +188,10 @@ describe('fast samplers: the networks take fractional timesteps', () => {
     const x16 = torch.randn([2, 1, 16, 16]);
     const x64 = torch.randn([2, 3, 64, 64]);
     const y = torch.tensor([1, 2]);
-    // openai's output layer starts at zero (zero_module): give it weights so t shows.
+    // openai's nets start with zeroed output layers (zero_module): random weights let t show.
     for (const net of [['unet', unet, x16], ['classifier', classifier, x16], ['UNetModel', model, x64, y], ['EncoderUNetModel', encoder, x64]] as const) {
       const [name, m, x, labels] = net as unknown as [string, { forward(...a: unknown[]): unknown }, unknown, unknown];
-      if (name === 'UNetModel') torch.noGrad(() => torch.tidy(() => { for (const p of (m as typeof model).parameters()) p.copy_(torch.randnLike(p).mul(0.05)); }));
+      if (name === 'UNetModel' || name === 'EncoderUNetModel') torch.noGrad(() => torch.tidy(() => { for (const p of (m as typeof model | typeof encoder).parameters()) p.copy_(torch.randnLike(p).mul(0.05)); }));
       const [lo, mid, hi] = [10, 10.5, 11].map((t) => at(m, x, t, labels));
       assert.ok(mid.every(Number.isFinite), name);
       assert.ok(between(lo, mid, hi), `${name} truncates a fractional t`);
