@@ -4,7 +4,7 @@
 // on an NVIDIA H200 (bench/cuda/tests.txt).
 import * as assert from 'assert';
 import * as path from 'path';
-import { classifierCondFn, classifierGuidance, CudaGraphStats, GaussianDiffusion, jit, torch, trainDiffusion, Unet } from '../lib';
+import { Classifier, classifierCondFn, classifierGuidance, CudaGraphStats, GaussianDiffusion, jit, torch, trainDiffusion, Unet } from '../lib';
 import { FIXTURES, maxAbsDiff, readF32, REFERENCE, referenceCase } from './helpers';
 
 const rc = referenceCase();
@@ -123,6 +123,27 @@ describe('CUDA', function () {
     // CUDA still works after the abandoned capture.
     assert.strictEqual(torch.ones([3], { device: 'cuda' }).sum().item(), 3);
   });
+
+  for (const sampler of ['dpm-solver++', 'unipc', 'dpmpp-2m'] as const) {
+    it(`a guided ${sampler} sample on CUDA (graph replays) equals the CPU one within TF32 error`, async () => {
+      torch.manualSeed(4);
+      const model = new Unet({ dim: 8, dimMults: [1, 2], channels: 3 }).loadStateDict(path.join(REFERENCE, 'unet.safetensors')).eval();
+      const classifier = new Classifier({ imageSize: 16, channels: 3, numClasses: 5, dim: 8, dimMults: [1, 2], attentionResolutions: [], pool: 'avg' }).eval();
+      const run = (device: 'cpu' | 'cuda'): Promise<ReturnType<typeof torch.tensor>> => {
+        const d = new GaussianDiffusion(model, { imageSize: 16, timesteps: 1000 });
+        return d.sample({ batchSize: 2, sampler, steps: 12, seed: 3, condFn: classifierGuidance, guidanceKwargs: { classifier, y: torch.tensor([1, 3], { device }), classifierScale: 2 } });
+      };
+      const cpu = (await run('cpu')).toFloat32Array();
+      model.to('cuda');
+      classifier.to('cuda');
+      const [img, graphs] = await graphDelta(() => run('cuda'));
+      assert.match(img.device, /^cuda/);
+      const err = maxAbsDiff(img.toFloat32Array(), cpu);
+      report(`${sampler} CUDA vs CPU`, err);
+      assert.ok(err < 2e-2, String(err));
+      assert.ok(graphs.replays >= 6, `replays ${graphs.replays}`);
+    });
+  }
 
   it('host data reaches CUDA through pinned memory and comes back unchanged, uint8 converted on the device', () => {
     const values = Float32Array.from({ length: 1 << 20 }, (_, i) => Math.sin(i));

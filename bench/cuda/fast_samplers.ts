@@ -24,15 +24,16 @@ async function main(): Promise<void> {
   const model = openai.createModel(flags).to(DEVICE);
   const classifier = openai.createClassifier(openai.parseFlags(CLASSIFIER_FLAGS + (SMOKE ? SMOKE_FLAGS : ''))).to(DEVICE);
   const full = openai.createGaussianDiffusion(model, flags);
-  const respaced = openai.createGaussianDiffusion(model, { ...flags, timestep_respacing: '250' });
+  const respaced = openai.createGaussianDiffusion(model, { ...flags, timestep_respacing: SMOKE ? '10' : '250' });
   const y = torch.randint(0, 1000, [BATCH]).to(DEVICE);
+  const steps = SMOKE ? 4 : 20;
   const rows: Row[] = [
-    { name: 'ancestral, 250 respaced steps (classifier_sample.py)', diffusion: respaced, options: {}, calls: 250 },
+    { name: `ancestral, ${SMOKE ? 10 : 250} respaced steps (classifier_sample.py)`, diffusion: respaced, options: {}, calls: SMOKE ? 10 : 250 },
     { name: 'DDIM, 25 respaced steps (ddim25)', diffusion: openai.createGaussianDiffusion(model, { ...flags, timestep_respacing: 'ddim25', use_ddim: true }), options: { sampler: 'ddim' }, calls: 25 },
-    { name: 'dpm-solver++, 20 steps, order 2 multistep', diffusion: full, options: { sampler: 'dpm-solver++', steps: 20 }, calls: 20 },
-    { name: 'dpm-solver++, 20 steps, thresholding', diffusion: full, options: { sampler: 'dpm-solver++', steps: 20, thresholding: true }, calls: 20 },
-    { name: 'unipc bh2, 20 steps, order 2', diffusion: full, options: { sampler: 'unipc', steps: 20, unipcVariant: 'bh2' }, calls: 20 },
-    { name: 'dpmpp-2m, 20 Karras sigmas', diffusion: full, options: { sampler: 'dpmpp-2m', steps: 20 }, calls: 20 },
+    { name: `dpm-solver++, ${steps} steps, order 2 multistep`, diffusion: full, options: { sampler: 'dpm-solver++', steps }, calls: steps },
+    { name: `dpm-solver++, ${steps} steps, thresholding`, diffusion: full, options: { sampler: 'dpm-solver++', steps, thresholding: true }, calls: steps },
+    { name: `unipc bh2, ${steps} steps, order 2`, diffusion: full, options: { sampler: 'unipc', steps, unipcVariant: 'bh2' }, calls: steps },
+    { name: `dpmpp-2m, ${steps} Karras sigmas`, diffusion: full, options: { sampler: 'dpmpp-2m', steps }, calls: steps },
   ];
   const guided = (d: GaussianDiffusion, extra: SampleOptions): Promise<unknown> =>
     d.sample({ batchSize: BATCH, seed: 1, modelKwargs: { y }, condFn: classifierGuidance, guidanceKwargs: { classifier, y, classifierScale: 1 }, ...extra } as SampleOptions)
@@ -41,7 +42,7 @@ async function main(): Promise<void> {
         img.dispose();
       });
   // Warm-up: TorchScript's profiling executor and fuser compile over the first calls.
-  await guided(full, { sampler: 'dpm-solver++', steps: 10 });
+  await guided(full, { sampler: 'dpm-solver++', steps: SMOKE ? 2 : 10 });
   const times: number[] = [];
   for (const row of rows) {
     let best = Infinity;
@@ -52,7 +53,7 @@ async function main(): Promise<void> {
     }
     times.push(best);
   }
-  console.log(`| guided sample, batch ${BATCH}, on ${DEVICE} | model calls | s per sample (best of 2) | ms per call | ancestral-250 time / this |`);
+  console.log(`| guided sample, batch ${BATCH}, on ${DEVICE} | model calls | s per sample (best of 2) | ms per call | ancestral time / this |`);
   console.log('| --- | ---: | ---: | ---: | ---: |');
   rows.forEach((row, i) => {
     const ms = times[i];
