@@ -79,7 +79,7 @@ export interface SampleProgress {
   /** Steps done, 1..total. */
   step: number;
   total: number;
-  /** The timestep just denoised. */
+  /** The timestep just denoised (fast samplers: the fractional model timestep of the step's last model call). */
   t: number;
 }
 
