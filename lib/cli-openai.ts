@@ -6,7 +6,8 @@ import { saveImage } from './image';
 import { Module } from './module';
 import { Flags, FlagValue, parseFlags, MODEL_FLAG_DEFAULTS, CLASSIFIER_FLAG_DEFAULTS, createClassifier, createModel } from './openai/flags';
 import { createGaussianDiffusion, toBool } from './openai/diffusion';
-import { CliError, existing, MAX_IMAGES, progressReporter, writableOut } from './cli-util';
+import { checkFastSteps, CliError, existing, flagName, MAX_IMAGES, progressReporter, SamplerFlags, samplerOptions, stepsText, writableOut } from './cli-util';
+import { isFastSampler, SAMPLERS } from './samplers';
 import { Tensor } from './tensor';
 import * as torch from './torch';
 
@@ -18,7 +19,7 @@ const DIFFUSION_FLAGS = ['diffusion_steps', 'noise_schedule', 'timestep_respacin
 const SAMPLE_FLAGS = ['clip_denoised', 'num_samples', 'batch_size', 'use_ddim', 'model_path', 'classifier_path', 'classifier_scale'];
 const KNOWN = new Set([...Object.keys(MODEL_FLAG_DEFAULTS), ...Object.keys(CLASSIFIER_FLAG_DEFAULTS), ...DIFFUSION_FLAGS, ...SAMPLE_FLAGS]);
 
-export interface OpenAISampleOptions {
+export interface OpenAISampleOptions extends SamplerFlags {
   openai: string;
   classifierFlags?: string;
   modelPath?: string;
@@ -37,7 +38,7 @@ export interface OpenAISampleOptions {
 }
 
 /** Options of the sample command that have no meaning for openai's models. */
-export const NOT_WITH_OPENAI = ['model', 'classifier', 'imageSize', 'timesteps', 'channels', 'betaSchedule', 'objective', 'steps', 'scale', 'nprocPerNode', 'chunkSize'];
+export const NOT_WITH_OPENAI = ['model', 'classifier', 'imageSize', 'timesteps', 'channels', 'betaSchedule', 'objective', 'scale', 'nprocPerNode', 'chunkSize'];
 
 /** --openai and --classifier-flags as one flags object (names with _ or -), each name checked. */
 function scriptFlags(openai: string, classifierFlags: string | undefined): Flags {
@@ -105,7 +106,7 @@ function load(module: Module, file: string, what: string, flagsName: string): vo
  */
 export async function sampleOpenAI(o: OpenAISampleOptions, given: (option: string) => boolean): Promise<void> {
   for (const option of NOT_WITH_OPENAI) {
-    if (given(option)) throw new CliError(`--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} does not apply with --openai${option === 'scale' ? ' (use --classifier-scale)' : ''}`);
+    if (given(option)) throw new CliError(`${flagName(option)} does not apply with --openai${option === 'scale' ? ' (use --classifier-scale)' : ''}`);
   }
   const f = scriptFlags(o.openai, o.classifierFlags);
   const modelPath = either(o.modelPath, '--model-path', f, 'model_path', String);
@@ -113,7 +114,17 @@ export async function sampleOpenAI(o: OpenAISampleOptions, given: (option: strin
   const classifierPath = either(o.classifierPath, '--classifier-path', f, 'classifier_path', String) || undefined;
   const scale = either(o.classifierScale, '--classifier-scale', f, 'classifier_scale', scaleValue) ?? 1;
   const respacing = either(o.timestepRespacing, '--timestep-respacing', f, 'timestep_respacing', String);
-  const ddim = either(o.useDdim, '--use-ddim', f, 'use_ddim', bool('use_ddim')) ?? false;
+  const useDdim = either(o.useDdim, '--use-ddim', f, 'use_ddim', bool('use_ddim'));
+  const samplerOpts = samplerOptions(o);
+  const fast = o.sampler !== undefined && isFastSampler(o.sampler);
+  if (o.sampler !== undefined && useDdim !== undefined && useDdim !== (o.sampler === 'ddim')) {
+    throw new CliError(useDdim ? `--sampler ${o.sampler} and --use-ddim disagree (DDIM is --sampler ddim)` : `--sampler ddim and --use_ddim False in the flags disagree`);
+  }
+  if (o.steps !== undefined && !fast) {
+    throw new CliError(`--steps with --openai needs a fast --sampler (${SAMPLERS.filter(isFastSampler).join(', ')}); the ancestral and DDIM steps are --timestep-respacing`);
+  }
+  const ddim = o.sampler === 'ddim' || (o.sampler === undefined && (useDdim ?? false));
+  const sampler = o.sampler ?? (ddim ? 'ddim' : 'ancestral');
   const n = either(given('n') ? o.n : undefined, '--n', f, 'num_samples', count('num_samples')) ?? o.n;
   const batchSize = either(given('batchSize') ? o.batchSize : undefined, '--batch-size', f, 'batch_size', count('batch_size')) ?? o.batchSize;
   const clip = f.clip_denoised === undefined ? true : bool('clip_denoised')(f.clip_denoised);
@@ -142,22 +153,25 @@ export async function sampleOpenAI(o: OpenAISampleOptions, given: (option: strin
     load(classifier, classifierPath, 'classifier', 'CLASSIFIER_FLAGS');
   }
   const diffusion = createGaussianDiffusion(model, flags, { clipDenoised: clip });
+  checkFastSteps(samplerOpts, o, diffusion.numTimesteps);
 
   if (o.seed !== undefined) torch.manualSeed(o.seed);
-  const steps = diffusion.numTimesteps;
+  // A fast sampler takes --steps over the (respaced) schedule; ancestral and DDIM every step of it.
+  const steps = samplerOpts?.steps ?? diffusion.numTimesteps;
   const batches = Math.ceil(n / batchSize);
-  const reporter = progressReporter(steps * batches);
+  const reporter = progressReporter(batches);
   const parts: Tensor[] = [];
   try {
     for (let i = 0; i < batches; i++) {
       const size = Math.min(batchSize, n - i * batchSize);
       const y = classCond || classifier ? (cls === undefined ? torch.randint(0, NUM_CLASSES, [size]) : torch.tensor(new Array<number>(size).fill(cls))) : undefined;
       parts.push(await diffusion.sample({
+        ...samplerOpts,
         batchSize: size,
-        sampler: ddim ? 'ddim' : 'ancestral',
+        sampler,
         ...(classCond ? { modelKwargs: { y } } : {}),
         ...(classifier ? { condFn: o.jsCondFn ? classifierCondFn : classifierGuidance, guidanceKwargs: { classifier, y: y!, classifierScale: scale } } : {}),
-        onProgress: (p) => reporter.update({ ...p, step: i * steps + p.step, total: steps * batches }),
+        onProgress: (p) => reporter.update(p, i),
       }));
       y?.dispose();
     }
@@ -172,5 +186,5 @@ export async function sampleOpenAI(o: OpenAISampleOptions, given: (option: strin
     classifier?.dispose();
   }
   const what = cls !== undefined ? ` of class ${cls}` : classCond || classifier ? ' of random classes' : '';
-  process.stderr.write(`wrote ${o.out}: ${n} images${what}, ${steps} ${ddim ? 'DDIM' : 'ancestral'} steps${classifier ? `, classifier scale ${scale}` : ''}\n`);
+  process.stderr.write(`wrote ${o.out}: ${n} images${what}, ${stepsText(steps, ddim ? 'DDIM' : sampler)}${classifier ? `, classifier scale ${scale}` : ''}\n`);
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The guided-diffusion command: sample guided images (the shipped model or your TorchScript
 // checkpoints) into a PNG, and retrain the shipped model's recipe.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { GaussianDiffusion, SampleProgress } from './diffusion';
 import { classifierCondFn, classifierGuidance } from './guidance';
 import { saveImage } from './image';
@@ -11,8 +11,9 @@ import { sampleDistributed } from './sample-distributed';
 import { jit, Module } from './module';
 import { DEFAULT_MODEL, loadPretrained } from './pretrained';
 import { trainRecipePart } from './recipe';
-import { CliError, existing, MAX_IMAGES, progressReporter, writableOut } from './cli-util';
+import { checkFastSteps, CliError, existing, flagName, MAX_IMAGES, progressReporter, SamplerFlags, samplerOptions, stepsText, writableOut } from './cli-util';
 import { OpenAISampleOptions, sampleOpenAI } from './cli-openai';
+import { isFastSampler, SAMPLERS } from './samplers';
 import { Tensor } from './tensor';
 import * as torch from './torch';
 
@@ -25,13 +26,16 @@ function int(name: string, min = 1, max = Number.MAX_SAFE_INTEGER) {
   };
 }
 
-function num(name: string) {
+function num(name: string, check?: { test: (n: number) => boolean; what: string }) {
   return (value: string): number => {
     const n = Number(value);
     if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
+    if (check && !check.test(n)) throw new InvalidArgumentError(`${name} must be ${check.what}`);
     return n;
   };
 }
+
+const positive = { test: (n: number) => n > 0, what: 'positive' };
 
 /** A class given by name (case-insensitive, any punctuation) or by index. */
 export function parseClass(value: string, names: string[] | undefined, numClasses: number | undefined): number {
@@ -51,12 +55,30 @@ export function parseClass(value: string, names: string[] | undefined, numClasse
   return i;
 }
 
-interface SampleFlags {
+function order(value: string): 1 | 2 | 3 {
+  if (!['1', '2', '3'].includes(value)) throw new InvalidArgumentError('--order must be 1, 2 or 3');
+  return Number(value) as 1 | 2 | 3;
+}
+
+const SAMPLERS_HELP = `
+Samplers (--sampler; docs/fast-samplers.md):
+  ancestral        DDPM over every step (with --steps n: over the schedule respaced to n)
+  ddim             DDIM over --steps steps
+  dpm-solver++     --steps model calls; --order, --method, --skip-type, --thresholding
+  dpm-solver       --steps model calls; --order, --method, --skip-type
+  unipc            --steps model calls; --order, --skip-type, --thresholding, --unipc-variant
+  euler, euler-ancestral, dpmpp-2m
+                   --steps sigma intervals (one model call each); --karras | --model-sigmas, --rho
+  heun             --steps sigma intervals (2 * steps - 1 model calls); --karras | --model-sigmas, --rho
+A flag the chosen sampler does not take is an error. With --openai, a fast sampler samples the
+(respaced) schedule of the flags; ancestral and ddim take their steps from --timestep-respacing.
+`;
+
+interface SampleFlags extends SamplerFlags {
   class?: string;
   n: number;
   batchSize: number;
   scale?: number;
-  steps?: number;
   seed?: number;
   out: string;
   nrow?: number;
@@ -93,6 +115,12 @@ async function relaunched(nprocPerNode: number | undefined): Promise<boolean> {
 
 async function sample(flags: SampleFlags): Promise<void> {
   writableOut(flags.out);
+  const samplerOpts = samplerOptions(flags);
+  const sampler = samplerOpts?.sampler;
+  const fast = sampler !== undefined && isFastSampler(sampler);
+  // --steps: a fast sampler's steps over the whole schedule; ancestral steps over the schedule
+  // respaced to --steps (as openai's timestep_respacing); else DDIM's steps when fewer than --timesteps.
+  const respaced = sampler === 'ancestral' && flags.steps !== undefined ? String(flags.steps) : undefined;
   const distributed = flags.nprocPerNode !== undefined;
   if (await relaunched(flags.nprocPerNode)) return;
   const lead = !distributed || dist.getRank() === 0;
@@ -103,19 +131,20 @@ async function sample(flags: SampleFlags): Promise<void> {
   let scale = flags.scale;
   if (flags.model) {
     if (!flags.imageSize) throw new CliError('--image-size is required with --model');
+    if (flags.steps !== undefined && flags.steps > flags.timesteps) throw new CliError(`--steps ${flags.steps} is more than the model's --timesteps ${flags.timesteps}`);
     const model = jit.load(existing('model checkpoint', flags.model));
     diffusion = new GaussianDiffusion(model, {
       imageSize: flags.imageSize,
       channels: flags.channels,
       timesteps: flags.timesteps,
-      samplingTimesteps: flags.steps ?? flags.timesteps,
+      ...(respaced !== undefined ? { timestepRespacing: respaced } : { samplingTimesteps: fast ? flags.timesteps : flags.steps ?? flags.timesteps }),
       betaSchedule: flags.betaSchedule,
       objective: flags.objective,
     });
     if (flags.classifier) classifier = jit.load(existing('classifier checkpoint', flags.classifier)).eval();
   } else {
     if (flags.classifier) throw new CliError('--classifier needs --model (the shipped model has its own classifier)');
-    const p = loadPretrained(DEFAULT_MODEL, { samplingTimesteps: flags.steps });
+    const p = loadPretrained(DEFAULT_MODEL, respaced !== undefined ? { timestepRespacing: respaced } : { samplingTimesteps: fast ? undefined : flags.steps });
     diffusion = p.diffusion;
     classifier = p.classifier;
     names = p.classNames;
@@ -131,34 +160,36 @@ async function sample(flags: SampleFlags): Promise<void> {
   } else if (classifier && count !== undefined && (scale ?? 1) > 0) {
     labels = Array.from({ length: flags.n }, (_, i) => i % count);
   }
-  const steps = diffusion.options.samplingTimesteps;
+  checkFastSteps(samplerOpts, flags, diffusion.numTimesteps);
+  const steps = samplerOpts?.steps ?? (sampler === 'ancestral' ? diffusion.numTimesteps : diffusion.options.samplingTimesteps);
   const guided = classifier && labels;
   const condFn = guided ? (flags.jsCondFn ? classifierCondFn : classifierGuidance) : undefined;
   const kwargs = (start: number, size: number) =>
     guided ? { classifier: classifier!, y: torch.tensor(labels!.slice(start, start + size)), classifierScale: scale ?? 1 } : undefined;
   let images: Tensor;
-  let reporter: { update(p: SampleProgress): void; stop(): void };
+  let reporter: { update(p: SampleProgress, batch?: number): void; stop(): void };
   if (distributed) {
     // With --nproc-per-node, image i has a generator of its own (seed + i) and the batch is
     // sampled in chunks of --chunk-size: the PNG is the same for every rank count.
-    reporter = lead ? progressReporter(steps) : { update: () => undefined, stop: () => undefined };
+    reporter = lead ? progressReporter() : { update: () => undefined, stop: () => undefined };
     images = await sampleDistributed(diffusion, {
-      batchSize: flags.n, onProgress: (p: SampleProgress) => reporter.update(p), condFn,
+      ...samplerOpts, batchSize: flags.n, onProgress: (p: SampleProgress) => reporter.update(p), condFn,
       guidanceKwargs: kwargs(0, flags.n), seed: flags.seed ?? 0, chunkSize: flags.chunkSize,
     });
   } else {
     // Batches of --batch-size; with --seed, batch i has seed + i (one batch: the seed itself).
     const batches = Math.ceil(flags.n / flags.batchSize);
-    reporter = progressReporter(steps * batches);
+    reporter = progressReporter(batches);
     const parts: Tensor[] = [];
     for (let i = 0; i < batches; i++) {
       const start = i * flags.batchSize;
       const size = Math.min(flags.batchSize, flags.n - start);
       parts.push(
         await diffusion.sample({
+          ...samplerOpts,
           batchSize: size,
           seed: flags.seed === undefined ? undefined : flags.seed + i,
-          onProgress: (p) => reporter.update({ ...p, step: i * steps + p.step, total: steps * batches }),
+          onProgress: (p) => reporter.update(p, i),
           condFn,
           guidanceKwargs: kwargs(start, size),
         }),
@@ -172,7 +203,7 @@ async function sample(flags: SampleFlags): Promise<void> {
   if (!lead) return;
   saveImage(images, flags.out, { nrow: flags.nrow ?? (flags.class === undefined && count ? count : 8) });
   const what = flags.class !== undefined && names ? ` of ${names[labels![0]]}` : '';
-  process.stderr.write(`wrote ${flags.out}: ${flags.n} images${what}, ${steps} steps${guided ? `, scale ${scale ?? 1}` : ''}\n`);
+  process.stderr.write(`wrote ${flags.out}: ${flags.n} images${what}, ${stepsText(steps, sampler)}${guided ? `, scale ${scale ?? 1}` : ''}\n`);
 }
 
 export function buildProgram(): Command {
@@ -188,7 +219,18 @@ export function buildProgram(): Command {
     .option('--n <count>', `number of images (at most ${MAX_IMAGES})`, int('--n', 1, MAX_IMAGES), 16)
     .option('--batch-size <n>', 'images sampled at once (memory grows with it)', int('--batch-size', 1, MAX_IMAGES), 16)
     .option('--scale <s>', 'classifier guidance scale (0: unguided); default: the model\'s recommended scale, or 1', num('--scale'))
-    .option('--steps <n>', 'sampling steps (fewer than --timesteps: DDIM)', int('--steps'))
+    .option('--steps <n>', 'sampling steps: without --sampler, fewer than --timesteps is DDIM; with a fast --sampler, its steps (default 20)', int('--steps'))
+    .addOption(new Option('--sampler <name>', 'ancestral, ddim, or a fast sampler (see below); default: ddim when --steps is below the schedule\'s steps, else ancestral').choices(SAMPLERS))
+    .option('--order <1|2|3>', 'solver order (dpm-solver++, dpm-solver, unipc; default 2)', order)
+    .addOption(new Option('--method <kind>', 'dpm-solver++, dpm-solver: multistep (default) or singlestep').choices(['multistep', 'singlestep']))
+    .addOption(new Option('--skip-type <kind>', 'time spacing of dpm-solver++, dpm-solver, unipc (default time_uniform)').choices(['time_uniform', 'logSNR', 'time_quadratic']))
+    .option('--thresholding', 'dpm-solver++, unipc: dynamic thresholding of x0 (ratio 0.995, max 1)')
+    .option('--thresholding-ratio <r>', 'with --thresholding: the quantile, in (0, 1]', num('--thresholding-ratio', { test: (n) => n > 0 && n <= 1, what: 'in (0, 1]' }))
+    .option('--thresholding-max <v>', 'with --thresholding: the largest threshold', num('--thresholding-max', positive))
+    .addOption(new Option('--unipc-variant <v>', 'unipc: bh1 (default) or bh2').choices(['bh1', 'bh2']))
+    .option('--karras', 'euler, euler-ancestral, heun, dpmpp-2m: Karras et al.\'s sigmas (the default)')
+    .option('--model-sigmas', 'euler, euler-ancestral, heun, dpmpp-2m: the model\'s own sigmas instead of Karras\'')
+    .option('--rho <r>', 'euler, euler-ancestral, heun, dpmpp-2m: rho of the Karras sigmas (default 7)', num('--rho', positive))
     .option('--seed <n>', 'seed of this sample\'s generator (reproducible)', int('--seed', 0))
     .option('--out <file.png>', 'output PNG', 'samples.png')
     .option('--nrow <n>', 'images per row of the grid', int('--nrow'))
@@ -210,11 +252,12 @@ export function buildProgram(): Command {
     .option('--classifier-scale <s>', 'with --openai: guidance scale (default 1.0)', num('--classifier-scale'))
     .option('--timestep-respacing <spec>', "with --openai: sampling steps, e.g. 250, ddim25 or '10,15,20'")
     .option('--use-ddim', 'with --openai: DDIM instead of ancestral steps')
+    .addHelpText('after', SAMPLERS_HELP)
     .action((flags: SampleFlags & OpenAISampleOptions, cmd: Command) => {
       const given = (option: string): boolean => cmd.getOptionValueSource(option) === 'cli';
       if (flags.openai !== undefined) return sampleOpenAI(flags, given);
       const onlyOpenAI = ['modelPath', 'classifierFlags', 'classifierPath', 'classifierScale', 'timestepRespacing', 'useDdim'].find(given);
-      if (onlyOpenAI) throw new CliError(`--${onlyOpenAI.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --openai "$MODEL_FLAGS" (an openai/guided-diffusion checkpoint)`);
+      if (onlyOpenAI) throw new CliError(`${flagName(onlyOpenAI)} needs --openai "$MODEL_FLAGS" (an openai/guided-diffusion checkpoint)`);
       return sample(flags);
     });
   program

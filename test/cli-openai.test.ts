@@ -171,6 +171,47 @@ describe('openai checkpoints: createModelAndDiffusion and sample --openai', func
       assert.deepStrictEqual([png.width, png.height], [3 * 18 + 2, 18 + 2]);
     });
 
+    it('--sampler unipc --steps 5 samples the whole 1000-step schedule in 5 model calls: the PNG of the library\'s unipc', async () => {
+      const out = path.join(tmp, 'unipc.png');
+      const r = cli('--openai', MODEL_FLAGS, '--model-path', MODEL_PT, '--sampler', 'unipc', '--steps', '5', '--n', '2', '--seed', '5', '--out', out);
+      assert.strictEqual(r.status, 0, r.stderr);
+      assert.match(r.stderr, /^step 5\/5\nwrote .*unipc\.png: 2 images of random classes, 5 unipc steps\n$/m);
+      const png = pixels(out);
+      assert.deepStrictEqual([png.width, png.height], [2 * 18 + 2, 18 + 2]);
+      const { model, diffusion } = openai.createModelAndDiffusion(openai.parseFlags(MODEL_FLAGS));
+      model.eval().loadStateDict(MODEL_PT);
+      assert.strictEqual(diffusion.numTimesteps, 1000);
+      torch.manualSeed(5);
+      const y = torch.randint(0, 1000, [2]);
+      const sample = await diffusion.sample({ batchSize: 2, sampler: 'unipc', steps: 5, modelKwargs: { y } });
+      const ours = PNG.sync.read(toPNG(torch.tidy(() => sample.add(1).div(2).clamp(0, 1)), { nrow: 8 }));
+      torch.dispose([y, sample]);
+      model.dispose();
+      assert.ok(png.data.equals(ours.data), 'the CLI\'s PNG differs from the library\'s');
+    });
+
+    it('a guided fast sampler over a respaced schedule, with its flags; DDIM/ancestral steps stay --timestep-respacing', () => {
+      const out = path.join(tmp, 'euler-a.png');
+      const guided = ['--classifier-flags', CLASSIFIER_FLAGS, '--model-path', MODEL_PT, '--classifier-path', CLASSIFIER_PT, '--n', '2', '--seed', '1'];
+      let r = cli('--openai', MODEL_FLAGS, ...guided, '--timestep-respacing', '25', '--sampler', 'euler-ancestral', '--model-sigmas', '--steps', '5', '--out', out);
+      assert.strictEqual(r.status, 0, r.stderr);
+      assert.match(r.stderr, /: 2 images of random classes, 5 euler-ancestral steps, classifier scale 1\n$/);
+      r = cli('--openai', MODEL_FLAGS, ...guided, '--timestep-respacing', 'ddim4', '--sampler', 'ddim', '--out', out);
+      assert.strictEqual(r.status, 0, r.stderr);
+      assert.match(r.stderr, /: 2 images of random classes, 4 DDIM steps, classifier scale 1\n$/);
+      const base = ['--model-path', MODEL_PT, '--out', path.join(tmp, 'x.png')];
+      const fails = (args: string[], message: string): void => {
+        r = cli('--openai', MODEL_FLAGS, ...base, ...args);
+        assert.strictEqual(r.status, 1, r.stderr);
+        assert.strictEqual(r.stderr, `guided-diffusion: ${message}\n`);
+      };
+      fails(['--sampler', 'unipc', '--use-ddim'], '--sampler unipc and --use-ddim disagree (DDIM is --sampler ddim)');
+      fails(['--steps', '5'], '--steps with --openai needs a fast --sampler (dpm-solver++, dpm-solver, unipc, euler, euler-ancestral, heun, dpmpp-2m); ' +
+        'the ancestral and DDIM steps are --timestep-respacing');
+      fails(['--sampler', 'unipc', '--timestep-respacing', '4'], '--steps 20 is more than the 4 steps of the schedule it samples (unipc takes 20 by default: give --steps)');
+      fails(['--sampler', 'euler', '--order', '2'], '--order applies to --sampler dpm-solver++, dpm-solver or unipc, not euler');
+    });
+
     it('flags that do not fit the checkpoint name the first parameter that differs', () => {
       const run = (model: string, classifier = CLASSIFIER_FLAGS) => cli('--openai', `${model} --timestep_respacing 2`, '--classifier-flags', classifier,
         '--model-path', MODEL_PT, '--classifier-path', CLASSIFIER_PT, '--n', '1', '--out', path.join(tmp, 'x.png'));

@@ -125,9 +125,86 @@ describe('CLI', () => {
     assert.strictEqual(r.stderr, 'guided-diffusion: mat1 and mat2 shapes cannot be multiplied (2x768 and 192x10)\n');
   });
 
+  describe('fast samplers (--sampler)', () => {
+    // One LibTorch thread: quicker than two on a loaded machine, and the same bits every run.
+    const fast = (out: string, ...args: string[]) => cli('sample', '--threads', '1', '--out', path.join(tmp, out), ...args);
+    const bytes = (out: string): Buffer => fs.readFileSync(path.join(tmp, out));
+
+    it('dpm-solver++ on the shipped model: --steps is its steps, the progress and the last line say so', () => {
+      const t0 = Date.now();
+      const r = fast('dpm.png', '--sampler', 'dpm-solver++', '--steps', '10', '--n', '2', '--seed', '1');
+      const seconds = (Date.now() - t0) / 1000;
+      assert.strictEqual(r.status, 0, r.stderr);
+      const png = PNG.sync.read(bytes('dpm.png'));
+      assert.deepStrictEqual([png.width, png.height], [2 * 34 + 2, 34 + 2]);
+      assert.match(r.stderr, /^step 10\/10$/m);
+      assert.doesNotMatch(r.stderr, /\/1000\b/);
+      assert.match(r.stderr, /wrote .*dpm\.png: 2 images, 10 dpm-solver\+\+ steps, scale \d/);
+      console.log(`      shipped model, dpm-solver++ 10 steps, 2 images: ${seconds.toFixed(1)} s`);
+    });
+
+    it('the same seed and flags give the same PNG bytes; another seed another PNG', () => {
+      const args = ['--sampler', 'dpm-solver++', '--steps', '10', '--n', '2'];
+      assert.strictEqual(fast('dpm-again.png', ...args, '--seed', '1').status, 0);
+      assert.strictEqual(fast('dpm-seed2.png', ...args, '--seed', '2').status, 0);
+      if (!fs.existsSync(path.join(tmp, 'dpm.png'))) assert.strictEqual(fast('dpm.png', ...args, '--seed', '1').status, 0);
+      assert.ok(bytes('dpm-again.png').equals(bytes('dpm.png')));
+      assert.ok(!bytes('dpm-seed2.png').equals(bytes('dpm.png')));
+    });
+
+    it('--model checkpoints: dpmpp-2m with --karras (the default) or --model-sigmas, heun, respaced ancestral', () => {
+      const run = (out: string, ...args: string[]): string => {
+        const r = fast(out, ...MODEL, '--n', '3', '--nrow', '3', '--seed', '4', ...args);
+        assert.strictEqual(r.status, 0, r.stderr);
+        return r.stderr;
+      };
+      assert.match(run('karras.png', '--sampler', 'dpmpp-2m', '--karras', '--steps', '5'), /^step 5\/5\nwrote .*karras\.png: 3 images, 5 dpmpp-2m steps\n$/m);
+      const png = PNG.sync.read(bytes('karras.png'));
+      assert.deepStrictEqual([png.width, png.height], [3 * 18 + 2, 18 + 2]);
+      run('default-sigmas.png', '--sampler', 'dpmpp-2m', '--steps', '5');
+      run('model-sigmas.png', '--sampler', 'dpmpp-2m', '--model-sigmas', '--steps', '5');
+      run('rho.png', '--sampler', 'dpmpp-2m', '--rho', '3', '--steps', '5');
+      assert.ok(bytes('karras.png').equals(bytes('default-sigmas.png')), '--karras is the default');
+      assert.ok(!bytes('karras.png').equals(bytes('model-sigmas.png')), '--model-sigmas reaches the sampler');
+      assert.ok(!bytes('karras.png').equals(bytes('rho.png')), '--rho reaches the sampler');
+      assert.match(run('heun.png', '--sampler', 'heun', '--steps', '5'), /: 3 images, 5 heun steps \(9 model calls\)\n$/);
+      // DPM-Solver's singlestep takes --steps model calls in fewer, mixed-order steps: the bar counts those.
+      assert.match(run('single.png', '--sampler', 'dpm-solver++', '--method', 'singlestep', '--steps', '10'), /^step 5\/5\nwrote .*: 3 images, 10 dpm-solver\+\+ steps\n$/m);
+      assert.match(run('ancestral.png', '--sampler', 'ancestral', '--steps', '5'), /^step 5\/5\nwrote .*: 3 images, 5 ancestral steps\n$/m);
+      assert.match(run('ddim.png', '--sampler', 'ddim', '--steps', '5'), /: 3 images, 5 ddim steps\n$/);
+      assert.match(run('unipc.png', '--sampler', 'unipc', '--steps', '4', '--order', '3', '--unipc-variant', 'bh2', '--thresholding', '--thresholding-ratio', '0.9'),
+        /: 3 images, 4 unipc steps\n$/);
+    });
+
+    it('a sampler flag that does not apply, or a bad value, is one line and exit 1', () => {
+      const fails = (message: string | RegExp, ...args: string[]): void => {
+        const r = cli('sample', '--n', '1', '--out', path.join(tmp, 'never.png'), ...args);
+        assert.strictEqual(r.status, 1, r.stderr);
+        assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
+        if (typeof message === 'string') assert.strictEqual(r.stderr, `guided-diffusion: ${message}\n`);
+        else assert.match(r.stderr, message);
+      };
+      fails(/^error: option '--order <1\|2\|3>' argument '4' is invalid\. --order must be 1, 2 or 3\n/, '--sampler', 'dpm-solver++', '--order', '4');
+      fails(/^error: option '--sampler <name>' argument 'plms' is invalid\. Allowed choices are ancestral, ddim, dpm-solver\+\+, .*dpmpp-2m\.\n/, '--sampler', 'plms');
+      fails('--order applies to --sampler dpm-solver++, dpm-solver or unipc, not euler', '--order', '2', '--sampler', 'euler');
+      fails('--karras applies to --sampler euler, euler-ancestral, heun or dpmpp-2m, not dpm-solver++', '--sampler', 'dpm-solver++', '--karras');
+      fails('--thresholding applies to --sampler dpm-solver++ or unipc, not dpm-solver', '--sampler', 'dpm-solver', '--thresholding');
+      fails('--method applies to --sampler dpm-solver++ or dpm-solver, not unipc', '--sampler', 'unipc', '--method', 'singlestep');
+      fails('--order needs --sampler (it applies to dpm-solver++, dpm-solver or unipc)', '--order', '2');
+      fails('--thresholding-ratio needs --thresholding', '--sampler', 'unipc', '--thresholding-ratio', '0.9');
+      fails('--karras and --model-sigmas exclude each other', '--sampler', 'heun', '--karras', '--model-sigmas');
+      fails(/--rho must be positive/, '--sampler', 'euler', '--rho', '0');
+      fails(/--skip-type <kind>' argument 'logsnr' is invalid/, '--sampler', 'unipc', '--skip-type', 'logsnr');
+      fails('--steps 21 is more than the model\'s --timesteps 20', ...MODEL, '--sampler', 'unipc', '--steps', '21');
+      fails('--steps 20 is more than the 10 steps of the schedule it samples (unipc takes 20 by default: give --steps)', ...MODEL.slice(0, -1), '10', '--sampler', 'unipc');
+    });
+  });
+
   it('--help documents every flag', () => {
     const r = spawnSync(process.execPath, [CLI, 'sample', '--help'], { encoding: 'utf8' });
-    for (const flag of ['--class', '--n', '--batch-size', '--scale', '--steps', '--seed', '--out', '--model', '--classifier', '--image-size', '--timesteps']) {
+    for (const flag of ['--class', '--n', '--batch-size', '--scale', '--steps', '--seed', '--out', '--model', '--classifier', '--image-size', '--timesteps',
+      '--sampler', '--order', '--method', '--skip-type', '--thresholding', '--thresholding-ratio', '--thresholding-max', '--unipc-variant', '--karras',
+      '--model-sigmas', '--rho', 'dpm-solver++', 'euler-ancestral', 'dpmpp-2m']) {
       assert.ok(r.stdout.includes(flag), flag);
     }
   });
