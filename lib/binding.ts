@@ -1,5 +1,5 @@
 // The raw addon, typed, loaded in one place. Everything else in lib/ goes through this.
-import type { SamplerName } from './samplers';
+import type { FastSamplerRequest, SamplerName } from './samplers';
 import type { Tensor } from './tensor';
 
 export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'uint8' | 'bool';
@@ -43,7 +43,8 @@ export interface NativeModule {
   dispose(): void;
 }
 
-export interface NativeSampleRequest {
+/** sample()'s request; the fast samplers' options as lib/samplers.ts checked them. */
+export interface NativeSampleRequest extends FastSamplerRequest {
   batchSize: number;
   returnAllTimesteps: boolean;
   seed?: number;
@@ -55,16 +56,6 @@ export interface NativeSampleRequest {
   modelKwargs?: { y?: Tensor };
   sampler?: SamplerName;
   eta?: number;
-  // The fast samplers' options (lib/samplers.ts).
-  steps?: number;
-  order?: number;
-  method?: 'multistep' | 'singlestep';
-  skipType?: string;
-  lowerOrderFinal?: boolean;
-  thresholding?: { ratio: number; maxVal: number };
-  unipcVariant?: 'bh1' | 'bh2';
-  sigmas?: 'karras' | 'model';
-  rho?: number;
   onProgress?: (step: number, total: number, t: number) => void;
 }
 

@@ -1,7 +1,5 @@
 #include "diffusion/eps_model.h"
 
-#include "diffusion/vp_schedule.h"
-
 namespace gd {
 
 namespace {
@@ -15,13 +13,13 @@ Schedule without_map(Schedule s) {
 
 EpsModel::EpsModel(const Denoiser& denoiser, const Schedule& schedule, Guidance* guidance, bool cuda_graph)
     : denoiser_(denoiser),
-      map_(schedule.timestep_map),
+      model_time_(schedule.timestep_map),
       unmapped_(without_map(schedule)),
       call_(denoiser, unmapped_, cuda_graph),
       guidance_(guidance) {}
 
 at::Tensor EpsModel::operator()(const at::Tensor& x, float step, float alpha, float sigma) {
-  const float timestep = model_timestep(map_, step);
+  const float timestep = model_time_(step);
   last_timestep_ = timestep;
   at::Tensor t = at::full({x.size(0)}, timestep, at::TensorOptions().dtype(at::kFloat).device(x.device()));
   at::Tensor out = call_(x, t, at::Tensor());

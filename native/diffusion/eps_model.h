@@ -13,6 +13,7 @@
 #include "diffusion/guidance.h"
 #include "diffusion/model_call.h"
 #include "diffusion/schedule.h"
+#include "diffusion/vp_schedule.h"
 
 namespace gd {
 
@@ -32,7 +33,7 @@ class EpsModel {
 
  private:
   const Denoiser& denoiser_;
-  TimestepMap map_;
+  ModelTime model_time_;
   Schedule unmapped_;  // the schedule without its map: ModelCall gets model timesteps
   ModelCall call_;
   Guidance* guidance_;

@@ -5,7 +5,10 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <vector>
 
@@ -24,6 +27,29 @@ struct FastSampling {
   // After each solver step: the trajectory and options.on_step (step from 0, the model
   // timestep of the step's last model call).
   void step_done(int64_t step, int64_t total, const at::Tensor& x);
+};
+
+// The last `order` times and model values of a multistep solver (DPM-Solver, UniPC), oldest first.
+struct MultistepHistory {
+  int64_t order;
+  std::deque<float> t;
+  std::deque<at::Tensor> m;
+
+  // The order of step `step` (1-based) of `steps`: the warm-up steps take what the history
+  // holds; with lower_final the last steps drop towards order 1.
+  int64_t step_order(int64_t step, int64_t steps, bool lower_final) const {
+    if (step < order) return step;
+    return lower_final ? std::min(order, steps + 1 - step) : order;
+  }
+  // After a step to t_new: the oldest pair leaves when the history is full; the caller then
+  // appends the model value at t_new (unless it was the last step).
+  void advance(float t_new) {
+    if (static_cast<int64_t>(t.size()) == order) {
+      t.pop_front();
+      m.pop_front();
+    }
+    t.push_back(t_new);
+  }
 };
 
 // Each starts from x_T (standard normal) and returns x_0 (k-diffusion scales x_T by sigma_max

@@ -84,24 +84,17 @@ class UniPc {
   }
 
   at::Tensor sample(at::Tensor x) {
-    const int64_t steps = o_.steps, order = o_.order;
+    const int64_t steps = o_.steps;
     const std::vector<float> ts = vp_.time_steps(o_.skip_type, 1.0f, vp_.t_end(), steps);
-    std::deque<float> t_prev{ts[0]};
-    std::deque<at::Tensor> m_prev{model(x, ts[0])};
+    MultistepHistory h{o_.order, {ts[0]}, {model(x, ts[0])}};
     for (int64_t step = 1; step <= steps; ++step) {
       const float t = ts[static_cast<size_t>(step)];
-      int64_t step_order = std::min(order, step);
-      if (step >= order && o_.lower_order_final) step_order = std::min(order, steps + 1 - step);
       // The reference skips the corrector at the last step (its model call would be unused).
-      auto [next, model_x] = update(x, m_prev, t_prev, t, step_order, /*use_corrector=*/step < steps);
+      auto [next, model_x] = update(x, h.m, h.t, t, h.step_order(step, steps, o_.lower_order_final), /*use_corrector=*/step < steps);
       x = next;
       run_.step_done(step - 1, steps, x);
-      if (static_cast<int64_t>(t_prev.size()) == order) {
-        t_prev.pop_front();
-        m_prev.pop_front();
-      }
-      t_prev.push_back(t);
-      if (step < steps) m_prev.push_back(model_x.defined() ? model_x : model(x, t));
+      h.advance(t);
+      if (step < steps) h.m.push_back(model_x.defined() ? model_x : model(x, t));
     }
     return x;
   }

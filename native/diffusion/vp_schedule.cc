@@ -56,6 +56,8 @@ VpSchedule::VpSchedule(const Schedule& schedule, bool clip_alpha) : base_n_(sche
   log_alpha_array_ = to_floats(log_alphas);
   t_array_ = linspace(0.0, 1.0, total_n_ + 1);
   t_array_.erase(t_array_.begin());
+  log_alpha_ascending_.assign(log_alpha_array_.rbegin(), log_alpha_array_.rend());
+  t_descending_.assign(t_array_.rbegin(), t_array_.rend());
 }
 
 float VpSchedule::log_alpha(float t) const { return interpolate(t, t_array_, log_alpha_array_); }
@@ -71,9 +73,7 @@ float VpSchedule::lambda(float t) const {
 
 float VpSchedule::inverse_lambda(float lambda) const {
   const float la = -0.5f * logaddexp0(-2.0f * lambda);
-  std::vector<float> xs(log_alpha_array_.rbegin(), log_alpha_array_.rend());
-  std::vector<float> ys(t_array_.rbegin(), t_array_.rend());
-  return interpolate(la, xs, ys);
+  return interpolate(la, log_alpha_ascending_, t_descending_);
 }
 
 float VpSchedule::step_index(float t) const {
@@ -145,18 +145,20 @@ std::vector<float> SigmaSchedule::model_sigmas(int64_t n) const {
   return out;
 }
 
-float model_timestep(const TimestepMap& map, float step) {
+ModelTime::ModelTime(const TimestepMap& map) : rescale_(map.rescale) {
+  if (map.map.defined()) map_ = to_floats(map.map);
+}
+
+float ModelTime::operator()(float step) const {
   float value = step;
-  if (map.map.defined()) {
-    at::Tensor m = map.map.to(at::kCPU, at::kFloat).contiguous();
-    const int64_t n = m.size(0);
-    const float* p = m.data_ptr<float>();
+  if (!map_.empty()) {
+    const int64_t n = static_cast<int64_t>(map_.size());
     const int64_t low = std::clamp<int64_t>(static_cast<int64_t>(std::floor(step)), 0, n - 1);
     const int64_t high = std::min<int64_t>(low + 1, n - 1);
     const float w = step - static_cast<float>(low);
-    value = (1 - w) * p[low] + w * p[high];
+    value = (1 - w) * map_[static_cast<size_t>(low)] + w * map_[static_cast<size_t>(high)];
   }
-  if (map.rescale > 0) value = value * static_cast<float>(map.rescale);
+  if (rescale_ > 0) value = value * static_cast<float>(rescale_);
   return value;
 }
 

@@ -49,6 +49,9 @@ class VpSchedule {
  private:
   std::vector<float> t_array_;
   std::vector<float> log_alpha_array_;
+  // Both reversed: inverse_lambda interpolates t over ascending log alpha.
+  std::vector<float> log_alpha_ascending_;
+  std::vector<float> t_descending_;
   int64_t total_n_ = 0;
   int64_t base_n_ = 0;
 };
@@ -76,7 +79,15 @@ class SigmaSchedule {
 
 // The model's timestep for a fractional schedule step: the identity, or for a respaced
 // schedule its timestep map interpolated between neighbouring kept steps (then rescaled, as
-// openai's rescale_timesteps).
-float model_timestep(const TimestepMap& map, float step);
+// openai's rescale_timesteps). The map is read to the host once, not at every model call.
+class ModelTime {
+ public:
+  explicit ModelTime(const TimestepMap& map);
+  float operator()(float step) const;
+
+ private:
+  std::vector<float> map_;  // empty: the identity
+  double rescale_ = 0;
+};
 
 }  // namespace gd
