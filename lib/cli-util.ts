@@ -4,7 +4,7 @@ import { SingleBar } from 'cli-progress';
 import * as fs from 'fs';
 import * as path from 'path';
 import { SampleProgress } from './diffusion';
-import { FastSamplerOptions, isFastSampler, SamplerName, TAKEN_BY } from './samplers';
+import { isFastSampler, SamplerChoice, SamplerName, TAKEN_BY } from './samplers';
 
 /** The most images one run samples (they are all held for the grid: --n 1e9 ran out of heap). */
 export const MAX_IMAGES = 10_000;
@@ -86,8 +86,6 @@ const SAMPLER_FLAGS: Record<string, keyof typeof TAKEN_BY> = {
 
 /** The steps a fast sampler takes when sample() is given none. */
 const FAST_DEFAULT_STEPS = 20;
-
-export type SamplerChoice = { sampler: SamplerName } & FastSamplerOptions;
 
 /**
  * sample()'s sampler options from the flags (undefined without --sampler), checked before

@@ -70,7 +70,9 @@ Samplers (--sampler; docs/fast-samplers.md):
   euler, euler-ancestral, dpmpp-2m
                    --steps sigma intervals (one model call each); --karras | --model-sigmas, --rho
   heun             --steps sigma intervals (2 * steps - 1 model calls); --karras | --model-sigmas, --rho
-A flag the chosen sampler does not take is an error. With --openai, a fast sampler samples the
+Without --sampler the shipped model samples with its own default, euler-ancestral over --steps
+(default 20) Karras sigmas; --model checkpoints with ancestral (DDIM when --steps is below
+--timesteps). A flag the chosen sampler does not take is an error. With --openai, a fast sampler samples the
 (respaced) schedule of the flags; ancestral and ddim take their steps from --timestep-respacing.
 `;
 
@@ -115,9 +117,11 @@ async function relaunched(nprocPerNode: number | undefined): Promise<boolean> {
 
 async function sample(flags: SampleFlags): Promise<void> {
   writableOut(flags.out);
-  const samplerOpts = samplerOptions(flags);
-  const sampler = samplerOpts?.sampler;
+  const chosen = samplerOptions(flags);
+  const sampler = chosen?.sampler;
   const fast = sampler !== undefined && isFastSampler(sampler);
+  // The shipped model without --sampler: its own default sampler (model.json's), --steps its steps.
+  const shippedDefault = !flags.model && sampler === undefined;
   // --steps: a fast sampler's steps over the whole schedule; ancestral steps over the schedule
   // respaced to --steps (as openai's timestep_respacing); else DDIM's steps when fewer than --timesteps.
   const respaced = sampler === 'ancestral' && flags.steps !== undefined ? String(flags.steps) : undefined;
@@ -144,7 +148,7 @@ async function sample(flags: SampleFlags): Promise<void> {
     if (flags.classifier) classifier = jit.load(existing('classifier checkpoint', flags.classifier)).eval();
   } else {
     if (flags.classifier) throw new CliError('--classifier needs --model (the shipped model has its own classifier)');
-    const p = loadPretrained(DEFAULT_MODEL, respaced !== undefined ? { timestepRespacing: respaced } : { samplingTimesteps: fast ? undefined : flags.steps });
+    const p = loadPretrained(DEFAULT_MODEL, respaced !== undefined ? { timestepRespacing: respaced } : { samplingTimesteps: fast || shippedDefault ? undefined : flags.steps });
     diffusion = p.diffusion;
     classifier = p.classifier;
     names = p.classNames;
@@ -160,8 +164,13 @@ async function sample(flags: SampleFlags): Promise<void> {
   } else if (classifier && count !== undefined && (scale ?? 1) > 0) {
     labels = Array.from({ length: flags.n }, (_, i) => i % count);
   }
-  checkFastSteps(samplerOpts, flags, diffusion.numTimesteps);
-  const steps = samplerOpts?.steps ?? (sampler === 'ancestral' ? diffusion.numTimesteps : diffusion.options.samplingTimesteps);
+  const samplerOpts = shippedDefault && flags.steps !== undefined ? { steps: flags.steps } : chosen;
+  checkFastSteps(chosen, flags, diffusion.numTimesteps);
+  if (shippedDefault && flags.steps !== undefined && flags.steps > diffusion.numTimesteps) {
+    throw new CliError(`--steps ${flags.steps} is more than the ${diffusion.numTimesteps} steps of the schedule it samples`);
+  }
+  const used = shippedDefault ? diffusion.options.defaultSampler : chosen;
+  const steps = samplerOpts?.steps ?? used?.steps ?? (sampler === 'ancestral' ? diffusion.numTimesteps : diffusion.options.samplingTimesteps);
   const guided = classifier && labels;
   const condFn = guided ? (flags.jsCondFn ? classifierCondFn : classifierGuidance) : undefined;
   const kwargs = (start: number, size: number) =>
@@ -203,7 +212,7 @@ async function sample(flags: SampleFlags): Promise<void> {
   if (!lead) return;
   saveImage(images, flags.out, { nrow: flags.nrow ?? (flags.class === undefined && count ? count : 8) });
   const what = flags.class !== undefined && names ? ` of ${names[labels![0]]}` : '';
-  process.stderr.write(`wrote ${flags.out}: ${flags.n} images${what}, ${stepsText(steps, sampler)}${guided ? `, scale ${scale ?? 1}` : ''}\n`);
+  process.stderr.write(`wrote ${flags.out}: ${flags.n} images${what}, ${stepsText(steps, used?.sampler)}${guided ? `, scale ${scale ?? 1}` : ''}\n`);
 }
 
 export function buildProgram(): Command {
@@ -219,8 +228,8 @@ export function buildProgram(): Command {
     .option('--n <count>', `number of images (at most ${MAX_IMAGES})`, int('--n', 1, MAX_IMAGES), 16)
     .option('--batch-size <n>', 'images sampled at once (memory grows with it)', int('--batch-size', 1, MAX_IMAGES), 16)
     .option('--scale <s>', 'classifier guidance scale (0: unguided); default: the model\'s recommended scale, or 1', num('--scale'))
-    .option('--steps <n>', 'sampling steps: without --sampler, fewer than --timesteps is DDIM; with a fast --sampler, its steps (default 20)', int('--steps'))
-    .addOption(new Option('--sampler <name>', 'ancestral, ddim, or a fast sampler (see below); default: ddim when --steps is below the schedule\'s steps, else ancestral').choices(SAMPLERS))
+    .option('--steps <n>', 'sampling steps: of a fast --sampler (default 20) or, without --sampler, of the shipped model\'s euler-ancestral; with --model and no --sampler, fewer than --timesteps is DDIM', int('--steps'))
+    .addOption(new Option('--sampler <name>', 'ancestral, ddim, or a fast sampler (see below); default: euler-ancestral for the shipped model; with --model, ddim when --steps is below the schedule\'s steps, else ancestral').choices(SAMPLERS))
     .option('--order <1|2|3>', 'solver order (dpm-solver++, dpm-solver, unipc; default 2)', order)
     .addOption(new Option('--method <kind>', 'dpm-solver++, dpm-solver: multistep (default) or singlestep').choices(['multistep', 'singlestep']))
     .addOption(new Option('--skip-type <kind>', 'time spacing of dpm-solver++, dpm-solver, unipc (default time_uniform)').choices(['time_uniform', 'logSNR', 'time_quadratic']))

@@ -3,7 +3,7 @@
 import { binding, Device, NativeDiffusion, NativeSampleRequest } from './binding';
 import { checkClassifierKwargs, classifierCondFn, classifierGuidance, CondFn } from './guidance';
 import { Module } from './module';
-import { checkOptionsApply, checkSamplerName, FastSamplerOptions, fastSamplerRequest, isFastSampler, SamplerName, TAKEN_BY } from './samplers';
+import { checkOptionsApply, checkSamplerChoice, checkSamplerName, FastSamplerOptions, fastSamplerRequest, isFastSampler, SamplerChoice, SamplerName, TAKEN_BY } from './samplers';
 import { Tensor } from './tensor';
 
 export type Objective = 'pred_noise' | 'pred_x0' | 'pred_v';
@@ -73,7 +73,19 @@ export interface GaussianDiffusionOptions {
    * cannot be captured runs eagerly. Default: true on CUDA. See torch.cuda.graphStats().
    */
   cudaGraph?: boolean;
+  /**
+   * The sampler sample() runs when its options name none, with that sampler's options, e.g.
+   * { sampler: 'euler-ancestral', steps: 20 } (the shipped model's); sample()'s own options
+   * override them. Default: ancestral, or DDIM when samplingTimesteps is below the schedule's.
+   */
+  defaultSampler?: SamplerChoice;
 }
+
+const DIFFUSION_KEYS = new Set([
+  'imageSize', 'channels', 'timesteps', 'samplingTimesteps', 'objective', 'betaSchedule', 'scheduleFnKwargs', 'modelVarType',
+  'timestepRespacing', 'rescaleTimesteps', 'epsFromX0', 'condFnInput', 'ddimSamplingEta', 'autoNormalize', 'clipDenoised',
+  'clipAfterGuidance', 'device', 'autocast', 'cudaGraph', 'defaultSampler',
+]);
 
 export interface SampleProgress {
   /** Steps done, 1..total. */
@@ -188,13 +200,15 @@ export function checkSeed(seed: unknown): number {
 
 export class GaussianDiffusion {
   readonly model: Module;
-  readonly options: Required<Omit<GaussianDiffusionOptions, 'device' | 'autocast' | 'cudaGraph' | 'timestepRespacing'>> &
-    Pick<GaussianDiffusionOptions, 'autocast' | 'timestepRespacing'> & { device: Device; cudaGraph: boolean };
+  readonly options: Required<Omit<GaussianDiffusionOptions, 'device' | 'autocast' | 'cudaGraph' | 'timestepRespacing' | 'defaultSampler'>> &
+    Pick<GaussianDiffusionOptions, 'autocast' | 'timestepRespacing' | 'defaultSampler'> & { device: Device; cudaGraph: boolean };
   private readonly native: NativeDiffusion;
 
   constructor(model: Module, options: GaussianDiffusionOptions) {
     if (!(model instanceof Module)) throw new TypeError('GaussianDiffusion: expected a Module (a Unet or jit.load of a checkpoint) as the model');
     if (options === null || typeof options !== 'object') throw new TypeError('GaussianDiffusion: expected an options object such as { imageSize: 32 }');
+    const unknown = Object.keys(options).filter((k) => !DIFFUSION_KEYS.has(k));
+    if (unknown.length) throw new TypeError(`GaussianDiffusion: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')}`);
     const timesteps = checkTimesteps(options.timesteps ?? 1000);
     const attrChannels = model.attribute('channels');
     const respacing = options.timestepRespacing;
@@ -229,6 +243,7 @@ export class GaussianDiffusion {
     }
     this.model = model;
     this.native = binding.createDiffusion(model.native, { ...resolved, device: options.device, cudaGraph: options.cudaGraph });
+    const defaultSampler = options.defaultSampler === undefined ? undefined : checkSamplerChoice(options.defaultSampler, this.native.timesteps().timesteps);
     // The native side picks the device (the option, else where the model's weights are),
     // whether to use CUDA graphs there, and the sampling steps of a respaced schedule.
     this.options = {
@@ -236,6 +251,7 @@ export class GaussianDiffusion {
       samplingTimesteps: this.native.timesteps().samplingTimesteps,
       device: this.native.device(),
       cudaGraph: this.native.cudaGraph(),
+      ...(defaultSampler !== undefined ? { defaultSampler } : {}),
     };
   }
 
@@ -255,14 +271,25 @@ export class GaussianDiffusion {
     return this.native.timesteps().timesteps;
   }
 
+  /** sample()'s options with the default sampler's filled in when they name no sampler. */
+  private withDefaultSampler<K>(options: SampleOptions<K>): SampleOptions<K> {
+    const d = this.options.defaultSampler;
+    if (d === undefined || options.sampler !== undefined) return options;
+    const own = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+    return { ...d, ...own } as SampleOptions<K>;
+  }
+
   /**
    * Draws batchSize images in [0, 1] (with autoNormalize). Runs on a thread of its own; the
    * event loop stays free. With torch.manualSeed(s) first, the noise is the reference's.
    */
-  sample<K>(options: SampleOptions<K> = {}): Promise<Tensor> {
+  sample<K>(given: SampleOptions<K> = {}): Promise<Tensor> {
     let handle: { promise: Promise<Tensor>; cancel(): void };
     let signal: AbortSignal | undefined;
     try {
+      if (given === null || typeof given !== 'object') throw new TypeError('sample(): expected an options object such as { batchSize: 16 }');
+      checkSampleKeys(given);
+      const options = this.withDefaultSampler(given);
       signal = checkSignal(options.signal);
       if (signal?.aborted) return Promise.reject(signal.reason);
       const batchSize = positiveInt(options.batchSize ?? 16, 'batchSize');
@@ -270,7 +297,6 @@ export class GaussianDiffusion {
       if (condInput !== 'mean' && condInput !== 'x') throw new TypeError(`condFnInput must be 'mean' or 'x'; got '${String(condInput)}'`);
       const request: NativeSampleRequest = { batchSize, returnAllTimesteps: options.returnAllTimesteps ?? false, condInput };
       if (options.seed !== undefined) request.seed = checkSeed(options.seed);
-      checkSampleKeys(options);
       if (options.sampler !== undefined) {
         const sampler = checkSamplerName(options.sampler);
         request.sampler = sampler;

@@ -12,7 +12,7 @@ export * as openai from './openai';
 export type { UnetOptions, LinearClassifierOptions, ClassifierOptions } from './models';
 export { GaussianDiffusion } from './diffusion';
 export { SAMPLERS } from './samplers';
-export type { SamplerName, FastSamplerOptions } from './samplers';
+export type { SamplerName, FastSamplerOptions, SamplerChoice } from './samplers';
 export type { GaussianDiffusionOptions, SampleOptions, SampleProgress, Objective, BetaSchedule, ModelVarType } from './diffusion';
 export { classifierCondFn, classifierGuidance } from './guidance';
 export type { CondFn, ClassifierGuidanceKwargs } from './guidance';

@@ -20,7 +20,9 @@ export const RECIPE = {
   classifier: { imageSize: 32, channels: 1, numClasses: 10, dim: 16, dimMults: [1, 2, 2], attentionResolutions: [8], pool: 'avg' as const },
   unetTrain: { steps: 5000, batchSize: 16, lr: 1e-3, emaDecay: 0.995, gradClip: 1, seed: 1 },
   classifierTrain: { steps: 6000, batchSize: 64, lr: 1e-3, emaDecay: 0.99, gradClip: 1, seed: 2 },
-  sampling: { samplingTimesteps: 1000, classifierScale: 4, clipAfterGuidance: true },
+  // euler-ancestral over 20 Karras sigmas: judged as accurate as 1,000 ancestral steps, 45x
+  // faster (docs/EVAL.md "Fast samplers").
+  sampling: { samplingTimesteps: 1000, sampler: { sampler: 'euler-ancestral' as const, steps: 20 }, classifierScale: 4, clipAfterGuidance: true },
 };
 
 export interface RecipeRun {
@@ -97,6 +99,7 @@ export async function trainRecipePart(run: RecipeRun): Promise<void> {
     betaSchedule: RECIPE.betaSchedule,
     objective: RECIPE.objective,
     samplingTimesteps: RECIPE.sampling.samplingTimesteps,
+    sampler: RECIPE.sampling.sampler,
     classifierScale: RECIPE.sampling.classifierScale,
     clipAfterGuidance: RECIPE.sampling.clipAfterGuidance,
     classNames: ds.classNames,

@@ -142,3 +142,35 @@ export function fastSamplerRequest(sampler: SamplerName, options: FastSamplerOpt
   if (options.rho !== undefined) request.rho = positiveNumber(options.rho, 'rho');
   return request;
 }
+
+/** A sampler and its options: GaussianDiffusionOptions.defaultSampler, a CLI's --sampler. */
+export type SamplerChoice = { sampler: SamplerName } & FastSamplerOptions & { eta?: number };
+
+const CHOICE_KEYS = new Set(['sampler', 'steps', 'order', 'method', 'skipType', 'lowerOrderFinal', 'thresholding', 'unipcVariant', 'sigmas', 'rho', 'eta']);
+
+/**
+ * A default sampler, checked as sample() would check it: a known sampler, only options that
+ * it takes, steps within the schedule. Returns a copy (later changes to the object given do
+ * not reach the diffusion).
+ */
+export function checkSamplerChoice(value: unknown, timesteps: number, name = 'defaultSampler'): SamplerChoice {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new TypeError(`${name}: expected an object such as { sampler: 'euler-ancestral', steps: 20 }; got ${value === null ? 'null' : typeof value}`);
+  }
+  const choice = { ...(value as Record<string, unknown>) };
+  const unknown = Object.keys(choice).filter((k) => !CHOICE_KEYS.has(k));
+  if (unknown.length) throw new TypeError(`${name}: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')}`);
+  if (choice.sampler === undefined) throw new TypeError(`${name}: sampler is required`);
+  const sampler = checkSamplerName(choice.sampler);
+  try {
+    if (isFastSampler(sampler)) fastSamplerRequest(sampler, choice as FastSamplerOptions, timesteps);
+    else checkOptionsApply(sampler, choice);
+  } catch (err) {
+    (err as Error).message = `${name}: ${(err as Error).message}`;
+    throw err;
+  }
+  if (choice.eta !== undefined && (typeof choice.eta !== 'number' || !(choice.eta >= 0 && choice.eta <= 1))) {
+    throw new RangeError(`${name}: eta must be in [0, 1]; got ${String(choice.eta)}`);
+  }
+  return choice as unknown as SamplerChoice;
+}

@@ -46,6 +46,8 @@ async function samples(diffusion: GaussianDiffusion, classifier: Module, y: Tens
   if (fs.existsSync(cached)) return loadSafetensors(cached).images;
   torch.manualSeed(flags.seed);
   const images = await diffusion.sample({
+    // The schedule's own steps, not the shipped model's default fast sampler (eval:samplers has those).
+    sampler: diffusion.isDdimSampling ? 'ddim' : 'ancestral',
     batchSize: y.shape[0],
     condFn: scale > 0 ? classifierGuidance : undefined,
     guidanceKwargs: scale > 0 ? { classifier, y, classifierScale: scale } : undefined,

@@ -57,15 +57,18 @@ describe('CLI', () => {
     assert.match(r.stderr, /--n must be an integer >= 1/);
   });
 
-  it('samples the shipped Fashion-MNIST model by class name into a 32x32-per-image grid', () => {
+  it('samples the shipped Fashion-MNIST model by class name into a 32x32-per-image grid, by its default sampler', () => {
     const out = path.join(tmp, 'sneakers.png');
-    const r = cli('sample', '--class', 'sneaker', '--n', '4', '--steps', '3', '--seed', '1', '--out', out);
+    const r = cli('sample', '--class', 'sneaker', '--n', '4', '--seed', '1', '--out', out);
     assert.strictEqual(r.status, 0, r.stderr);
     const png = PNG.sync.read(fs.readFileSync(out));
     // nrow 8 by default, 4 images: one row of 32x32 with 2 px padding
     assert.strictEqual(png.width, 4 * 34 + 2);
     assert.strictEqual(png.height, 34 + 2);
-    assert.match(r.stderr, /wrote .*sneakers\.png: 4 images of Sneaker, 3 steps, scale \d/);
+    // The model's default sampler (model.json): euler-ancestral over 20 sigmas; --steps sets their number.
+    assert.match(r.stderr, /wrote .*sneakers\.png: 4 images of Sneaker, 20 euler-ancestral steps, scale 4\n$/);
+    const fewer = cli('sample', '--class', 'sneaker', '--n', '1', '--steps', '3', '--out', path.join(tmp, 'fewer.png'));
+    assert.match(fewer.stderr, /^step 3\/3\nwrote .*fewer\.png: 1 images of Sneaker, 3 euler-ancestral steps, scale 4\n$/m);
   });
 
   it('the shipped model rejects an unknown class name, listing the names', () => {
