@@ -35,41 +35,53 @@ function readZip(buf) {
   return { entries, eocd, centralAt: buf.readUInt32LE(eocd + 16) };
 }
 
-// Stored (uncompressed) entries, each data start aligned to 64 bytes as PyTorch writes them.
+// Entries stored (uncompressed) unless `deflate`, each data start aligned to 64 bytes as PyTorch
+// writes them. `sameBytesAs: i` gives an entry no bytes of its own: its central record points at
+// entry i's (a crafted archive, for the reader's tests).
 function writeZip(entries) {
   const parts = [];
   const central = [];
+  const placed = [];
   let offset = 0;
-  for (const { name, data } of entries) {
+  for (const { name, data, deflate, sameBytesAs } of entries) {
     const nameBuf = Buffer.from(name, 'latin1');
-    const headerLen = 30 + nameBuf.length;
-    const pad = (64 - ((offset + headerLen + 4) % 64)) % 64;
-    const extra = Buffer.alloc(pad === 0 ? 0 : pad + 4);
-    if (extra.length) {
-      extra.writeUInt16LE(0x4746, 0); // 'FB': padding, as PyTorch's writer uses
-      extra.writeUInt16LE(pad, 2);
+    let at = sameBytesAs === undefined ? undefined : placed[sameBytesAs];
+    if (at === undefined) {
+      const body = deflate ? zlib.deflateRawSync(data) : data;
+      const method = deflate ? 8 : 0;
+      const headerLen = 30 + nameBuf.length;
+      const pad = (64 - ((offset + headerLen + 4) % 64)) % 64;
+      const extra = Buffer.alloc(pad === 0 ? 0 : pad + 4);
+      if (extra.length) {
+        extra.writeUInt16LE(0x4746, 0); // 'FB': padding, as PyTorch's writer uses
+        extra.writeUInt16LE(pad, 2);
+      }
+      const crc = zlib.crc32(data) >>> 0;
+      const local = Buffer.alloc(30);
+      local.writeUInt32LE(0x04034b50, 0);
+      local.writeUInt16LE(20, 4);
+      local.writeUInt16LE(method, 8);
+      local.writeUInt32LE(crc, 14);
+      local.writeUInt32LE(body.length, 18);
+      local.writeUInt32LE(data.length, 22);
+      local.writeUInt16LE(nameBuf.length, 26);
+      local.writeUInt16LE(extra.length, 28);
+      parts.push(local, nameBuf, extra, body);
+      at = { offset, crc, csize: body.length, size: data.length, method };
+      offset += 30 + nameBuf.length + extra.length + body.length;
     }
-    const crc = zlib.crc32(data) >>> 0;
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(data.length, 18);
-    local.writeUInt32LE(data.length, 22);
-    local.writeUInt16LE(nameBuf.length, 26);
-    local.writeUInt16LE(extra.length, 28);
+    placed.push(at);
     const c = Buffer.alloc(46);
     c.writeUInt32LE(0x02014b50, 0);
     c.writeUInt16LE(20, 4);
     c.writeUInt16LE(20, 6);
-    c.writeUInt32LE(crc, 16);
-    c.writeUInt32LE(data.length, 20);
-    c.writeUInt32LE(data.length, 24);
+    c.writeUInt16LE(at.method, 10);
+    c.writeUInt32LE(at.crc, 16);
+    c.writeUInt32LE(at.csize, 20);
+    c.writeUInt32LE(at.size, 24);
     c.writeUInt16LE(nameBuf.length, 28);
-    c.writeUInt32LE(offset, 42);
+    c.writeUInt32LE(at.offset, 42);
     central.push(c, nameBuf);
-    parts.push(local, nameBuf, extra, data);
-    offset += 30 + nameBuf.length + extra.length + data.length;
   }
   const cd = Buffer.concat(central);
   const end = Buffer.alloc(22);

@@ -91,6 +91,43 @@ describe('checkpoints: torch.save files', () => {
     assert.deepStrictEqual(valuesOf(w), EXPECTED['linear_dict_f16.pt']['linear_img.weight'].values);
   });
 
+  it('dtypes_v3.pt: complex64/128, uint16/32/64 and float8 (_rebuild_tensor_v3 over untyped storages), views included', () => {
+    const sd = readStateDict(fixture('dtypes_v3.pt'));
+    const expected = EXPECTED['dtypes_v3.pt'];
+    assert.deepStrictEqual(Object.keys(sd), ['c64', 'c128', 'u16', 'u16_view', 'u32', 'u64', 'f8e4m3', 'f8e5m2']);
+    const names: Record<string, string> = { c64: 'ComplexFloat', c128: 'ComplexDouble', u16: 'UInt16', u16_view: 'UInt16', u32: 'UInt32', u64: 'UInt64', f8e4m3: 'Float8_e4m3fn', f8e5m2: 'Float8_e5m2' };
+    for (const [name, t] of Object.entries(sd)) {
+      const e = expected[name];
+      assert.strictEqual(t.dtype as string, names[name], `${name} dtype`);
+      assert.deepStrictEqual(t.shape, e.shape, `${name} shape`);
+      const got = Array.from(t.to('float64').contiguous().data() as Float64Array);
+      if (name.startsWith('c')) {
+        // The real part by a cast, the imaginary part through the modulus.
+        const pairs = e.values as unknown as [number, number][];
+        assert.deepStrictEqual(got, pairs.map(([re]) => re), `${name} real part`);
+        const modulus = Array.from(t.abs().to('float64').contiguous().data() as Float64Array);
+        pairs.forEach(([re, im], i) => assert.ok(Math.abs(modulus[i] - Math.hypot(re, im)) <= 1e-6 * Math.hypot(re, im), `${name}[${i}] modulus ${modulus[i]}`));
+      } else {
+        assert.deepStrictEqual(got, e.values.map(Number), `${name} values`);
+      }
+    }
+    assert.deepStrictEqual(Array.from(sd.u64.to('int64').data() as BigInt64Array), [0n, 2n ** 40n + 3n, 7n]);
+    torch.dispose(Object.values(sd));
+  });
+
+  for (const protocol of [1, 2, 3, 4, 5]) {
+    it(`a state dict saved with pickle_protocol ${protocol}, zip and legacy, reads as Python wrote it`, () => {
+      for (const file of [`proto${protocol}.pt`, `proto${protocol}_legacy.pt`]) {
+        const sd = readStateDict(fixture(file));
+        assert.deepStrictEqual(Object.keys(sd), ['w', 'n'], file);
+        assert.deepStrictEqual(valuesOf(sd.w), EXPECTED[file].w.values, file);
+        assert.deepStrictEqual(valuesOf(sd.n), EXPECTED[file].n.values, file);
+        assert.deepStrictEqual(valuesOf(sd.n), ['1099511627776', '-3'], file);
+        torch.dispose(Object.values(sd));
+      }
+    });
+  }
+
   it('nn.Parameters saved directly (_rebuild_parameter) read as tensors', () => {
     const sd = readStateDict(fixture('params.pt'));
     assert.deepStrictEqual(valuesOf(sd.w), EXPECTED['params.pt'].w.values);

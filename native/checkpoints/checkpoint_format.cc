@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 
 #include "checkpoints/zip_archive.h"
 
@@ -15,8 +16,10 @@ Format SniffFormat(const std::string& path, std::string* head) {
     std::fclose(f);
   }
   if (LooksLikeZip(b, n)) return Format::Zip;
-  // PROTO 2..5: torch.save's legacy format starts with a protocol-2 pickle of its magic number.
+  // torch.save's legacy format starts with a pickle of its magic number: PROTO 2..5, or from
+  // protocols 0 and 1 the number as decimal text (a LONG opcode).
   if (n >= 2 && b[0] == 0x80 && b[1] >= 2 && b[1] <= 5) return Format::Pickle;
+  if (n >= 11 && std::memcmp(b, "L1195470371", 11) == 0) return Format::Pickle;
   // safetensors: the JSON header follows the length (its spec: it starts with '{').
   if (n >= 9 && b[8] == '{') return Format::Safetensors;
   if (head != nullptr) {

@@ -43,7 +43,29 @@ bool StorageDtype(const std::string& name, at::ScalarType* dtype) {
       {"FloatStorage", at::kFloat}, {"DoubleStorage", at::kDouble}, {"HalfStorage", at::kHalf},
       {"BFloat16Storage", at::kBFloat16}, {"LongStorage", at::kLong}, {"IntStorage", at::kInt},
       {"ShortStorage", at::kShort}, {"CharStorage", at::kChar}, {"ByteStorage", at::kByte},
-      {"BoolStorage", at::kBool},
+      {"BoolStorage", at::kBool}, {"ComplexFloatStorage", at::kComplexFloat}, {"ComplexDoubleStorage", at::kComplexDouble},
+  };
+  for (const auto& [n, t] : kTable) {
+    if (name == n) {
+      *dtype = t;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool NamedDtype(const std::string& name, at::ScalarType* dtype) {
+  static const std::pair<const char*, at::ScalarType> kTable[] = {
+      {"float32", at::kFloat}, {"float", at::kFloat}, {"float64", at::kDouble}, {"double", at::kDouble},
+      {"float16", at::kHalf}, {"half", at::kHalf}, {"bfloat16", at::kBFloat16},
+      {"int64", at::kLong}, {"long", at::kLong}, {"int32", at::kInt}, {"int", at::kInt},
+      {"int16", at::kShort}, {"short", at::kShort}, {"int8", at::kChar}, {"uint8", at::kByte}, {"bool", at::kBool},
+      {"uint16", at::kUInt16}, {"uint32", at::kUInt32}, {"uint64", at::kUInt64},
+      {"complex32", at::kComplexHalf}, {"chalf", at::kComplexHalf}, {"complex64", at::kComplexFloat},
+      {"cfloat", at::kComplexFloat}, {"complex128", at::kComplexDouble}, {"cdouble", at::kComplexDouble},
+      {"float8_e4m3fn", at::kFloat8_e4m3fn}, {"float8_e5m2", at::kFloat8_e5m2},
+      {"float8_e4m3fnuz", at::kFloat8_e4m3fnuz}, {"float8_e5m2fnuz", at::kFloat8_e5m2fnuz},
+      {"float8_e8m0fnu", at::kFloat8_e8m0fnu},
   };
   for (const auto& [n, t] : kTable) {
     if (name == n) {
@@ -135,6 +157,8 @@ Value* PickleReader::GlobalValue(const std::string& module, const std::string& n
   Value* g = New(Kind::Global);
   if (module == "collections" && name == "OrderedDict") {
     g->global = Global::OrderedDict;
+  } else if (module == "torch._utils" && name == "_rebuild_tensor_v3") {
+    g->global = Global::RebuildTensorV3;
   } else if (module == "torch._utils" && name == "_rebuild_tensor_v2") {
     g->global = Global::RebuildTensorV2;
   } else if (module == "torch._utils" && name == "_rebuild_tensor") {
@@ -143,6 +167,23 @@ Value* PickleReader::GlobalValue(const std::string& module, const std::string& n
     g->global = Global::RebuildParameter;
   } else if (module == "torch" && StorageDtype(name, &g->dtype)) {
     g->global = Global::StorageType;
+  } else if ((module == "torch.storage" || module == "torch") && name == "UntypedStorage") {
+    g->global = Global::StorageType;  // bytes, viewed as the dtype _rebuild_tensor_v3 is given
+    g->dtype = at::kByte;
+  } else if (module == "torch" && NamedDtype(name, &g->dtype)) {
+    g->global = Global::Dtype;
+  } else if (module == "torch" && (name.rfind("qint", 0) == 0 || name.rfind("quint", 0) == 0 || (name.size() > 7 && name.compare(name.size() - 7, 7, "Storage") == 0) ||
+                                   name.rfind("int", 0) == 0 || name.rfind("uint", 0) == 0 || name.rfind("float", 0) == 0 ||
+                                   name.rfind("bits", 0) == 0)) {
+    // A dtype (or its storage class) that is no plain data here: quantized, sub-byte, packed.
+    std::string shown = name.substr(0, 60);
+    for (char& c : shown) c = (c < 32 || c > 126) ? '?' : c;
+    throw CheckpointRefused("holds a tensor of type torch." + shown + ", which this reader does not read (it reads floating, integer, "
+                            "bool, complex and float8 tensors)");
+  } else if (module == "torch._utils" && name.rfind("_rebuild_", 0) == 0 && name.size() < 60) {
+    throw CheckpointRefused("holds a tensor that torch rebuilds with torch._utils." + name +
+                            " (a quantized, sparse, nested or wrapped tensor), which this reader does not read: it reads dense "
+                            "floating, integer, bool, complex and float8 tensors");
   } else {
     std::string shown = module + "." + name;
     if (shown.size() > 200) shown = shown.substr(0, 200) + "...";
@@ -184,10 +225,26 @@ Value* PickleReader::PersistentLoad(Value* pid) {
 
 // _rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks[, metadata]) and
 // _rebuild_tensor(storage, offset, size, stride): a view of the storage, checked to lie in it.
-Value* PickleReader::RebuildTensor(const std::vector<Value*>& args, const char* fn) {
-  if (args.size() < 4) FailPickle("calls " + std::string(fn) + " with " + std::to_string(args.size()) + " arguments");
+Value* PickleReader::RebuildTensor(const std::vector<Value*>& args, const char* fn, bool v3) {
+  if (args.size() < (v3 ? 7u : 4u)) FailPickle("calls " + std::string(fn) + " with " + std::to_string(args.size()) + " arguments");
   Value* storage = args[0];
   if (storage->kind != Kind::Storage) FailPickle("calls " + std::string(fn) + " on " + KindName(storage->kind) + ", not a storage");
+  // v3 gives the dtype, over an untyped (byte) storage or one of that dtype; the view's offset,
+  // sizes and strides count elements of the dtype.
+  at::ScalarType dtype = storage->dtype;
+  int64_t elements = storage->i;
+  if (v3) {
+    if (args[6]->kind != Kind::Global || args[6]->global != Global::Dtype) FailPickle("calls _rebuild_tensor_v3 without a dtype");
+    dtype = args[6]->dtype;
+    if (dtype != storage->dtype) {
+      const auto size = static_cast<int64_t>(c10::elementSize(dtype));
+      if (storage->dtype != at::kByte || storage->i % size != 0) {
+        FailPickle("views a storage of " + std::to_string(storage->i) + " " + std::string(c10::toString(storage->dtype)) + " elements as " +
+                   std::string(c10::toString(dtype)));
+      }
+      elements = storage->i / size;
+    }
+  }
   auto ints = [&](Value* v, const char* what) {
     if (v->kind != Kind::Tuple && v->kind != Kind::List) FailPickle("gives a tensor a " + std::string(what) + " that is not a tuple");
     if (v->items.size() > kMaxDims) FailPickle("gives a tensor more than " + std::to_string(kMaxDims) + " dimensions");
@@ -206,17 +263,27 @@ Value* PickleReader::RebuildTensor(const std::vector<Value*>& args, const char* 
   // The last element the view reaches must be inside the storage; 128-bit so nothing overflows.
   bool empty = false;
   __int128 last = offset;
+  __int128 numel = 1;
   for (size_t d = 0; d < size.size(); d++) {
     if (size[d] == 0) empty = true;
     last += static_cast<__int128>(size[d] > 0 ? size[d] - 1 : 0) * stride[d];
+    if (numel <= INT64_MAX) numel *= size[d];
   }
-  if (!empty && last >= storage->i) {
+  // A view of stride 0 can claim any count of elements from a one-element storage; LibTorch
+  // counts them in 64 bits.
+  if (!empty && numel > INT64_MAX) {
+    FailPickle("gives a tensor of size [" + c10::Join(", ", size) + "], more than 2^63 elements");
+  }
+  if (!empty && last >= elements) {
     FailPickle("gives a tensor of size [" + c10::Join(", ", size) + "], stride [" + c10::Join(", ", stride) + "] and offset " +
-         std::to_string(offset) + " beyond its storage of " + std::to_string(storage->i) + " elements");
+         std::to_string(offset) + " beyond its storage of " + std::to_string(elements) + " elements");
   }
-  if (empty && offset > storage->i) FailPickle("gives an empty tensor an offset beyond its storage");
+  if (empty && offset > elements) FailPickle("gives an empty tensor an offset beyond its storage");
   Value* t = New(Kind::Tensor);
-  if (storage->tensor.defined()) t->tensor = storage->tensor.as_strided(size, stride, offset);
+  if (storage->tensor.defined()) {
+    const at::Tensor& flat = dtype == storage->dtype ? storage->tensor : storage->tensor.view(dtype);
+    t->tensor = flat.as_strided(size, stride, offset);
+  }
   return t;
 }
 
@@ -237,11 +304,14 @@ void PickleReader::Reduce(Value* callable, Value* args) {
       Push(d);
       return;
     }
+    case Global::RebuildTensorV3:
+      Push(RebuildTensor(args->items, "_rebuild_tensor_v3", true));
+      return;
     case Global::RebuildTensorV2:
-      Push(RebuildTensor(args->items, "_rebuild_tensor_v2"));
+      Push(RebuildTensor(args->items, "_rebuild_tensor_v2", false));
       return;
     case Global::RebuildTensor:
-      Push(RebuildTensor(args->items, "_rebuild_tensor"));
+      Push(RebuildTensor(args->items, "_rebuild_tensor", false));
       return;
     case Global::RebuildParameter:
       if (args->items.empty() || args->items[0]->kind != Kind::Tensor) FailPickle("calls _rebuild_parameter without a tensor");
@@ -249,6 +319,8 @@ void PickleReader::Reduce(Value* callable, Value* args) {
       return;
     case Global::StorageType:
       FailPickle("constructs a storage directly, which torch.save never writes");
+    case Global::Dtype:
+      FailPickle("calls a dtype, which torch.save never writes");
   }
 }
 
@@ -485,7 +557,10 @@ Value* PickleReader::Load() {
         FailPickle("creates an object of a class (OBJ or NEWOBJ_EX), which a state dict never holds");
       case 0x82: case 0x83: case 0x84:
         FailPickle("names a global through the extension registry (EXT), which is not read");
-      case 'P': case 0x97: case 0x98:
+      case 'P':
+        FailPickle("names a storage by a text persistent id (pickle protocol 0), which torch.load cannot read either: save with "
+                   "torch.save's default pickle_protocol (2)");
+      case 0x97: case 0x98:
         FailPickle("uses an opcode torch.save never writes (" + std::to_string(op) + ")");
       default:
         FailPickle("has an unknown opcode " + std::to_string(op) + " at byte " + std::to_string(pos_ - 1));

@@ -23,7 +23,7 @@ namespace gd::checkpoints {
 enum class Kind : uint8_t { None, Bool, Int, Float, Str, Bytes, Tuple, List, Dict, Global, Storage, Tensor };
 
 // The only globals a state dict needs.
-enum class Global : uint8_t { OrderedDict, RebuildTensorV2, RebuildTensor, RebuildParameter, StorageType };
+enum class Global : uint8_t { OrderedDict, RebuildTensorV3, RebuildTensorV2, RebuildTensor, RebuildParameter, StorageType, Dtype };
 
 struct Value {
   Kind kind = Kind::None;
@@ -33,7 +33,7 @@ struct Value {
   std::vector<Value*> items;                       // Tuple, List
   std::vector<std::pair<Value*, Value*>> entries;  // Dict, in insertion order (later keys win)
   Global global = Global::OrderedDict;             // Global
-  at::ScalarType dtype = at::kFloat;               // Global StorageType, Storage
+  at::ScalarType dtype = at::kFloat;               // Global StorageType or Dtype, Storage (kByte: untyped)
   at::Tensor tensor;  // Storage: its flat data (undefined in a dry run); Tensor
 };
 
@@ -62,7 +62,7 @@ class PickleReader {
   void Reduce(Value* callable, Value* args);
   Value* GlobalValue(const std::string& module, const std::string& name);
   Value* PersistentLoad(Value* pid);
-  Value* RebuildTensor(const std::vector<Value*>& args, const char* fn);
+  Value* RebuildTensor(const std::vector<Value*>& args, const char* fn, bool v3);
 
   const uint8_t* data_;
   size_t size_;
@@ -78,5 +78,8 @@ class PickleReader {
 
 // The dtype of torch.<Name>Storage, e.g. "FloatStorage" -> kFloat; false when not one we read.
 bool StorageDtype(const std::string& name, at::ScalarType* dtype);
+// The dtype torch.<name> names, e.g. "uint16" -> kUInt16 (what _rebuild_tensor_v3 is given);
+// false when not a dtype LibTorch stores as plain data.
+bool NamedDtype(const std::string& name, at::ScalarType* dtype);
 
 }  // namespace gd::checkpoints

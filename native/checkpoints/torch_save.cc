@@ -20,8 +20,13 @@ namespace {
 // a pickle is read whole before it runs.
 constexpr uint64_t kMaxPickle = uint64_t{64} << 20;
 constexpr const char* kEmaPrefix = "ema_model.";
-// The first pickle of a legacy torch.save file: PROTO 2, LONG1 of torch's magic number, STOP.
-constexpr uint8_t kLegacyMagic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e};
+// "little" or "big": anything longer is not torch.save's, and is not inflated to find out.
+constexpr uint64_t kMaxByteorder = 16;
+// The first pickle of a legacy torch.save file is torch's magic number, as each pickle protocol
+// writes it: from protocol 2, PROTO n, a FRAME of 13 bytes (from 4), LONG1 of its 10 bytes, STOP;
+// protocols 0 and 1 write it as decimal text.
+constexpr uint8_t kMagicLong1[] = {0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e};
+constexpr char kMagicText[] = "L119547037146038801333356L\n.";
 
 [[noreturn]] void Damaged(const std::string& what) { throw CheckpointError(what); }
 
@@ -111,6 +116,20 @@ NamedTensors Select(const Value* top, const std::string& key) {
                           Quote(names[0]) + " }");
 }
 
+// The length of the magic number's pickle at the start of head, or 0 when it is not there.
+size_t LegacyMagicLength(const std::vector<uint8_t>& head) {
+  const size_t text = sizeof(kMagicText) - 1;
+  if (head.size() >= text && std::memcmp(head.data(), kMagicText, text) == 0) return text;
+  if (head.size() < 2 || head[0] != 0x80 || head[1] < 2 || head[1] > 5) return 0;
+  size_t at = 2;
+  if (head[1] >= 4) {
+    if (head.size() < at + 9 || head[at] != 0x95) return 0;
+    at += 9;
+  }
+  if (head.size() < at + sizeof(kMagicLong1) || std::memcmp(head.data() + at, kMagicLong1, sizeof(kMagicLong1)) != 0) return 0;
+  return at + sizeof(kMagicLong1);
+}
+
 std::vector<uint8_t> ReadPickleEntry(const ZipArchive& zip, const ZipEntry& e) {
   if (e.size > kMaxPickle) Damaged("its pickle " + e.name + " has " + std::to_string(e.size) + " bytes, more than a state dict needs");
   return zip.Read(e);
@@ -134,7 +153,10 @@ NamedTensors ReadZip(const std::string& path, const std::string& key) {
   const ZipEntry* pkl = zip.Find(root + "data.pkl");
   if (pkl == nullptr) Damaged("the zip archive has no data.pkl of torch.save");
   if (const ZipEntry* order = zip.Find(root + "byteorder")) {
-    auto bytes = zip.Read(*order);  // "little" or "big": a handful of bytes (checked below)
+    if (order->size > kMaxByteorder) {
+      Damaged("its byteorder entry claims " + std::to_string(order->size) + " bytes, where torch.save writes 'little' or 'big'");
+    }
+    auto bytes = zip.Read(*order);
     if (std::string(bytes.begin(), bytes.end()) != "little") Damaged("its byteorder is not little-endian");
   }
   auto pickle = ReadPickleEntry(zip, *pkl);
@@ -183,10 +205,8 @@ NamedTensors ReadLegacy(const std::string& path, const std::string& key) {
   // The pickles come first; they must end within kMaxPickle bytes.
   std::vector<uint8_t> head(static_cast<size_t>(std::min<uint64_t>(file_size, kMaxPickle)));
   if (!read_at(0, head.size(), head.data())) Damaged("it cannot be read");
-  if (head.size() < sizeof(kLegacyMagic) || std::memcmp(head.data(), kLegacyMagic, sizeof(kLegacyMagic)) != 0) {
-    Damaged("it is a Python pickle without torch.save's magic number, not a torch.save file");
-  }
-  size_t pos = sizeof(kLegacyMagic);
+  size_t pos = LegacyMagicLength(head);
+  if (pos == 0) Damaged("it is a Python pickle without torch.save's magic number, not a torch.save file");
   auto next_pickle = [&](const StorageLoader& load) {
     auto reader = std::make_unique<PickleReader>(head.data() + pos, head.size() - pos, load);
     return reader;

@@ -134,9 +134,28 @@ ZipArchive::ZipArchive(const std::string& path) {
         FailZip("its zip entry " + entry.name + " claims " + std::to_string(entry.size) + " bytes from " +
              std::to_string(entry.compressed) + " compressed, more than deflate can give");
       }
-      index_.emplace(entry.name, entries_.size());
+      entry.local_offset = local;
+      // Two entries of one name are a hostile file's classic trick: readers disagree on which
+      // one counts (PyTorch takes the last, most zip tools the first).
+      if (!index_.emplace(entry.name, entries_.size()).second) {
+        FailZip("it holds two zip entries named " + entry.name + " (a damaged or crafted archive)");
+      }
       entries_.push_back(std::move(entry));
       pos = next;
+    }
+    // A zip writer puts each entry's bytes in a place of their own. Entries that share bytes
+    // would have a reader allocate the same block once per name (1,000 names of one 1 MiB block
+    // in a 3 MB file ask for 1 GiB): refused, so what is read never exceeds the file's size.
+    std::vector<const ZipEntry*> by_offset;
+    by_offset.reserve(entries_.size());
+    for (const auto& e : entries_) by_offset.push_back(&e);
+    std::stable_sort(by_offset.begin(), by_offset.end(), [](const ZipEntry* a, const ZipEntry* b) { return a->local_offset < b->local_offset; });
+    for (size_t i = 1; i < by_offset.size(); i++) {
+      const ZipEntry* a = by_offset[i - 1];
+      const ZipEntry* b = by_offset[i];
+      if (b->local_offset < a->data_offset + a->compressed) {
+        FailZip("its zip entries " + a->name + " and " + b->name + " share bytes (a damaged or crafted archive)");
+      }
     }
   } catch (...) {
     ::close(fd_);

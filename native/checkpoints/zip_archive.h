@@ -32,12 +32,14 @@ struct ZipEntry {
   uint32_t crc = 0;
   uint64_t compressed = 0;
   uint64_t size = 0;  // uncompressed
+  uint64_t local_offset = 0;  // of its local header
   uint64_t data_offset = 0;
 };
 
 class ZipArchive {
  public:
-  // Reads the central directory; throws CheckpointError when the file is not a complete zip.
+  // Reads the central directory; throws CheckpointError when the file is not a complete zip, or
+  // holds two entries of one name or entries that share bytes.
   explicit ZipArchive(const std::string& path);
   ~ZipArchive();
   ZipArchive(const ZipArchive&) = delete;
@@ -54,7 +56,8 @@ class ZipArchive {
   int fd_ = -1;
   uint64_t file_size_ = 0;
   std::vector<ZipEntry> entries_;
-  // By name (the first of duplicates): a pickle may look up every one of many storages.
+  // By name (names are unique: duplicates are refused): a pickle may look up every one of many
+  // storages.
   std::unordered_map<std::string, size_t> index_;
 };
 
