@@ -309,10 +309,15 @@ describe('reliability: tensors', () => {
     const toy = jit.load(path.join(FIXTURES, 'diffusion', 'toy_model.pt'));
     const d = new GaussianDiffusion(toy, { imageSize: 4, channels: 3, timesteps: 10 });
     const x = torch.zeros([2, 3, 4, 4]);
-    assert.throws(() => d.qSample(x, torch.tensor([10, 0]), x), /index out of range in self/);
-    assert.throws(() => d.qSample(x, torch.tensor([-1, 0]), x), /index out of range in self/);
-    assert.throws(() => d.qSample(x, torch.tensor([0.5, 1]), x), { message: 'index_select(): Expected dtype int32 or int64 for index' });
-    assert.throws(() => d.qSample(x, torch.tensor(1), x), { message: 'Dimension specified as 0 but tensor has no dimensions' });
+    assert.throws(() => d.qSample(x, torch.tensor([10, 0]), x), { name: 'RangeError', message: 'qSample: t holds 10, outside the schedule\'s steps 0..9 (10 steps)' });
+    assert.throws(() => d.qSample(x, torch.tensor([-1, 0]), x), { name: 'RangeError', message: 'qSample: t holds -1, outside the schedule\'s steps 0..9 (10 steps)' });
+    assert.throws(() => d.pLosses(x, torch.tensor([0, 12]), x), { name: 'RangeError', message: 'pLosses: t holds 12, outside the schedule\'s steps 0..9 (10 steps)' });
+    assert.throws(() => d.predict(x, torch.tensor([0, 10])), { name: 'RangeError', message: 'predict: t holds 10, outside the schedule\'s steps 0..9 (10 steps)' });
+    const respaced = new GaussianDiffusion(toy, { imageSize: 4, channels: 3, timesteps: 10, timestepRespacing: '5' });
+    assert.throws(() => respaced.predict(x, torch.tensor([5, 0])), { name: 'RangeError', message: 'predict: t holds 5, outside the schedule\'s steps 0..4 (5 steps, respaced)' });
+    assert.strictEqual(respaced.predict(x, torch.tensor([4, 0])).eps.shape.join('x'), '2x3x4x4');
+    assert.throws(() => d.qSample(x, torch.tensor([0.5, 1]), x), { name: 'TypeError', message: 'qSample: t must be an integer tensor of step indices in [0, 10), not float32' });
+    assert.throws(() => d.qSample(x, torch.tensor(1), x), { name: 'RangeError', message: 'qSample: t must be a 1-D tensor of step indices, one per sample; got shape []' });
     assert.throws(() => d.predict(torch.zeros([2, 5]), torch.tensor([0, 1])), {
       message: 'the diffusion model returned a tensor of shape [2, 1, 2, 5]; expected [2, 5] (the shape of its input)',
     });

@@ -269,17 +269,38 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
     return o;
   }
 
+  // t indexes the (respaced) schedule's buffers: outside [0, T) LibTorch would only say "index
+  // out of range in self".
+  at::Tensor StepIndex(Napi::Env env, const Napi::Value& value, const char* who) const {
+    at::Tensor t = TensorWrap::From(value, "t");
+    const std::string T = std::to_string(schedule_->timesteps);
+    if (!at::isIntegralType(t.scalar_type(), /*includeBool=*/false)) {
+      ThrowType(env, std::string(who) + ": t must be an integer tensor of step indices in [0, " + T + "), not " + DtypeName(t.scalar_type()));
+    }
+    if (t.dim() != 1) {
+      ThrowRange(env, std::string(who) + ": t must be a 1-D tensor of step indices, one per sample; got shape [" + c10::Join(", ", t.sizes()) + "]");
+    }
+    if (t.numel() == 0) return t;
+    const int64_t lo = t.min().item<int64_t>(), hi = t.max().item<int64_t>();
+    if (lo < 0 || hi >= schedule_->timesteps) {
+      ThrowRange(env, std::string(who) + ": t holds " + std::to_string(lo < 0 ? lo : hi) + ", outside the schedule's steps 0.." +
+                          std::to_string(schedule_->timesteps - 1) + " (" + T + " steps" +
+                          (schedule_->timestep_map.identity() ? "" : ", respaced") + ")");
+    }
+    return t;
+  }
+
   Napi::Value QSample(const Napi::CallbackInfo& info) {
     GD_GUARD(info.Env(), {
-      return TensorWrap::Wrap(info.Env(), q_sample(*schedule_, TensorWrap::From(info[0], "x0"), TensorWrap::From(info[1], "t"),
+      return TensorWrap::Wrap(info.Env(), q_sample(*schedule_, TensorWrap::From(info[0], "x0"), StepIndex(info.Env(), info[1], "qSample"),
                                                    TensorWrap::From(info[2], "noise")));
     })
   }
 
   Napi::Value PLosses(const Napi::CallbackInfo& info) {
     GD_GUARD(info.Env(), {
-      return TensorWrap::Wrap(info.Env(), p_losses(*denoiser_, *schedule_, TensorWrap::From(info[0], "x0"), TensorWrap::From(info[1], "t"),
-                                                   TensorWrap::From(info[2], "noise")));
+      return TensorWrap::Wrap(info.Env(), p_losses(*denoiser_, *schedule_, TensorWrap::From(info[0], "x0"),
+                                                   StepIndex(info.Env(), info[1], "pLosses"), TensorWrap::From(info[2], "noise")));
     })
   }
 
@@ -289,7 +310,7 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
     GD_GUARD(info.Env(), {
       at::NoGradGuard no_grad;
       at::Tensor x = TensorWrap::From(info[0], "x");
-      at::Tensor t = TensorWrap::From(info[1], "t");
+      at::Tensor t = StepIndex(info.Env(), info[1], "predict");
       const Denoiser denoiser = IsMissing(info[2]) ? *denoiser_ : denoiser_->with_labels(TensorWrap::From(info[2], "y"));
       Prediction p = denoiser.predict(*schedule_, x, t, at::Tensor(), clip_denoised_);
       auto o = Napi::Object::New(info.Env());
