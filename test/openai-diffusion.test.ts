@@ -55,6 +55,23 @@ describe('openai diffusion', () => {
       assert.throws(() => spaceTimesteps(10, '20'), { message: "timestepRespacing '20': section 0 has 10 steps, too few to take 20" });
       assert.throws(() => spaceTimesteps(10, '4,x'), { message: "timestepRespacing '4,x': expected a step count such as 250, sections such as 10,15,20, or ddimN; got 'x'" });
     });
+
+    it('bounds the base steps (MAX_TIMESTEPS) before any work, and quotes a long spec shortened', () => {
+      // 1e11 steps blocked the JS thread 84 s; 1e12 never returned.
+      for (const T of [1e11, 1e15, 100_001]) {
+        const started = Date.now();
+        assert.throws(() => spaceTimesteps(T, 'ddim3'), { message: `timestepRespacing: timesteps must be at most 100000; got ${T}` });
+        assert.ok(Date.now() - started < 1000);
+      }
+      assert.deepStrictEqual(spaceTimesteps(100_000, 'ddim2'), [0, 50_000]);
+      const long = '1,'.repeat(1_000_000) + '1';
+      assert.throws(() => spaceTimesteps(1000, long), {
+        message: `timestepRespacing '${'1,'.repeat(20)}... (2000001 characters)': section 1000 has 0 steps, too few to take 1`,
+      });
+      assert.throws(() => spaceTimesteps(1000, 'x'.repeat(100)), {
+        message: `timestepRespacing '${'x'.repeat(40)}... (100 characters)': expected a step count such as 250, sections such as 10,15,20, or ddimN; got '${'x'.repeat(40)}...'`,
+      });
+    });
   });
 
   describe('respaced schedules', () => {

@@ -227,7 +227,9 @@ describe('openai models: option errors', () => {
     assert.throws(() => new openai.UNetModel({ ...base, model_channels: 48 }), {
       message: 'UNetModel: channel_mult[0] * model_channels = 48 must be a positive multiple of 32 (their GroupNorm has 32 groups)',
     });
-    assert.throws(() => new openai.UNetModel({ ...base, num_head_channels: 24 }), { message: 'UNetModel: a level width of 32 is not divisible by num_head_channels 24' });
+    assert.throws(() => new openai.UNetModel({ ...base, num_head_channels: 24 }), {
+      message: 'UNetModel: attention at a width of 64 channels, which is not divisible by num_head_channels 24',
+    });
     assert.throws(() => new openai.EncoderUNetModel({ ...base, num_head_channels: -1, pool: 'attention' }), {
       message: "EncoderUNetModel: pool 'attention' needs num_head_channels (their AttentionPool2d sizes its heads by it)",
     });
@@ -334,7 +336,14 @@ describe('openai flags: parseFlags, createModel, createClassifier', function () 
     assert.deepStrictEqual(a.attentionResolutions, [4, 8]);
     assert.throws(() => openai.createModel({ num_channel: 64 }), { name: 'TypeError', message: "createModel: unknown flag 'num_channel'" });
     assert.throws(() => openai.createModel({ image_size: 48 }), { name: 'RangeError', message: 'createModel: unsupported image size: 48 (64, 128, 256 or 512, or give channel_mult)' });
-    assert.throws(() => openai.createModel({ class_cond: 'maybe' }), { name: 'TypeError', message: 'createModel: expected a boolean (True/False) for class_cond but received "maybe"' });
+    // Infinity is not "null" (JSON's spelling), and a long value is cut short.
+    assert.throws(() => openai.createModel({ image_size: 1e400 }), { name: 'TypeError', message: 'createModel: expected an integer for image_size but received Infinity' });
+    assert.throws(() => openai.createModel({ image_size: '1e400' }), { name: 'TypeError', message: "createModel: expected an integer for image_size but received '1e400'" });
+    assert.throws(() => openai.createModel({ learn_sigma: 'y'.repeat(100) }), {
+      name: 'TypeError',
+      message: `createModel: expected a boolean (True/False) for learn_sigma but received '${'y'.repeat(40)}...' (100 characters)`,
+    });
+    assert.throws(() => openai.createModel({ class_cond: 'maybe' }), { name: 'TypeError', message: "createModel: expected a boolean (True/False) for class_cond but received 'maybe'" });
     assert.throws(() => openai.createClassifier({ classifier_pool: 'max' }), {
       name: 'RangeError',
       message: "createClassifier: expected one of 'adaptive', 'attention', 'spatial', 'spatial_v2' for classifier_pool but received 'max'",

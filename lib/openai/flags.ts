@@ -125,10 +125,17 @@ function flag(where: string, flags: Flags, defaults: Readonly<Flags>, name: stri
   return flags[name] ?? defaults[name];
 }
 
+// A flag's value as the user wrote it: numbers as numbers (JSON would print Infinity as null),
+// strings quoted and cut short (a flag may be megabytes long).
+function shown(v: FlagValue): string {
+  if (typeof v !== 'string') return String(v);
+  return v.length <= 60 ? `'${v}'` : `'${v.slice(0, 40)}...' (${v.length} characters)`;
+}
+
 function intFlag(where: string, flags: Flags, defaults: Readonly<Flags>, name: string): number {
   const v = flag(where, flags, defaults, name);
   const n = typeof v === 'string' && NUMBER.test(v) ? Number(v) : v;
-  if (typeof n !== 'number' || !Number.isInteger(n)) throw new TypeError(`${where}: expected an integer for ${name} but received ${JSON.stringify(v)}`);
+  if (typeof n !== 'number' || !Number.isInteger(n)) throw new TypeError(`${where}: expected an integer for ${name} but received ${shown(v)}`);
   return n;
 }
 
@@ -139,13 +146,13 @@ function boolFlag(where: string, flags: Flags, defaults: Readonly<Flags>, name: 
   const s = String(v).toLowerCase();
   if (['yes', 'true', 't', 'y', '1'].includes(s)) return true;
   if (['no', 'false', 'f', 'n', '0'].includes(s)) return false;
-  throw new TypeError(`${where}: expected a boolean (True/False) for ${name} but received ${JSON.stringify(v)}`);
+  throw new TypeError(`${where}: expected a boolean (True/False) for ${name} but received ${shown(v)}`);
 }
 
 /** "1,2,2" (or a single number) -> numbers. */
 function listFlag(where: string, name: string, v: FlagValue): number[] {
   const parts = String(v).split(',').map((p) => p.trim());
-  if (parts.some((p) => !NUMBER.test(p))) throw new TypeError(`${where}: expected comma-separated numbers for ${name} but received ${JSON.stringify(v)}`);
+  if (parts.some((p) => !NUMBER.test(p))) throw new TypeError(`${where}: expected comma-separated numbers for ${name} but received ${shown(v)}`);
   return parts.map(Number);
 }
 

@@ -12,8 +12,10 @@ namespace gd {
 
 namespace {
 
+// Quotes the spec, shortened: a hostile one can be megabytes long.
 [[noreturn]] void fail(const std::string& spec, const std::string& why) {
-  throw std::invalid_argument("timestepRespacing '" + spec + "': " + why);
+  const std::string shown = spec.size() <= 60 ? spec : spec.substr(0, 40) + "... (" + std::to_string(spec.size()) + " characters)";
+  throw std::invalid_argument("timestepRespacing '" + shown + "': " + why);
 }
 
 // A non-negative decimal integer, surrounding spaces allowed (as Python's int()).
@@ -22,7 +24,7 @@ int64_t parse_count(const std::string& spec, std::string text) {
   const auto last = text.find_last_not_of(' ');
   text = first == std::string::npos ? "" : text.substr(first, last - first + 1);
   if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || text.size() > 12) {
-    fail(spec, "expected a step count such as 250, sections such as 10,15,20, or ddimN; got '" + text + "'");
+    fail(spec, "expected a step count such as 250, sections such as 10,15,20, or ddimN; got '" + text.substr(0, 40) + (text.size() > 40 ? "...'" : "'"));
   }
   return std::stoll(text);
 }
@@ -46,6 +48,9 @@ std::vector<int64_t> ddim_stride(int64_t T, const std::string& spec) {
 
 std::vector<int64_t> space_timesteps(int64_t T, const std::string& spec) {
   if (T < 1) throw std::invalid_argument("timestepRespacing needs a positive number of timesteps");
+  if (T > kMaxTimesteps) {
+    throw std::invalid_argument("timestepRespacing: timesteps must be at most " + std::to_string(kMaxTimesteps) + "; got " + std::to_string(T));
+  }
   if (spec.rfind("ddim", 0) == 0) return ddim_stride(T, spec);
   std::vector<int64_t> counts;
   size_t start = 0;

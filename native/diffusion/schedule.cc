@@ -8,10 +8,6 @@ namespace gd {
 
 namespace {
 
-// The most timesteps a schedule may have: its buffers, and the work of building it, grow
-// with T (1e8 took > 60 s and 7 GB). GaussianDiffusion's MAX_TIMESTEPS (lib/diffusion.ts).
-constexpr int64_t kMaxTimesteps = 100000;
-
 at::Tensor linear_betas(int64_t T) {
   const double scale = 1000.0 / static_cast<double>(T);
   // T = 20 gives a last beta of exactly 1 (zero terminal SNR), which pred_x0 and pred_v sample.

@@ -14,6 +14,11 @@ enum class BetaSchedule { Linear, Cosine, Sigmoid };
 BetaSchedule parse_beta_schedule(const std::string& name);
 const char* to_string(BetaSchedule schedule);
 
+// The most timesteps a schedule may have: its buffers, and the work of building it (or of
+// respacing it), grow with T (1e8 took > 60 s and 7 GB). GaussianDiffusion's MAX_TIMESTEPS
+// (lib/diffusion.ts).
+constexpr int64_t kMaxTimesteps = 100000;
+
 struct ScheduleOptions {
   int64_t timesteps = 1000;
   BetaSchedule beta_schedule = BetaSchedule::Sigmoid;  // the reference's default

@@ -29,7 +29,7 @@ std::vector<int64_t> level_widths(const NetOptions& o) {
   return widths;
 }
 
-void check_net_options(const NetOptions& o, const char* net) {
+void check_net_options(const NetOptions& o, const char* net, bool has_output_blocks) {
   TORCH_CHECK(o.image_size > 0, net, ": image_size must be a positive integer, got ", o.image_size);
   TORCH_CHECK(o.in_channels > 0, net, ": in_channels must be a positive integer, got ",
               o.in_channels);
@@ -56,18 +56,30 @@ void check_net_options(const NetOptions& o, const char* net) {
                 ": channel_mult[", i, "] * model_channels = ", widths[i],
                 " must be a positive multiple of 32 (their GroupNorm has 32 groups)");
   }
-  // Every width that gets attention must split evenly into heads.
+  // Heads split a width only where there is attention: the levels whose downsample rate is in
+  // attention_resolutions and the middle block (the deepest width). unet.py's AttentionBlock
+  // asserts that num_head_channels divides its width; a num_heads that does not divide it
+  // builds there and fails at the first forward, so it is refused here, earlier.
   const int64_t up_heads = o.num_heads_upsample == -1 ? o.num_heads : o.num_heads_upsample;
-  for (int64_t w : widths) {
+  auto check_heads = [&](int64_t w, int64_t heads, const char* heads_name) {
     if (o.num_head_channels != -1) {
-      TORCH_CHECK(w % o.num_head_channels == 0, net, ": a level width of ", w,
-                  " is not divisible by num_head_channels ", o.num_head_channels);
+      TORCH_CHECK(w % o.num_head_channels == 0, net, ": attention at a width of ", w,
+                  " channels, which is not divisible by num_head_channels ", o.num_head_channels);
     } else {
-      TORCH_CHECK(w % o.num_heads == 0 && w % up_heads == 0, net, ": a level width of ", w,
-                  " is not divisible by num_heads ", o.num_heads, " (num_heads_upsample ",
-                  up_heads, ")");
+      TORCH_CHECK(w % heads == 0, net, ": attention at a width of ", w,
+                  " channels, which is not divisible by ", heads_name, " ", heads);
     }
+  };
+  int64_t ds = 1;
+  for (size_t level = 0; level < widths.size(); ++level) {
+    const auto& attn = o.attention_resolutions;
+    if (std::find(attn.begin(), attn.end(), ds) != attn.end()) {
+      check_heads(widths[level], o.num_heads, "num_heads");
+      if (has_output_blocks) check_heads(widths[level], up_heads, "num_heads_upsample");
+    }
+    if (level + 1 < widths.size()) ds *= 2;
   }
+  check_heads(widths.back(), o.num_heads, "num_heads");
 }
 
 tj::Module make_group_norm32(const JitBuilder& b, int64_t channels) {

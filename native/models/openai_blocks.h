@@ -54,8 +54,9 @@ struct NetOptions {
 };
 
 /// Checks the shared options; `net` ("UNetModel", "EncoderUNetModel") starts the message,
-/// which names the option. Also checks that every norm's width is divisible by 32.
-void check_net_options(const NetOptions& o, const char* net);
+/// which names the option. Also checks that every norm's width is divisible by 32, and the heads
+/// where there is attention (has_output_blocks: UNetModel's decoder, with num_heads_upsample).
+void check_net_options(const NetOptions& o, const char* net, bool has_output_blocks);
 
 /// Width of each level: int(mult * model_channels).
 std::vector<int64_t> level_widths(const NetOptions& o);

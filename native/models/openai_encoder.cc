@@ -108,7 +108,7 @@ std::string forward_source(const EncoderUNetModelOptions& o, size_t n_input) {
 }  // namespace
 
 tj::Module make_encoder_unet_model(const EncoderUNetModelOptions& options) {
-  check_net_options(options, kNet);
+  check_net_options(options, kNet, /*has_output_blocks=*/false);
   const EncoderUNetModelOptions& o = options;
   TORCH_CHECK(o.pool == "adaptive" || o.pool == "attention" || spatial(o.pool), kNet,
               ": pool must be 'adaptive', 'attention', 'spatial' or 'spatial_v2', got '", o.pool,

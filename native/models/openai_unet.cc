@@ -57,7 +57,7 @@ std::string forward_source(const UNetModelOptions& o, size_t n_input, size_t n_o
 }  // namespace
 
 tj::Module make_unet_model(const UNetModelOptions& options) {
-  check_net_options(options, kNet);
+  check_net_options(options, kNet, /*has_output_blocks=*/true);
   TORCH_CHECK(options.num_classes >= 0, kNet,
               ": num_classes must be a positive integer (or unset), got ", options.num_classes);
   const UNetModelOptions& o = options;
