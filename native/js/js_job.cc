@@ -55,8 +55,15 @@ void JsJob::StopAllAtExit(AddonEnv& data) {
 
 void JsJob::PostToJs(std::function<void(Napi::Env)> fn) {
   if (exiting_) return;
-  // napi_closing once the environment is going away: the call is dropped, as intended.
-  tsfn_.NonBlockingCall([fn = std::move(fn)](Napi::Env env, Napi::Function) { fn(env); });
+  // napi_closing once the environment is going away: the call is dropped, as intended. A call
+  // that runs while the environment is terminated finds every N-API call throwing; nothing can
+  // reach JS then, and a C++ exception must not leave the callback (std::terminate).
+  tsfn_.NonBlockingCall([fn = std::move(fn)](Napi::Env env, Napi::Function) {
+    try {
+      fn(env);
+    } catch (const Napi::Error&) {
+    }
+  });
 }
 
 void JsJob::KeepJsError(Napi::Value error) {
@@ -77,6 +84,11 @@ void JsJob::ThreadMain() {
     failed_ = true;
     aborted_ = true;
     error_ = abort_message_;
+  } catch (const Napi::Error&) {
+    // Never reaches here by design (sample_job.cc converts JS-thread errors); its what() would
+    // make V8 handles on this thread, which aborts the process.
+    failed_ = true;
+    error_ = "a JS error reached the job's thread";
   } catch (const c10::Error& e) {
     failed_ = true;
     error_ = TrimTorchMessage(e.what_without_backtrace());  // a TorchScript error: its cause, not the traceback

@@ -79,6 +79,11 @@ class JsGuidance : public Guidance {
       for (auto& h : handles->inputs) is_input = is_input || h.Value() == value.As<Napi::Object>();
       if (!is_input) w->Dispose();
       result->set_value(g);
+    } catch (const Napi::Error& e) {
+      // A Napi::Error reads its message through V8 handles, which only this thread may make:
+      // rethrown on the sampling thread, its what() aborted the process (a worker terminated
+      // while condFn returned makes every N-API call here throw). Its text goes instead.
+      result->set_exception(std::make_exception_ptr(std::runtime_error(label + " failed: " + e.Message())));
     } catch (...) {
       result->set_exception(std::current_exception());
     }
