@@ -130,6 +130,8 @@ export interface Binding {
   createDiffusion(model: NativeModule, options: object): NativeDiffusion;
   /** openai's space_timesteps: the kept base timesteps, ascending. */
   spaceTimesteps(timesteps: number, spec: string): number[];
+  checkOptionKeys(who: string, options: unknown, known: readonly string[]): void;
+  openaiParameterCount(kind: 'unet' | 'encoder', options: object): number;
   /** Stops this thread's samples and training runs and joins their threads; for process.on('exit'). */
   stopJobsForExit(): void;
   trainDiffusion(model: NativeModule, options: object, onProgress: unknown): unknown;

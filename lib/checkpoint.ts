@@ -3,6 +3,7 @@
 // is read. safetensors and torch.save files are data: reading them runs nothing. A TorchScript
 // archive is a program: it is refused here and loads only through jit.load.
 import { binding } from './binding';
+import { checkOptionKeys } from './option-keys';
 import { loadSafetensors } from './safetensors';
 import { Tensor } from './tensor';
 
@@ -24,6 +25,7 @@ export interface ReadStateDictOptions {
 export function readStateDict(path: string, options: ReadStateDictOptions = {}, who = 'readStateDict'): Record<string, Tensor> {
   if (typeof path !== 'string') throw new TypeError(`Expected string for path but received ${typeof path}`);
   if (options === null || typeof options !== 'object') throw new TypeError(`${who}: expected an options object such as { key: 'ema' }`);
+  checkOptionKeys<ReadStateDictOptions>(who, options, { key: true });
   const { key } = options;
   if (key !== undefined && (typeof key !== 'string' || key === '')) throw new TypeError(`Expected a non-empty string for key but received ${JSON.stringify(key)}`);
   const { format, head } = binding.checkpointFormat(path, who);

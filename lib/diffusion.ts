@@ -3,6 +3,7 @@
 import { binding, Device, NativeDiffusion, NativeSampleRequest } from './binding';
 import { checkClassifierKwargs, classifierCondFn, classifierGuidance, CondFn } from './guidance';
 import { Module } from './module';
+import { checkKeyList } from './option-keys';
 import { checkOptionsApply, checkSamplerChoice, checkSamplerName, FastSamplerOptions, fastSamplerRequest, isFastSampler, SamplerChoice, SamplerName, TAKEN_BY } from './samplers';
 import { Tensor } from './tensor';
 
@@ -145,8 +146,7 @@ const SAMPLE_KEYS = new Set([
 
 /** sample()'s options object: a TypeError naming any key it does not know. */
 function checkSampleKeys(options: object): void {
-  const unknown = Object.keys(options).filter((k) => !SAMPLE_KEYS.has(k));
-  if (unknown.length) throw new TypeError(`sample(): unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')}`);
+  checkKeyList('sample()', options, SAMPLE_KEYS);
 }
 
 function positiveInt(value: unknown, name: string): number {
@@ -207,8 +207,7 @@ export class GaussianDiffusion {
   constructor(model: Module, options: GaussianDiffusionOptions) {
     if (!(model instanceof Module)) throw new TypeError('GaussianDiffusion: expected a Module (a Unet or jit.load of a checkpoint) as the model');
     if (options === null || typeof options !== 'object') throw new TypeError('GaussianDiffusion: expected an options object such as { imageSize: 32 }');
-    const unknown = Object.keys(options).filter((k) => !DIFFUSION_KEYS.has(k));
-    if (unknown.length) throw new TypeError(`GaussianDiffusion: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')}`);
+    checkKeyList('GaussianDiffusion', options, DIFFUSION_KEYS);
     const timesteps = checkTimesteps(options.timesteps ?? 1000);
     const attrChannels = model.attribute('channels');
     const respacing = options.timestepRespacing;

@@ -2,6 +2,7 @@
 // builds) and its collectives. Names and options mirror PyTorch's in camelCase; collectives
 // are asynchronous (Promises) and change their tensor in place, as with async_op=True.
 import { binding } from './binding';
+import { checkOptionKeys } from './option-keys';
 import { Tensor } from './tensor';
 
 export type Backend = 'gloo' | 'nccl';
@@ -43,6 +44,7 @@ function required(value: number | undefined, what: string): number {
 export function resolveInit(options: InitProcessGroupOptions = {}): {
   backend: Backend; masterAddr: string; masterPort: number; rank: number; worldSize: number; timeoutMs: number;
 } {
+  checkOptionKeys<InitProcessGroupOptions>('initProcessGroup', options, { backend: true, initMethod: true, rank: true, worldSize: true, timeoutMs: true });
   const backend = options.backend ?? 'gloo';
   if (backend !== 'gloo' && backend !== 'nccl') throw new TypeError(`initProcessGroup: backend must be 'gloo' or 'nccl'; got '${String(backend)}'`);
   const method = options.initMethod ?? 'env://';

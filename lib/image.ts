@@ -2,6 +2,7 @@
 import * as fs from 'fs';
 import { PNG } from 'pngjs';
 import { binding } from './binding';
+import { checkOptionKeys } from './option-keys';
 import { Tensor } from './tensor';
 
 export interface ImageGridOptions {
@@ -15,6 +16,7 @@ export interface ImageGridOptions {
 
 /** Encodes images ([B, C, H, W] or [C, H, W], C = 1 or 3, values in [0, 1]) as a PNG grid. */
 export function toPNG(images: Tensor, options: ImageGridOptions = {}): Buffer {
+  checkOptionKeys<ImageGridOptions>('image grid', options, { nrow: true, padding: true, padValue: true });
   const grid = binding.imageGrid(images, options.nrow ?? 8, options.padding ?? 2, options.padValue ?? 0);
   try {
     const [height, width, channels] = grid.shape;

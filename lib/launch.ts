@@ -5,6 +5,7 @@
 // are killed and the launcher exits non-zero.
 import { ChildProcess, spawn } from 'child_process';
 import * as net from 'net';
+import { checkOptionKeys } from './option-keys';
 
 export interface LaunchOptions {
   /** Ranks on this node. */
@@ -41,6 +42,10 @@ function checkInt(value: number | undefined, name: string, min: number): void {
 
 /** Runs the job's ranks on this node to completion (or the first failure). */
 export function launch(options: LaunchOptions): Promise<LaunchResult> {
+  checkOptionKeys<LaunchOptions>('launch', options, {
+    nprocPerNode: true, nnodes: true, nodeRank: true, masterAddr: true, masterPort: true, script: true, args: true, killGraceMs: true,
+    env: true, stdio: true,
+  });
   const nproc = options.nprocPerNode;
   const nnodes = options.nnodes ?? 1;
   const nodeRank = options.nodeRank ?? 0;

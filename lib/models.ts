@@ -2,6 +2,7 @@
 // keys mirror the Python keyword arguments in camelCase.
 import { binding } from './binding';
 import { Module } from './module';
+import { checkOptionKeys, KeysOf } from './option-keys';
 
 export interface UnetOptions {
   /** Base width (required). */
@@ -25,12 +26,18 @@ export interface UnetOptions {
   learnedSinusoidalDim?: number;
 }
 
+const UNET_KEYS: KeysOf<UnetOptions> = {
+  dim: true, initDim: true, outDim: true, dimMults: true, channels: true, selfCondition: true, learnedVariance: true,
+  learnedSinusoidalCond: true, randomFourierFeatures: true, learnedSinusoidalDim: true,
+};
+
 /** The reference Unet (denoising-diffusion-pytorch's guided_diffusion.Unet), same parameter names. */
 export class Unet extends Module {
   readonly options: UnetOptions;
 
   constructor(options: UnetOptions) {
     if (options === null || typeof options !== 'object') throw new TypeError('Unet: expected an options object such as { dim: 64 }');
+    checkOptionKeys<UnetOptions>('Unet', options, UNET_KEYS);
     super(binding.createUnet(options));
     this.options = { ...options };
   }
@@ -49,6 +56,7 @@ export class LinearClassifier extends Module {
 
   constructor(options: LinearClassifierOptions) {
     if (options === null || typeof options !== 'object') throw new TypeError('LinearClassifier: expected an options object');
+    checkOptionKeys<LinearClassifierOptions>('LinearClassifier', options, { imageSize: true, channels: true, numClasses: true });
     super(binding.createLinearClassifier(options));
     this.options = { ...options };
   }
@@ -79,6 +87,11 @@ export interface ClassifierOptions {
   dimHead?: number;
 }
 
+const CLASSIFIER_KEYS: KeysOf<ClassifierOptions> = {
+  imageSize: true, channels: true, numClasses: true, dim: true, dimMults: true, numResBlocks: true, attentionResolutions: true,
+  pool: true, dropout: true, heads: true, dimHead: true,
+};
+
 /**
  * A noise-aware classifier in the manner of Dhariwal & Nichol: the encoder half of a Unet
  * (timestep-embedded residual blocks, downsampling, attention at chosen resolutions), then
@@ -89,6 +102,7 @@ export class Classifier extends Module {
 
   constructor(options: ClassifierOptions) {
     if (options === null || typeof options !== 'object') throw new TypeError('Classifier: expected an options object');
+    checkOptionKeys<ClassifierOptions>('Classifier', options, CLASSIFIER_KEYS);
     super(binding.createClassifier(options));
     this.options = { ...options };
   }

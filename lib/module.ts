@@ -2,6 +2,7 @@
 // surface. Checkpoints from Python and models built here are the same kind of object.
 import { binding, DType, Device, NativeModule } from './binding';
 import { readStateDict, ReadStateDictOptions } from './checkpoint';
+import { checkOptionKeys } from './option-keys';
 import { Tensor } from './tensor';
 
 export type ModuleArg = Tensor | number | boolean | string | null | undefined | readonly (Tensor | number)[];
@@ -69,6 +70,7 @@ export class Module {
    * every name must match; shapes must always match; the error names the first difference.
    */
   loadStateDict(source: string | Record<string, Tensor>, options: { strict?: boolean } & ReadStateDictOptions = {}): this {
+    checkOptionKeys<{ strict?: boolean } & ReadStateDictOptions>('loadStateDict', options, { strict: true, key: true });
     const strict = options.strict ?? true;
     if (typeof source === 'string') {
       const tensors = readStateDict(source, { key: options.key }, 'loadStateDict');

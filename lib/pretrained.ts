@@ -4,6 +4,7 @@ import * as path from 'path';
 import type { BetaSchedule, Objective } from './diffusion';
 import { GaussianDiffusion } from './diffusion';
 import { jit, Module } from './module';
+import { checkKeyList } from './option-keys';
 import type { SamplerChoice } from './samplers';
 
 export const DEFAULT_MODEL = 'fashion-mnist';
@@ -36,9 +37,27 @@ export interface Pretrained {
   meta: DefaultModelMeta;
 }
 
-/** Where a shipped model's files are. */
+const MODELS_DIR = path.resolve(__dirname, '..', '..', 'models');
+
+/** The shipped models' names: the folders of models/ that hold a model.json. */
+export function shippedModels(): string[] {
+  return fs.readdirSync(MODELS_DIR).filter((n) => fs.existsSync(path.join(MODELS_DIR, n, 'model.json'))).sort();
+}
+
+/**
+ * Where a shipped model's files are. A name is a name: a path ('/etc', '../x') is refused, as is a
+ * name the package does not ship (a model directory of your own is pretrained()'s dir option).
+ */
 export function pretrainedDir(name: string = DEFAULT_MODEL): string {
-  return path.resolve(__dirname, '..', '..', 'models', name);
+  if (typeof name !== 'string') throw new TypeError(`pretrained: expected a model name such as '${DEFAULT_MODEL}' but received ${typeof name}`);
+  const shipped = shippedModels();
+  if (shipped.includes(name)) return path.join(MODELS_DIR, name);
+  const list = shipped.map((n) => `'${n}'`).join(', ');
+  const shown = name.length <= 80 ? name : `${name.slice(0, 60)}...`;
+  if (/[/\\]/.test(name) || name.startsWith('.') || path.isAbsolute(name)) {
+    throw new Error(`pretrained: '${shown}' is a path, not a model name: the package ships ${list}; load a model directory of your own with pretrained(undefined, { dir: '${shown}' })`);
+  }
+  throw new Error(`pretrained: no model '${shown}': the package ships ${list} (retrained by npm run train:default)`);
 }
 
 export interface PretrainedOptions {
@@ -49,9 +68,14 @@ export interface PretrainedOptions {
   timestepRespacing?: string;
   /** The Unet's forward under autocast in this dtype (GaussianDiffusionOptions.autocast). */
   autocast?: 'float16' | 'bfloat16';
+  /**
+   * A model directory of your own (model.json, unet.pt, classifier.pt, as npm run train:default
+   * writes them) instead of a shipped model; the name is then not used.
+   */
+  dir?: string;
 }
 
-const PRETRAINED_KEYS = new Set(['samplingTimesteps', 'ddimSamplingEta', 'timestepRespacing', 'autocast']);
+const PRETRAINED_KEYS = new Set(['samplingTimesteps', 'ddimSamplingEta', 'timestepRespacing', 'autocast', 'dir']);
 
 /**
  * The shipped guided model: GaussianDiffusion.pretrained('fashion-mnist') gives the diffusion
@@ -61,13 +85,11 @@ const PRETRAINED_KEYS = new Set(['samplingTimesteps', 'ddimSamplingEta', 'timest
  */
 export function loadPretrained(name: string = DEFAULT_MODEL, options: PretrainedOptions = {}): Pretrained {
   if (options === null || typeof options !== 'object') throw new TypeError('pretrained: expected an options object such as { timestepRespacing: \'100\' }');
-  const unknown = Object.keys(options).filter((k) => !PRETRAINED_KEYS.has(k));
-  if (unknown.length) throw new TypeError(`pretrained: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')}`);
-  const dir = pretrainedDir(name);
+  checkKeyList('pretrained', options, PRETRAINED_KEYS);
+  if (options.dir !== undefined && typeof options.dir !== 'string') throw new TypeError(`pretrained: expected a directory path for dir but received ${typeof options.dir}`);
+  const dir = options.dir !== undefined ? path.resolve(options.dir) : pretrainedDir(name);
   const metaPath = path.join(dir, 'model.json');
-  if (!fs.existsSync(metaPath)) {
-    throw new Error(`pretrained: no model '${name}' (expected ${metaPath}); the package ships 'fashion-mnist', retrained by npm run train:default`);
-  }
+  if (!fs.existsSync(metaPath)) throw new Error(`pretrained: ${dir} holds no model.json (a model directory holds model.json, unet.pt and classifier.pt)`);
   const meta: DefaultModelMeta = JSON.parse(fs.readFileSync(metaPath, 'utf8'));
   const model = jit.load(path.join(dir, 'unet.pt'));
   const classifier = jit.load(path.join(dir, 'classifier.pt')).eval();

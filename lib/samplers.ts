@@ -1,5 +1,6 @@
 // The samplers sample() can run and the options each one takes (docs/fast-samplers.md).
 // Checked here, before anything runs; the native side does the math.
+import { checkKeyList } from './option-keys';
 
 export type SamplerName =
   | 'ancestral'
@@ -158,8 +159,7 @@ export function checkSamplerChoice(value: unknown, timesteps: number, name = 'de
     throw new TypeError(`${name}: expected an object such as { sampler: 'euler-ancestral', steps: 20 }; got ${value === null ? 'null' : typeof value}`);
   }
   const choice = { ...(value as Record<string, unknown>) };
-  const unknown = Object.keys(choice).filter((k) => !CHOICE_KEYS.has(k));
-  if (unknown.length) throw new TypeError(`${name}: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')}`);
+  checkKeyList(name, choice, CHOICE_KEYS);
   if (choice.sampler === undefined) throw new TypeError(`${name}: sampler is required`);
   const sampler = checkSamplerName(choice.sampler);
   try {

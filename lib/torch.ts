@@ -2,6 +2,7 @@
 // Each function validates its JS arguments' shape and hands the rest to one native call.
 import { binding, CudaGraphStats, DType, Device, Reduction, Shape, TensorOptions } from './binding';
 import { AnyTypedArray, NestedInput, Operand, Tensor } from './tensor';
+import { checkOptionKeys } from './option-keys';
 
 export type { DType, Device, Shape, TensorOptions, Reduction };
 
@@ -216,6 +217,7 @@ export const autograd = {
   grad(outputs: Tensor | Tensor[], inputs: Tensor | Tensor[], options: GradOptions = {}): (Tensor | null)[] {
     const outs = Array.isArray(outputs) ? outputs : [outputs];
     const ins = Array.isArray(inputs) ? inputs : [inputs];
+    checkOptionKeys<GradOptions>('autograd.grad', options, { gradOutputs: true, retainGraph: true, createGraph: true, allowUnused: true });
     return binding.autogradGrad(outs, ins, options);
   },
 };

@@ -3,6 +3,7 @@
 import { binding } from './binding';
 import { BetaSchedule, checkSeed, checkTimesteps, Objective } from './diffusion';
 import { Module } from './module';
+import { checkOptionKeys, KeysOf } from './option-keys';
 import { Tensor } from './tensor';
 
 export interface TrainProgress {
@@ -102,13 +103,22 @@ type Start = (model: Module['native'], options: object, onProgress: (step: numbe
   cancel(): void;
 };
 
-function run(start: Start, model: Module, options: TrainOptions): Promise<TrainResult> {
+const TRAIN_KEYS: KeysOf<TrainOptions> = {
+  data: true, steps: true, batchSize: true, lr: true, weightDecay: true, gradClip: true, emaDecay: true, emaEvery: true,
+  checkpointEvery: true, checkpointPath: true, resumeFrom: true, seed: true, lossWindow: true, maxTimestep: true, timesteps: true,
+  betaSchedule: true, scheduleFnKwargs: true, distributed: true, autocast: true, onProgress: true, signal: true,
+};
+const DIFFUSION_TRAIN_KEYS: KeysOf<DiffusionTrainOptions> = { ...TRAIN_KEYS, objective: true, minSnrLossWeight: true, minSnrGamma: true };
+const CLASSIFIER_TRAIN_KEYS: KeysOf<ClassifierTrainOptions> = { ...TRAIN_KEYS, labels: true };
+
+function run<O extends TrainOptions>(start: Start, model: Module, options: O, who: string, keys: KeysOf<O>): Promise<TrainResult> {
   if (!(model instanceof Module)) return Promise.reject(new TypeError('train: expected a Module to train'));
   if (!(options?.data instanceof Tensor)) return Promise.reject(new TypeError('train: options.data must be a Tensor of images'));
   if (options.signal?.aborted) return Promise.reject(Object.assign(new Error('training was aborted'), { name: 'AbortError' }));
   const { onProgress, signal, ...rest } = options;
   let handle: ReturnType<Start>;
   try {
+    checkOptionKeys<O>(who, options, keys);
     if (rest.timesteps !== undefined) checkTimesteps(rest.timesteps);
     if (rest.seed !== undefined) checkSeed(rest.seed);  // the same rule and message as sample()
     handle = start(model.native, rest, (step, total, loss) => onProgress?.({ step, total, loss }));
@@ -124,13 +134,13 @@ function run(start: Start, model: Module, options: TrainOptions): Promise<TrainR
 
 /** Trains a diffusion model (forward(x, t)) with the reference's p_losses. */
 export function trainDiffusion(model: Module, options: DiffusionTrainOptions): Promise<TrainResult> {
-  return run(binding.trainDiffusion as unknown as Start, model, options);
+  return run(binding.trainDiffusion as unknown as Start, model, options, 'trainDiffusion', DIFFUSION_TRAIN_KEYS);
 }
 
 /** Trains a noise-aware classifier: cross-entropy on q_sample(x0, t) at random t. */
 export function trainClassifier(classifier: Module, options: ClassifierTrainOptions): Promise<TrainResult> {
   if (!(options?.labels instanceof Tensor)) return Promise.reject(new TypeError('trainClassifier: options.labels must be an int64 Tensor'));
-  return run(binding.trainClassifier as unknown as Start, classifier, options);
+  return run(binding.trainClassifier as unknown as Start, classifier, options, 'trainClassifier', CLASSIFIER_TRAIN_KEYS);
 }
 
 export interface FashionMnist {

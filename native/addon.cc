@@ -31,6 +31,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   gd::js::InstallOpenaiModels(env, exports);
   gd::js::InstallCheckpoints(env, exports);
   gd::js::InstallDistributed(env, exports);
+  gd::js::InstallOptionKeys(env, exports);
   return exports;
 }
 

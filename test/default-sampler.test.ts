@@ -37,7 +37,7 @@ describe('default sampler', () => {
   const bad: [unknown, string, string][] = [
     [{ sampler: 'euler', steps: 51 }, 'RangeError', "defaultSampler: steps (51) cannot exceed the schedule's 50 steps"],
     [{ sampler: 'ddim', steps: 5 }, 'TypeError', "defaultSampler: steps is an option of 'dpm-solver++', 'dpm-solver', 'unipc', 'euler', 'euler-ancestral', 'heun', 'dpmpp-2m'; sampler 'ddim' does not take it"],
-    [{ sampler: 'euler', steps: 5, stepz: 2 }, 'TypeError', "defaultSampler: unknown option 'stepz'"],
+    [{ sampler: 'euler', steps: 5, stepz: 2 }, 'TypeError', "defaultSampler: unknown option 'stepz' (did you mean 'steps'?)"],
     [{ steps: 5 }, 'TypeError', 'defaultSampler: sampler is required'],
     [{ sampler: 'plms' }, 'TypeError', "sampler must be one of 'ancestral', 'ddim', 'dpm-solver++', 'dpm-solver', 'unipc', 'euler', 'euler-ancestral', 'heun', 'dpmpp-2m'; got 'plms'"],
     [{ sampler: 'ddim', eta: 2 }, 'RangeError', 'defaultSampler: eta must be in [0, 1]; got 2'],
@@ -52,7 +52,7 @@ describe('default sampler', () => {
   it('GaussianDiffusion and pretrained() refuse options they do not know, naming them', () => {
     assert.throws(() => new GaussianDiffusion(toy, { ...base, samplingSteps: 10, sampler: 'euler' } as never), {
       name: 'TypeError',
-      message: "GaussianDiffusion: unknown options 'samplingSteps', 'sampler'",
+      message: "GaussianDiffusion: unknown options 'samplingSteps' (did you mean 'samplingTimesteps'?), 'sampler'",
     });
     assert.throws(() => GaussianDiffusion.pretrained('fashion-mnist', { sampler: 'ddim' } as never), { name: 'TypeError', message: "pretrained: unknown option 'sampler'" });
   });

@@ -107,7 +107,7 @@ describe('fast samplers: options', () => {
     [{ sampler: 'unipc', thresholding: { ratio: 1.5 } }, 'RangeError', 'thresholding.ratio must be in (0, 1]; got 1.5'],
     [{ sampler: 'unipc', thresholding: { max: 2 } as never }, 'TypeError', "thresholding: unknown option 'max' (it takes ratio, maxVal)"],
     [{ sampler: 'dpmpp-2m', rho: -1 }, 'RangeError', 'rho must be a positive number; got -1'],
-    [{ sampler: 'dpm-solver++', steps: 5, stepz: 3 } as never, 'TypeError', "sample(): unknown option 'stepz'"],
+    [{ sampler: 'dpm-solver++', steps: 5, stepz: 3 } as never, 'TypeError', "sample(): unknown option 'stepz' (did you mean 'steps'?)"],
   ];
   for (const [options, name, message] of cases) {
     it(`${JSON.stringify(options)}: ${name} before anything runs`, async () => {

@@ -7,6 +7,7 @@
 // attention width), ours refuses when it is built, naming the width.
 import * as assert from 'assert';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { openai, torch } from '../lib';
 import { FIXTURES } from './helpers';
@@ -42,6 +43,10 @@ describe('openai flags: we accept exactly what their create_model / create_class
           mismatches.push(`${label}: theirs builds and runs, ours refuses: ${error}`);
           continue;
         }
+        // The count that bounds what may be built (models/openai_size.cc) is the exact one.
+        const counted = c.kind === 'model' ? openai.UNetModel.parameterCount(openai.modelOptions(c.flags)) : openai.EncoderUNetModel.parameterCount(openai.classifierOptions(c.flags));
+        const held = ours.parameters().reduce((n, p) => n + p.numel, 0);
+        if (counted !== held) mismatches.push(`${label}: parameterCount ${counted}, the built network holds ${held}`);
         const size = c.flags.image_size as number;
         torch.tidy(() => {
           const x = torch.zeros([2, 3, size, size]);
@@ -68,6 +73,24 @@ describe('openai flags: we accept exactly what their create_model / create_class
     console.log(`      ${tally.run} built and run as theirs, ${tally.refused} refused as theirs, ${tally.refusedEarlier} refused where theirs fails its first forward; ${mismatches.length} mismatches`);
     assert.deepStrictEqual(mismatches, []);
     assert.ok(tally.run >= 80 && tally.refused >= 80 && tally.refusedEarlier >= 3, JSON.stringify(tally));
+  });
+
+  it('options that would hold more parameters than the machine has memory are refused before anything is built', () => {
+    const started = Date.now();
+    // openai's own code counts 44 GiB for num_channels 8192; num_res_blocks 1e6 at 128 channels.
+    const wide = { image_size: 64, num_channels: 8192, num_res_blocks: 3, attention_resolutions: '32,16,8', num_head_channels: 64 };
+    assert.ok(openai.UNetModel.parameterCount(openai.modelOptions(wide)) > 1e10);
+    const deep = { image_size: 64, num_channels: 128, num_res_blocks: 1e6, attention_resolutions: '32,16,8' };
+    for (const flags of [wide, deep]) {
+      const count = openai.UNetModel.parameterCount(openai.modelOptions(flags));
+      const memory = os.totalmem();
+      if (count * 4 <= memory) continue; // a machine with room for it builds it
+      assert.throws(() => openai.createModel(flags), {
+        message: /^UNetModel: these options make [\d.e+]+ parameters \(\d+\.\d GiB in float32\), more than this machine's \d+\.\d GiB of memory$/,
+      });
+    }
+    assert.throws(() => openai.createClassifier({ image_size: 64, classifier_width: 8192 * 4, classifier_depth: 4 }), { message: /^EncoderUNetModel: these options make [\d.e+]+ parameters/ });
+    assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
   });
 
   it("the issue's classifier: model_channels 32, channel_mult 1,2,2, attention at ds 2 and 4, num_head_channels 64 builds as theirs does", () => {

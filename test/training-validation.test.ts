@@ -101,6 +101,27 @@ describe('training options and resume', function () {
     await assert.rejects(trainDiffusion(unet(), { ...opts, steps: 1, autocast: 16 as unknown as 'bfloat16' }), { name: 'TypeError' });
   });
 
+  it('a float64 model, labels beyond the classifier\'s classes and float16 autocast on the CPU say what is wrong (issue 21 D18)', async () => {
+    await assert.rejects(trainDiffusion(unet().to('float64'), { ...opts, data: data.to('float64'), steps: 1 }), {
+      name: 'RangeError',
+      message: /^the model's parameters must be float32 to train \(its [\w.]+ is float64\): convert it with \.to\('float32'\); autocast: 'bfloat16' lowers the precision of the forward only$/,
+    });
+    const classifier = new Classifier({ imageSize: 8, channels: 1, numClasses: 3, dim: 8, dimMults: [1, 2] });
+    // labels holds 0..3: 3 is not a class of a 3-class classifier (cross_entropy said "Target 3 is out of bounds").
+    await assert.rejects(trainClassifier(classifier, { ...opts, labels, steps: 1 }), {
+      message: 'a class label of 3 for a classifier of 3 classes: labels must be in [0, 3)',
+    });
+    await assert.rejects(trainClassifier(classifier, { ...opts, labels: labels.sub(1), steps: 1 }), {
+      message: 'a class label of -1 for a classifier of 3 classes: labels must be in [0, 3)',
+    });
+    // Sampling refuses it the same way.
+    await assert.rejects(trainDiffusion(unet(), { ...opts, steps: 1, autocast: 'float16' }), {
+      name: 'RangeError',
+      message: "autocast 'float16' needs a CUDA device (the CPU takes 'bfloat16'); this model trains on cpu",
+    });
+    assert.throws(() => new GaussianDiffusion(unet(), { imageSize: 8, channels: 1, timesteps: 10, autocast: 'float16' }), /autocast 'float16' needs a CUDA device/);
+  });
+
   it('timesteps above 100,000 is a RangeError before the schedule is built', async () => {
     await assert.rejects(trainDiffusion(unet(), { ...opts, steps: 1, timesteps: 1e8 }), { name: 'RangeError', message: 'timesteps must be at most 100000; got 100000000' });
   });

@@ -100,6 +100,11 @@ export class UNetModel extends Module {
   /** The options with every default filled in (camelCase). */
   readonly options: Required<Omit<UNetModelOptions, 'numClasses'>> & { numClasses: number | null };
 
+  /** The parameters a UNetModel of these options holds, counted before anything is built. */
+  static parameterCount(options: UNetModelOptions | Snake<UNetModelOptions>): number {
+    return binding.openaiParameterCount('unet', readOptions('UNetModel', options, UNET_FIELDS));
+  }
+
   constructor(options: UNetModelOptions | Snake<UNetModelOptions>) {
     const o = readOptions('UNetModel', options, UNET_FIELDS) as UNetModel['options'];
     super(binding.createOpenaiUNetModel(o));
@@ -123,6 +128,11 @@ export class UNetModel extends Module {
  */
 export class EncoderUNetModel extends Module {
   readonly options: Required<EncoderUNetModelOptions>;
+
+  /** The parameters an EncoderUNetModel of these options holds, counted before anything is built. */
+  static parameterCount(options: EncoderUNetModelOptions | Snake<EncoderUNetModelOptions>): number {
+    return binding.openaiParameterCount('encoder', readOptions('EncoderUNetModel', options, ENCODER_FIELDS));
+  }
 
   constructor(options: EncoderUNetModelOptions | Snake<EncoderUNetModelOptions>) {
     const o = readOptions('EncoderUNetModel', options, ENCODER_FIELDS) as Required<EncoderUNetModelOptions>;

@@ -1,5 +1,6 @@
 // Reads an options object whose keys may be snake_case (as openai's Python) or camelCase,
 // checking each value against a table; the messages name the key as the caller spelled it.
+import { checkKeyList } from '../option-keys';
 
 export type Kind =
   | 'positiveInt'
@@ -99,10 +100,7 @@ export function readOptions(where: string, input: unknown, fields: readonly Fiel
     byName.set(f.name, f);
     byName.set(snakeCase(f.name), f);
   }
-  const unknown = Object.keys(given).filter((k) => !byName.has(k));
-  if (unknown.length) {
-    throw new TypeError(`${where}: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')}`);
-  }
+  checkKeyList(where, given, fields.flatMap((f) => [f.name, snakeCase(f.name)]));
   const out: Record<string, unknown> = {};
   for (const f of fields) {
     const snake = snakeCase(f.name);

@@ -453,6 +453,7 @@ TrainResult train_classifier(TrainState& state, const Schedule& schedule, const 
       msg << "the classifier must return logits [B, classes]; got shape " << logits.sizes();
       throw std::runtime_error(msg.str());
     }
+    check_class_labels(logits, y);
     accuracy = logits.detach().argmax(1).eq(y).to(at::kDouble).mean().item<double>();
     return at::cross_entropy_loss(logits, y);
   };

@@ -97,7 +97,19 @@ at::Tensor classifier_loss(torch::jit::Module classifier, const Schedule& schedu
   if (!out.isTensor()) {
     throw std::runtime_error("the classifier returned " + out.tagKind() + "; expected a tensor of logits");
   }
-  return at::cross_entropy_loss(out.toTensor(), y.to(x.device(), at::kLong));
+  const at::Tensor logits = out.toTensor();
+  check_class_labels(logits, y);
+  return at::cross_entropy_loss(logits, y.to(x.device(), at::kLong));
+}
+
+void check_class_labels(const at::Tensor& logits, const at::Tensor& y) {
+  if (logits.dim() != 2 || y.numel() == 0) return;
+  const int64_t classes = logits.size(1);
+  const int64_t lo = y.min().item<int64_t>(), hi = y.max().item<int64_t>();
+  if (lo < 0 || hi >= classes) {
+    throw std::invalid_argument("a class label of " + std::to_string(lo < 0 ? lo : hi) + " for a classifier of " + std::to_string(classes) +
+                                " classes: labels must be in [0, " + std::to_string(classes) + ")");
+  }
 }
 
 }  // namespace gd

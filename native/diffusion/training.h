@@ -40,4 +40,8 @@ at::Tensor p_losses(const Denoiser& denoiser, const Schedule& schedule, const at
 at::Tensor classifier_loss(torch::jit::Module classifier, const Schedule& schedule, const at::Tensor& x0,
                            const at::Tensor& t, const at::Tensor& y, const at::Tensor& noise = at::Tensor());
 
+// Throws std::invalid_argument naming a label outside [0, classes) of logits [B, classes]:
+// cross_entropy would only say "Target 5 is out of bounds".
+void check_class_labels(const at::Tensor& logits, const at::Tensor& y);
+
 }  // namespace gd

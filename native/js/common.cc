@@ -7,6 +7,8 @@
 #include <new>
 #include <sstream>
 
+#include "js/option_keys.h"
+
 namespace gd::js {
 
 // LibTorch messages can carry a long TorchScript trace after the message; keep the message.
@@ -221,6 +223,8 @@ at::TensorOptions ToTensorOptions(const Napi::Value& options, at::TensorOptions 
   if (IsMissing(options)) return base;
   if (!options.IsObject()) ThrowType(options.Env(), "Expected an options object but received " + Describe(options));
   auto env = options.Env();
+  // shape: tensor()'s, read in lib/torch.ts.
+  RejectUnknownKeys(options, {"dtype", "device", "requiresGrad", "shape"}, "tensor options");
   auto dtype = Option(options, "dtype");
   if (!IsMissing(dtype)) base = base.dtype(ToDtype(env, ToString(dtype, "dtype")));
   auto device = Option(options, "device");

@@ -8,6 +8,7 @@
 #include "js/installers.h"
 #include "js/module_wrap.h"
 #include "models/openai_encoder.h"
+#include "models/openai_size.h"
 #include "models/openai_unet.h"
 
 namespace gd::js {
@@ -44,22 +45,35 @@ void ReadNetOptions(const Napi::Value& o, openai::NetOptions& opts) {
   opts.use_new_attention_order = BoolField(o, "useNewAttentionOrder");
 }
 
+openai::UNetModelOptions ReadUNetOptions(const Napi::Value& o) {
+  openai::UNetModelOptions opts;
+  ReadNetOptions(o, opts);
+  Napi::Value classes = Option(o, "numClasses");
+  opts.num_classes = IsMissing(classes) ? 0 : ToInt(classes, "numClasses");
+  return opts;
+}
+
+openai::EncoderUNetModelOptions ReadEncoderOptions(const Napi::Value& o) {
+  openai::EncoderUNetModelOptions opts;
+  ReadNetOptions(o, opts);
+  opts.pool = ToString(Option(o, "pool"), "pool");
+  return opts;
+}
+
 Napi::Value CreateUNetModel(const Napi::CallbackInfo& info) {
-  GD_GUARD(info.Env(), {
-    openai::UNetModelOptions opts;
-    ReadNetOptions(info[0], opts);
-    Napi::Value classes = Option(info[0], "numClasses");
-    opts.num_classes = IsMissing(classes) ? 0 : ToInt(classes, "numClasses");
-    return ModuleWrap::Wrap(info.Env(), openai::make_unet_model(opts));
-  })
+  GD_GUARD(info.Env(), { return ModuleWrap::Wrap(info.Env(), openai::make_unet_model(ReadUNetOptions(info[0]))); })
 }
 
 Napi::Value CreateEncoderUNetModel(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), { return ModuleWrap::Wrap(info.Env(), openai::make_encoder_unet_model(ReadEncoderOptions(info[0]))); })
+}
+
+// openaiParameterCount('unet' | 'encoder', options): the parameters the network would hold.
+Napi::Value ParameterCount(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
-    openai::EncoderUNetModelOptions opts;
-    ReadNetOptions(info[0], opts);
-    opts.pool = ToString(Option(info[0], "pool"), "pool");
-    return ModuleWrap::Wrap(info.Env(), openai::make_encoder_unet_model(opts));
+    const bool unet = ToString(info[0], "kind") == "unet";
+    const double n = unet ? openai::unet_parameter_count(ReadUNetOptions(info[1])) : openai::encoder_parameter_count(ReadEncoderOptions(info[1]));
+    return Napi::Number::New(info.Env(), n);
   })
 }
 
@@ -68,6 +82,7 @@ Napi::Value CreateEncoderUNetModel(const Napi::CallbackInfo& info) {
 void InstallOpenaiModels(Napi::Env env, Napi::Object exports) {
   exports.Set("createOpenaiUNetModel", Napi::Function::New(env, CreateUNetModel, "createOpenaiUNetModel"));
   exports.Set("createOpenaiEncoderUNetModel", Napi::Function::New(env, CreateEncoderUNetModel, "createOpenaiEncoderUNetModel"));
+  exports.Set("openaiParameterCount", Napi::Function::New(env, ParameterCount, "openaiParameterCount"));
 }
 
 }  // namespace gd::js

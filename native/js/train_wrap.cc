@@ -145,6 +145,23 @@ Schedule ToSchedule(const Napi::Value& o) {
 // match the module), else fresh.
 TrainState ToState(const Napi::Value& module, const Napi::Value& o, const char* what) {
   torch::jit::Module model = ModuleWrap::From(module, what);
+  // The optimizer and the EMA keep float32 weights (autocast lowers the forward only); a float64
+  // model would fail in its first conv with "Input type (float) and bias type (double)".
+  for (const auto& p : model.named_parameters()) {
+    if (p.value.is_floating_point() && p.value.scalar_type() != at::kFloat) {
+      ThrowRange(o.Env(), std::string("the ") + what + "'s parameters must be float32 to train (its " + p.name + " is " +
+                              DtypeName(p.value.scalar_type()) + "): convert it with .to('float32'); autocast: 'bfloat16' lowers the "
+                              "precision of the forward only");
+    }
+  }
+  // As sample() refuses it: LibTorch's float16 convolutions on the CPU are slow references.
+  Napi::Value autocast = Option(o, "autocast");
+  if (!IsMissing(autocast) && autocast.IsString() && autocast.As<Napi::String>().Utf8Value() == "float16") {
+    for (const auto& p : model.parameters()) {
+      if (!p.is_cuda()) ThrowRange(o.Env(), "autocast 'float16' needs a CUDA device (the CPU takes 'bfloat16'); this model trains on " + p.device().str());
+      break;
+    }
+  }
   Napi::Value resume = Option(o, "resumeFrom");
   if (!IsMissing(resume)) return load_checkpoint(ToString(resume, "resumeFrom"), model, what);
   return make_train_state(model, Seed(o));

@@ -6,6 +6,8 @@
 #include <sstream>
 #include <vector>
 
+#include "models/openai_size.h"
+
 namespace gd::openai {
 
 namespace tj = torch::jit;
@@ -116,6 +118,7 @@ tj::Module make_encoder_unet_model(const EncoderUNetModelOptions& options) {
   TORCH_CHECK(o.pool != "attention" || o.num_head_channels != -1, kNet,
               ": pool 'attention' needs num_head_channels (their AttentionPool2d sizes its "
               "heads by it)");
+  check_fits_in_memory(encoder_parameter_count(o), kNet);
 
   JitBuilder b;
   tj::Module m = b.module("EncoderUNetModel");

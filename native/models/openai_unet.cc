@@ -1,5 +1,7 @@
 #include "models/openai_unet.h"
 
+#include "models/openai_size.h"
+
 #include <algorithm>
 #include <sstream>
 #include <string>
@@ -60,6 +62,7 @@ tj::Module make_unet_model(const UNetModelOptions& options) {
   check_net_options(options, kNet, /*has_output_blocks=*/true);
   TORCH_CHECK(options.num_classes >= 0, kNet,
               ": num_classes must be a positive integer (or unset), got ", options.num_classes);
+  check_fits_in_memory(unet_parameter_count(options), kNet);
   const UNetModelOptions& o = options;
   const int64_t emb_dim = o.model_channels * 4;
   const int64_t up_heads = o.num_heads_upsample == -1 ? o.num_heads : o.num_heads_upsample;
