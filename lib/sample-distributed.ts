@@ -39,6 +39,11 @@ export async function sampleDistributed<K>(diffusion: GaussianDiffusion, options
   if (!Number.isInteger(batch) || batch < 1) throw new TypeError(`sampleDistributed: batchSize must be a positive integer; got ${String(batch)}`);
   const seed = options.seed ?? 0;
   if (!Number.isInteger(seed) || seed < 0) throw new TypeError(`sampleDistributed: seed must be a non-negative integer; got ${String(seed)}`);
+  // Checked on every rank alike before any samples: the last image's seed failed on its rank
+  // only, and the others then lost their peer.
+  if (seed > Number.MAX_SAFE_INTEGER - (batch - 1)) {
+    throw new RangeError(`sampleDistributed: image i is seeded seed + i, so seed + batchSize - 1 must be at most 2^53 - 1; got seed ${seed} with batchSize ${batch}`);
+  }
   const grouped = dist.isInitialized();
   const world = grouped ? dist.getWorldSize() : 1;
   const rank = grouped ? dist.getRank() : 0;

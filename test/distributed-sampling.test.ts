@@ -30,6 +30,11 @@ describe('distributed sampling (gloo, loopback)', function () {
     await assert.rejects(diffusion.sample({ batchSize: 2, seeds: [1] }), { name: 'TypeError', message: /^Expected an array of 2 seeds \(one per image\) for seeds but received / });
     await assert.rejects(diffusion.sample({ batchSize: 1, seeds: [1], seed: 1 }), { name: 'TypeError', message: 'give seed or seeds, not both' });
     await assert.rejects(sampleDistributed(diffusion, { batchSize: 2, chunkSize: 0 }), { name: 'TypeError', message: 'sampleDistributed: chunkSize must be a positive integer; got 0' });
+    // 2^53 - 1 failed on rank 1 only (issue 21 C16); refused alike everywhere, before sampling.
+    await assert.rejects(sampleDistributed(diffusion, { batchSize: 2, seed: Number.MAX_SAFE_INTEGER }), {
+      name: 'RangeError',
+      message: `sampleDistributed: image i is seeded seed + i, so seed + batchSize - 1 must be at most 2^53 - 1; got seed ${Number.MAX_SAFE_INTEGER} with batchSize 2`,
+    });
     // Image 1 of seeds [5, 6] is image 0 of seeds [6].
     const pair = await diffusion.sample({ batchSize: 2, seeds: [5, 6] });
     const alone = await diffusion.sample({ batchSize: 1, seeds: [6] });

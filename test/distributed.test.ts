@@ -9,7 +9,7 @@ const dist = torch.distributed;
 
 interface Collectives {
   rank: number; world: number; second: string; sum: number[]; avg: number[]; max: number[]; prod: number[];
-  b: number[][]; gathered: number[][]; many: number[][]; badOp: string; badSrc: string; afterDestroy: string;
+  b: number[][]; gathered: number[][]; many: number[][]; badOp: string; badSrc: string; hugeSrc: string; afterDestroy: string;
 }
 
 describe('torch.distributed (gloo, loopback)', function () {
@@ -39,6 +39,7 @@ describe('torch.distributed (gloo, loopback)', function () {
         assert.strictEqual(r.second, `initProcessGroup: the default process group is already initialized (rank ${o.rank} of ${n}); call destroyProcessGroup() first`);
         assert.strictEqual(r.badOp, "op must be one of 'sum', 'avg', 'product', 'min', 'max'; got 'mean'");
         assert.strictEqual(r.badSrc, `broadcast: src must be a rank in [0, ${n - 1}]; got ${n}`);
+        assert.strictEqual(r.hugeSrc, `broadcast: src must be a rank in [0, ${n - 1}]; got 4294967296`);
         assert.strictEqual(r.afterDestroy, 'getRank: the default process group is not initialized; call initProcessGroup() first');
       }
     });

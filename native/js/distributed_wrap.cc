@@ -151,7 +151,12 @@ Napi::Value Broadcast(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
     auto group = Group(info.Env(), "broadcast");
     at::Tensor t = TensorWrap::From(info[0], "tensor");
-    return QueueWait(info.Env(), group->broadcast(t, static_cast<int>(ToInt(info[1], "src"))));
+    // Checked as an int64 first: 2**32 would truncate to rank 0.
+    const int64_t src = ToInt(info[1], "src");
+    if (src < 0 || src >= group->world_size()) {
+      ThrowRange(info.Env(), "broadcast: src must be a rank in [0, " + std::to_string(group->world_size() - 1) + "]; got " + std::to_string(src));
+    }
+    return QueueWait(info.Env(), group->broadcast(t, static_cast<int>(src)));
   })
 }
 

@@ -93,11 +93,13 @@ async function collectives(): Promise<unknown> {
   await dist.barrier();
   const badOp = await dist.allReduce(torch.ones([1]), 'mean' as never).then(() => 'no error', (e: Error) => e.message);
   const badSrc = await dist.broadcast(torch.ones([1]), world).then(() => 'no error', (e: Error) => e.message);
+  // 2**32 truncated to 32 bits was rank 0 (issue 21 C14).
+  const hugeSrc = await dist.broadcast(torch.ones([1]), 2 ** 32).then(() => 'no error', (e: Error) => e.message);
   dist.destroyProcessGroup();
   const afterDestroy = (() => { try { dist.getRank(); return 'no error'; } catch (e) { return (e as Error).message; } })();
   return {
     rank, world, second, sum: sum.toArray(), avg: avg.toArray(), max: max.to('float64').toArray(), prod: prod.to('float64').toArray(), b: b.toArray(),
-    gathered: gathered.map((t) => t.toArray()), many: many.map((t) => t.toArray()), badOp, badSrc, afterDestroy,
+    gathered: gathered.map((t) => t.toArray()), many: many.map((t) => t.toArray()), badOp, badSrc, hugeSrc, afterDestroy,
   };
 }
 
