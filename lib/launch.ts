@@ -41,6 +41,9 @@ function checkInt(value: number | undefined, name: string, min: number): void {
 }
 
 /** Runs the job's ranks on this node to completion (or the first failure). */
+/** The most ranks launch() starts on one node. */
+export const MAX_NPROC_PER_NODE = 256;
+
 export function launch(options: LaunchOptions): Promise<LaunchResult> {
   checkOptionKeys<LaunchOptions>('launch', options, {
     nprocPerNode: true, nnodes: true, nodeRank: true, masterAddr: true, masterPort: true, script: true, args: true, killGraceMs: true,
@@ -50,6 +53,10 @@ export function launch(options: LaunchOptions): Promise<LaunchResult> {
   const nnodes = options.nnodes ?? 1;
   const nodeRank = options.nodeRank ?? 0;
   checkInt(nproc, 'nprocPerNode', 1);
+  if (nproc > MAX_NPROC_PER_NODE) {
+    throw new RangeError(`launch: nprocPerNode must be at most ${MAX_NPROC_PER_NODE}: each rank is a whole process with LibTorch loaded ` +
+      `(1,000 of them exhausted a 2-core machine's threads and memory, and their ranks aborted); got ${nproc}`);
+  }
   checkInt(nnodes, 'nnodes', 1);
   checkInt(nodeRank, 'nodeRank', 0);
   if (nodeRank >= nnodes) throw new RangeError(`launch: nodeRank must be below nnodes (${nnodes}); got ${nodeRank}`);
@@ -85,8 +92,28 @@ export function launch(options: LaunchOptions): Promise<LaunchResult> {
       resolve(result ?? { exitCode: 0 });
     };
 
+    // A rank's end, once: from 'exit', or from a spawn that failed ('error' without a process,
+    // or spawn() throwing), which never emits 'exit' (EAGAIN) and must not leave launch pending.
+    const ended = new Set<number>();
+    const end = (rank: number, code: number | null, signal: NodeJS.Signals | null, why?: string): void => {
+      if (ended.has(rank)) return;
+      ended.add(rank);
+      running--;
+      if ((code !== 0 || signal !== null) && !result) {
+        result = { exitCode: code && code > 0 ? code : 1, failed: { rank, code, signal } };
+        const what = why ?? (signal ? `was killed by ${signal}` : `exited with code ${code}`);
+        process.stderr.write(`guided-diffusion launch: rank ${rank} ${what}; stopping the other ranks\n`);
+        killRest();
+      }
+      if (running === 0) done();
+    };
+
     for (let local = 0; local < nproc; local++) {
       const rank = nodeRank * nproc + local;
+      if (result) {
+        end(rank, null, null);  // a rank failed to start: the rest are not started
+        continue;
+      }
       const env = {
         ...process.env,
         ...options.env,
@@ -98,18 +125,18 @@ export function launch(options: LaunchOptions): Promise<LaunchResult> {
         MASTER_ADDR: options.masterAddr ?? '127.0.0.1',
         MASTER_PORT: String(masterPort),
       };
-      const child = spawn(process.execPath, [options.script, ...(options.args ?? [])], { env, stdio: options.stdio ?? 'inherit' });
+      let child: ChildProcess;
+      try {
+        child = spawn(process.execPath, [options.script, ...(options.args ?? [])], { env, stdio: options.stdio ?? 'inherit' });
+      } catch (err) {
+        end(rank, null, null, `could not be started (${(err as Error).message})`);
+        continue;
+      }
       children.push(child);
-      child.on('error', () => undefined);  // a failed spawn also emits 'exit' (code -2 etc.)
-      child.on('exit', (code, signal) => {
-        running--;
-        if ((code !== 0 || signal !== null) && !result) {
-          result = { exitCode: code && code > 0 ? code : 1, failed: { rank, code, signal } };
-          process.stderr.write(`guided-diffusion launch: rank ${rank} ${signal ? `was killed by ${signal}` : `exited with code ${code}`}; stopping the other ranks\n`);
-          killRest();
-        }
-        if (running === 0) done();
+      child.on('error', (err) => {
+        if (child.pid === undefined) end(rank, null, null, `could not be started (${err.message})`);
       });
+      child.on('exit', (code, signal) => end(rank, code, signal));
     }
   });
 }

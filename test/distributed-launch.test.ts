@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { jit, Tensor, torch } from '../lib';
+import { launch } from '../lib';
 import { freePort, RANK_SCRIPT } from './distributed/ranks';
 
 const CLI = path.resolve(__dirname, '..', 'lib', 'cli.js');
@@ -88,5 +89,18 @@ describe('guided-diffusion launch', function () {
     const r2 = await run(['launch', '--nproc-per-node', '1', '--nnodes', '2', '--node-rank', '2', RANK_SCRIPT]);
     assert.strictEqual(r2.code, 1);
     assert.match(r2.stderr, /--node-rank must be below --nnodes \(2\)/);
+    // 1,000 ranks aborted and then hung (issue 21 C15): refused up front.
+    const r3 = await run(['launch', '--nproc-per-node', '1000', RANK_SCRIPT]);
+    assert.strictEqual(r3.code, 1);
+    assert.match(r3.stderr, /nprocPerNode must be at most 256: each rank is a whole process with LibTorch loaded/);
+    assert.throws(() => launch({ nprocPerNode: 257, script: RANK_SCRIPT }), { name: 'RangeError', message: /^launch: nprocPerNode must be at most 256/ });
+  });
+
+  it('a rank that cannot be started settles launch with a failure instead of leaving it pending', async () => {
+    // An environment beyond the kernel's limit: spawn() fails (E2BIG) before any rank runs.
+    const started = Date.now();
+    const r = await launch({ nprocPerNode: 2, script: RANK_SCRIPT, env: { HUGE: 'x'.repeat(4 << 20) }, stdio: 'ignore' });
+    assert.deepStrictEqual(r, { exitCode: 1, failed: { rank: 0, code: null, signal: null } });
+    assert.ok(Date.now() - started < 5000);
   });
 });
