@@ -22,7 +22,7 @@ function timeRuns(extra: string[], runs: number, out: string): { seconds: number
     const r = spawnSync(process.execPath, [CLI, ...DEMO, '--out', out, ...extra], { encoding: 'utf8' });
     seconds.push(Number(process.hrtime.bigint() - started) / 1e9);
     if (r.status !== 0) throw new Error(`the demo failed: ${r.stderr}`);
-    line = r.stdout.trim().split('\n').pop() ?? '';
+    line = `${r.stdout}\n${r.stderr}`.split('\n').find((l) => l.startsWith('wrote ')) ?? '';
   }
   return { seconds, line };
 }
