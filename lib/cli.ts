@@ -117,7 +117,7 @@ async function relaunched(nprocPerNode: number | undefined): Promise<boolean> {
 
 async function sample(flags: SampleFlags): Promise<void> {
   writableOut(flags.out);
-  const chosen = samplerOptions(flags);
+  let chosen = samplerOptions(flags);
   const sampler = chosen?.sampler;
   const fast = sampler !== undefined && isFastSampler(sampler);
   // The shipped model without --sampler: its own default sampler (model.json's), --steps its steps.
@@ -164,13 +164,11 @@ async function sample(flags: SampleFlags): Promise<void> {
   } else if (classifier && count !== undefined && (scale ?? 1) > 0) {
     labels = Array.from({ length: flags.n }, (_, i) => i % count);
   }
-  const samplerOpts = shippedDefault && flags.steps !== undefined ? { steps: flags.steps } : chosen;
+  // The shipped model's own sampler, named as if given, so that it is checked and reported alike.
+  const own = diffusion.options.defaultSampler;
+  if (shippedDefault && own) chosen = { ...own, ...(flags.steps !== undefined ? { steps: flags.steps } : {}) };
   checkFastSteps(chosen, flags, diffusion.numTimesteps);
-  if (shippedDefault && flags.steps !== undefined && flags.steps > diffusion.numTimesteps) {
-    throw new CliError(`--steps ${flags.steps} is more than the ${diffusion.numTimesteps} steps of the schedule it samples`);
-  }
-  const used = shippedDefault ? diffusion.options.defaultSampler : chosen;
-  const steps = samplerOpts?.steps ?? used?.steps ?? (sampler === 'ancestral' ? diffusion.numTimesteps : diffusion.options.samplingTimesteps);
+  const steps = chosen?.steps ?? (sampler === 'ancestral' ? diffusion.numTimesteps : diffusion.options.samplingTimesteps);
   const guided = classifier && labels;
   const condFn = guided ? (flags.jsCondFn ? classifierCondFn : classifierGuidance) : undefined;
   const kwargs = (start: number, size: number) =>
@@ -182,7 +180,7 @@ async function sample(flags: SampleFlags): Promise<void> {
     // sampled in chunks of --chunk-size: the PNG is the same for every rank count.
     reporter = lead ? progressReporter() : { update: () => undefined, stop: () => undefined };
     images = await sampleDistributed(diffusion, {
-      ...samplerOpts, batchSize: flags.n, onProgress: (p: SampleProgress) => reporter.update(p), condFn,
+      ...chosen, batchSize: flags.n, onProgress: (p: SampleProgress) => reporter.update(p), condFn,
       guidanceKwargs: kwargs(0, flags.n), seed: flags.seed ?? 0, chunkSize: flags.chunkSize,
     });
   } else {
@@ -195,7 +193,7 @@ async function sample(flags: SampleFlags): Promise<void> {
       const size = Math.min(flags.batchSize, flags.n - start);
       parts.push(
         await diffusion.sample({
-          ...samplerOpts,
+          ...chosen,
           batchSize: size,
           seed: flags.seed === undefined ? undefined : flags.seed + i,
           onProgress: (p) => reporter.update(p, i),
@@ -212,7 +210,7 @@ async function sample(flags: SampleFlags): Promise<void> {
   if (!lead) return;
   saveImage(images, flags.out, { nrow: flags.nrow ?? (flags.class === undefined && count ? count : 8) });
   const what = flags.class !== undefined && names ? ` of ${names[labels![0]]}` : '';
-  process.stderr.write(`wrote ${flags.out}: ${flags.n} images${what}, ${stepsText(steps, used?.sampler)}${guided ? `, scale ${scale ?? 1}` : ''}\n`);
+  process.stderr.write(`wrote ${flags.out}: ${flags.n} images${what}, ${stepsText(steps, chosen?.sampler)}${guided ? `, scale ${scale ?? 1}` : ''}\n`);
 }
 
 export function buildProgram(): Command {

@@ -3,7 +3,7 @@
 import { binding, Device, NativeDiffusion, NativeSampleRequest } from './binding';
 import { checkClassifierKwargs, classifierCondFn, classifierGuidance, CondFn } from './guidance';
 import { Module } from './module';
-import { checkKeyList } from './option-keys';
+import { checkKeyList, checkOptionKeys, KeysOf } from './option-keys';
 import { checkOptionsApply, checkSamplerChoice, checkSamplerName, FastSamplerOptions, fastSamplerRequest, isFastSampler, SamplerChoice, SamplerName, TAKEN_BY } from './samplers';
 import { Tensor } from './tensor';
 
@@ -82,11 +82,11 @@ export interface GaussianDiffusionOptions {
   defaultSampler?: SamplerChoice;
 }
 
-const DIFFUSION_KEYS = new Set([
-  'imageSize', 'channels', 'timesteps', 'samplingTimesteps', 'objective', 'betaSchedule', 'scheduleFnKwargs', 'modelVarType',
-  'timestepRespacing', 'rescaleTimesteps', 'epsFromX0', 'condFnInput', 'ddimSamplingEta', 'autoNormalize', 'clipDenoised',
-  'clipAfterGuidance', 'device', 'autocast', 'cudaGraph', 'defaultSampler',
-]);
+const DIFFUSION_KEYS: KeysOf<GaussianDiffusionOptions> = {
+  imageSize: true, channels: true, timesteps: true, samplingTimesteps: true, objective: true, betaSchedule: true, scheduleFnKwargs: true,
+  modelVarType: true, timestepRespacing: true, rescaleTimesteps: true, epsFromX0: true, condFnInput: true, ddimSamplingEta: true,
+  autoNormalize: true, clipDenoised: true, clipAfterGuidance: true, device: true, autocast: true, cudaGraph: true, defaultSampler: true,
+};
 
 export interface SampleProgress {
   /** Steps done, 1..total. */
@@ -207,7 +207,7 @@ export class GaussianDiffusion {
   constructor(model: Module, options: GaussianDiffusionOptions) {
     if (!(model instanceof Module)) throw new TypeError('GaussianDiffusion: expected a Module (a Unet or jit.load of a checkpoint) as the model');
     if (options === null || typeof options !== 'object') throw new TypeError('GaussianDiffusion: expected an options object such as { imageSize: 32 }');
-    checkKeyList('GaussianDiffusion', options, DIFFUSION_KEYS);
+    checkOptionKeys<GaussianDiffusionOptions>('GaussianDiffusion', options, DIFFUSION_KEYS);
     const timesteps = checkTimesteps(options.timesteps ?? 1000);
     const attrChannels = model.attribute('channels');
     const respacing = options.timestepRespacing;

@@ -4,7 +4,7 @@ import * as path from 'path';
 import type { BetaSchedule, Objective } from './diffusion';
 import { GaussianDiffusion } from './diffusion';
 import { jit, Module } from './module';
-import { checkKeyList } from './option-keys';
+import { checkOptionKeys, KeysOf } from './option-keys';
 import type { SamplerChoice } from './samplers';
 
 export const DEFAULT_MODEL = 'fashion-mnist';
@@ -75,7 +75,7 @@ export interface PretrainedOptions {
   dir?: string;
 }
 
-const PRETRAINED_KEYS = new Set(['samplingTimesteps', 'ddimSamplingEta', 'timestepRespacing', 'autocast', 'dir']);
+const PRETRAINED_KEYS: KeysOf<PretrainedOptions> = { samplingTimesteps: true, ddimSamplingEta: true, timestepRespacing: true, autocast: true, dir: true };
 
 /**
  * The shipped guided model: GaussianDiffusion.pretrained('fashion-mnist') gives the diffusion
@@ -85,7 +85,7 @@ const PRETRAINED_KEYS = new Set(['samplingTimesteps', 'ddimSamplingEta', 'timest
  */
 export function loadPretrained(name: string = DEFAULT_MODEL, options: PretrainedOptions = {}): Pretrained {
   if (options === null || typeof options !== 'object') throw new TypeError('pretrained: expected an options object such as { timestepRespacing: \'100\' }');
-  checkKeyList('pretrained', options, PRETRAINED_KEYS);
+  checkOptionKeys<PretrainedOptions>('pretrained', options, PRETRAINED_KEYS);
   if (options.dir !== undefined && typeof options.dir !== 'string') throw new TypeError(`pretrained: expected a directory path for dir but received ${typeof options.dir}`);
   const dir = options.dir !== undefined ? path.resolve(options.dir) : pretrainedDir(name);
   const metaPath = path.join(dir, 'model.json');

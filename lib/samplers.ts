@@ -1,6 +1,6 @@
 // The samplers sample() can run and the options each one takes (docs/fast-samplers.md).
 // Checked here, before anything runs; the native side does the math.
-import { checkKeyList } from './option-keys';
+import { checkOptionKeys, KeysOf } from './option-keys';
 
 export type SamplerName =
   | 'ancestral'
@@ -147,7 +147,10 @@ export function fastSamplerRequest(sampler: SamplerName, options: FastSamplerOpt
 /** A sampler and its options: GaussianDiffusionOptions.defaultSampler, a CLI's --sampler. */
 export type SamplerChoice = { sampler: SamplerName } & FastSamplerOptions & { eta?: number };
 
-const CHOICE_KEYS = new Set(['sampler', 'steps', 'order', 'method', 'skipType', 'lowerOrderFinal', 'thresholding', 'unipcVariant', 'sigmas', 'rho', 'eta']);
+const CHOICE_KEYS: KeysOf<SamplerChoice> = {
+  sampler: true, steps: true, order: true, method: true, skipType: true, lowerOrderFinal: true, thresholding: true, unipcVariant: true,
+  sigmas: true, rho: true, eta: true,
+};
 
 /**
  * A default sampler, checked as sample() would check it: a known sampler, only options that
@@ -159,7 +162,7 @@ export function checkSamplerChoice(value: unknown, timesteps: number, name = 'de
     throw new TypeError(`${name}: expected an object such as { sampler: 'euler-ancestral', steps: 20 }; got ${value === null ? 'null' : typeof value}`);
   }
   const choice = { ...(value as Record<string, unknown>) };
-  checkKeyList(name, choice, CHOICE_KEYS);
+  checkOptionKeys<SamplerChoice>(name, choice, CHOICE_KEYS);
   if (choice.sampler === undefined) throw new TypeError(`${name}: sampler is required`);
   const sampler = checkSamplerName(choice.sampler);
   try {

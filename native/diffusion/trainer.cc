@@ -439,6 +439,7 @@ TrainResult train_classifier(TrainState& state, const Schedule& schedule, const 
     invalid(std::string("labels must be an integer tensor; got ") + c10::toString(labels.scalar_type()));
   }
   torch::jit::Module classifier = state.model;
+  const std::pair<int64_t, int64_t> labels_span = label_range(labels);
   auto loss_of = [&](const Schedule& s, const Batch& b, at::Generator&, double& accuracy) {
     // classifier_loss's computation, keeping the logits for the accuracy.
     const at::Tensor x = q_sample(s, b.x0, b.t, b.noise);
@@ -453,7 +454,7 @@ TrainResult train_classifier(TrainState& state, const Schedule& schedule, const 
       msg << "the classifier must return logits [B, classes]; got shape " << logits.sizes();
       throw std::runtime_error(msg.str());
     }
-    check_class_labels(logits, y);
+    check_class_labels(labels_span, logits.size(1));
     accuracy = logits.detach().argmax(1).eq(y).to(at::kDouble).mean().item<double>();
     return at::cross_entropy_loss(logits, y);
   };

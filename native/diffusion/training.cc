@@ -98,14 +98,19 @@ at::Tensor classifier_loss(torch::jit::Module classifier, const Schedule& schedu
     throw std::runtime_error("the classifier returned " + out.tagKind() + "; expected a tensor of logits");
   }
   const at::Tensor logits = out.toTensor();
-  check_class_labels(logits, y);
+  if (logits.dim() == 2) check_class_labels(label_range(y), logits.size(1));
   return at::cross_entropy_loss(logits, y.to(x.device(), at::kLong));
 }
 
-void check_class_labels(const at::Tensor& logits, const at::Tensor& y) {
-  if (logits.dim() != 2 || y.numel() == 0) return;
-  const int64_t classes = logits.size(1);
-  const int64_t lo = y.min().item<int64_t>(), hi = y.max().item<int64_t>();
+std::pair<int64_t, int64_t> label_range(const at::Tensor& y) {
+  if (y.numel() == 0) return {0, -1};
+  const at::Tensor both = at::stack({y.min(), y.max()}).to(at::kCPU, at::kLong);
+  return {both[0].item<int64_t>(), both[1].item<int64_t>()};
+}
+
+void check_class_labels(std::pair<int64_t, int64_t> range, int64_t classes) {
+  const auto [lo, hi] = range;
+  if (lo > hi) return;  // no labels
   if (lo < 0 || hi >= classes) {
     throw std::invalid_argument("a class label of " + std::to_string(lo < 0 ? lo : hi) + " for a classifier of " + std::to_string(classes) +
                                 " classes: labels must be in [0, " + std::to_string(classes) + ")");

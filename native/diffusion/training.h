@@ -5,6 +5,8 @@
 #include <ATen/ATen.h>
 #include <torch/script.h>
 
+#include <utility>
+
 #include "diffusion/denoiser.h"
 #include "diffusion/schedule.h"
 
@@ -40,8 +42,11 @@ at::Tensor p_losses(const Denoiser& denoiser, const Schedule& schedule, const at
 at::Tensor classifier_loss(torch::jit::Module classifier, const Schedule& schedule, const at::Tensor& x0,
                            const at::Tensor& t, const at::Tensor& y, const at::Tensor& noise = at::Tensor());
 
-// Throws std::invalid_argument naming a label outside [0, classes) of logits [B, classes]:
-// cross_entropy would only say "Target 5 is out of bounds".
-void check_class_labels(const at::Tensor& logits, const at::Tensor& y);
+// The smallest and largest of the class labels y (one read to the host: take it once, before a
+// training loop, not at each step).
+std::pair<int64_t, int64_t> label_range(const at::Tensor& y);
+// Throws std::invalid_argument naming a label of `range` outside [0, classes): cross_entropy
+// would only say "Target 5 is out of bounds".
+void check_class_labels(std::pair<int64_t, int64_t> range, int64_t classes);
 
 }  // namespace gd

@@ -156,11 +156,10 @@ TrainState ToState(const Napi::Value& module, const Napi::Value& o, const char* 
   }
   // As sample() refuses it: LibTorch's float16 convolutions on the CPU are slow references.
   Napi::Value autocast = Option(o, "autocast");
-  if (!IsMissing(autocast) && autocast.IsString() && autocast.As<Napi::String>().Utf8Value() == "float16") {
-    for (const auto& p : model.parameters()) {
-      if (!p.is_cuda()) ThrowRange(o.Env(), "autocast 'float16' needs a CUDA device (the CPU takes 'bfloat16'); this model trains on " + p.device().str());
-      break;
-    }
+  const auto params = model.parameters();
+  if (!IsMissing(autocast) && autocast.IsString() && autocast.As<Napi::String>().Utf8Value() == "float16" && params.begin() != params.end()) {
+    const at::Device device = (*params.begin()).device();
+    if (!device.is_cuda()) ThrowRange(o.Env(), "autocast 'float16' needs a CUDA device (the CPU takes 'bfloat16'); this model trains on " + device.str());
   }
   Napi::Value resume = Option(o, "resumeFrom");
   if (!IsMissing(resume)) return load_checkpoint(ToString(resume, "resumeFrom"), model, what);

@@ -31,32 +31,31 @@ bool attends(const NetOptions& o, int64_t ds) {
 
 struct TorsoCount {
   double params = 0;
-  std::vector<double> chans;  // width after each input block
-  double ch = 0;
+  double skip_sum = 0;  // the sum of the widths after each input block (the spatial pools' input)
+  double ch = 0;        // width after the middle block
   int64_t ds = 1;
 };
 
-// time_embed, input_blocks and middle_block (make_time_embed, make_torso).
+// time_embed, input_blocks and middle_block (make_time_embed, make_torso), in closed form: a
+// count per block times the blocks, as num_res_blocks may be huge.
 TorsoCount torso(const NetOptions& o) {
   TorsoCount t;
-  const double mc = static_cast<double>(o.model_channels), emb = 4 * mc;
+  const double mc = static_cast<double>(o.model_channels), emb = 4 * mc, r = static_cast<double>(o.num_res_blocks);
   const std::vector<int64_t> widths = level_widths(o);
   t.params = linear(mc, emb) + linear(emb, emb);
   double ch = static_cast<double>(widths[0]);
   t.params += conv(static_cast<double>(o.in_channels), ch, 3);
-  t.chans.push_back(ch);
+  t.skip_sum = ch;
   int64_t ds = 1;
   for (size_t level = 0; level < widths.size(); ++level) {
     const double w = static_cast<double>(widths[level]);
-    // A count per block times the blocks: num_res_blocks may be huge.
-    double block = res_block(ch, emb, w, o.use_scale_shift_norm) + (attends(o, ds) ? attention(w) : 0);
-    double rest = res_block(w, emb, w, o.use_scale_shift_norm) + (attends(o, ds) ? attention(w) : 0);
-    t.params += block + rest * static_cast<double>(o.num_res_blocks - 1);
+    const double attn = attends(o, ds) ? attention(w) : 0;
+    t.params += res_block(ch, emb, w, o.use_scale_shift_norm) + res_block(w, emb, w, o.use_scale_shift_norm) * (r - 1) + attn * r;
     ch = w;
-    t.chans.insert(t.chans.end(), static_cast<size_t>(std::min<int64_t>(o.num_res_blocks, 1 << 20)), ch);
+    t.skip_sum += r * w;
     if (level + 1 != widths.size()) {
       t.params += o.resblock_updown ? res_block(ch, emb, ch, o.use_scale_shift_norm) : conv(ch, ch, 3);
-      t.chans.push_back(ch);
+      t.skip_sum += w;
       ds *= 2;
     }
   }
@@ -70,29 +69,23 @@ TorsoCount torso(const NetOptions& o) {
 
 double unet_parameter_count(const UNetModelOptions& o) {
   TorsoCount t = torso(o);
-  const double emb = 4 * static_cast<double>(o.model_channels);
+  const double emb = 4 * static_cast<double>(o.model_channels), r = static_cast<double>(o.num_res_blocks);
   double n = t.params + (o.num_classes > 0 ? static_cast<double>(o.num_classes) * emb : 0);
   const std::vector<int64_t> widths = level_widths(o);
-  // The skips are taken last-first; with a huge num_res_blocks the list above is capped, which
-  // only matters once the count is already far beyond any memory.
-  std::vector<double> skips = t.chans;
+  // The output blocks of level l take the input blocks' widths last-first: num_res_blocks skips
+  // of width w_l, then the one below them (the downsample of level l - 1, or the first conv).
   double ch = t.ch;
   int64_t ds = t.ds;
   for (size_t level = widths.size(); level-- > 0;) {
     const double w = static_cast<double>(widths[level]);
-    for (int64_t i = 0; i <= o.num_res_blocks; ++i) {
-      const double ich = skips.empty() ? w : skips.back();
-      if (!skips.empty()) skips.pop_back();
-      n += res_block(ch + ich, emb, w, o.use_scale_shift_norm) + (attends(o, ds) ? attention(w) : 0);
-      ch = w;
-      if (level > 0 && i == o.num_res_blocks) {
-        n += o.resblock_updown ? res_block(ch, emb, ch, o.use_scale_shift_norm) : conv(ch, ch, 3);
-        ds /= 2;
-      }
-      if (i > (1 << 20)) {  // beyond any memory already: count the rest in one go
-        n += (res_block(w + w, emb, w, o.use_scale_shift_norm) + (attends(o, ds) ? attention(w) : 0)) * static_cast<double>(o.num_res_blocks - i);
-        i = o.num_res_blocks - 1;
-      }
+    const double below = static_cast<double>(widths[level > 0 ? level - 1 : 0]);
+    const double attn = attends(o, ds) ? attention(w) : 0;
+    n += res_block(ch + w, emb, w, o.use_scale_shift_norm) + res_block(w + w, emb, w, o.use_scale_shift_norm) * (r - 1) +
+         res_block(w + below, emb, w, o.use_scale_shift_norm) + attn * (r + 1);
+    ch = w;
+    if (level > 0) {
+      n += o.resblock_updown ? res_block(ch, emb, ch, o.use_scale_shift_norm) : conv(ch, ch, 3);
+      ds /= 2;
     }
   }
   n += norm(ch) + conv(static_cast<double>(widths[0]), static_cast<double>(o.out_channels), 3);
@@ -109,9 +102,7 @@ double encoder_parameter_count(const EncoderUNetModelOptions& o) {
     const double side = static_cast<double>(o.image_size / std::max<int64_t>(t.ds, 1));
     n += norm(ch) + ch * (side * side + 1) + conv(ch, 3 * ch, 1) + conv(ch, out, 1);
   } else {
-    double features = ch;
-    for (double c : t.chans) features += c;
-    n += linear(features, 2048) + (o.pool == "spatial" ? 0 : norm(2048)) + linear(2048, out);
+    n += linear(ch + t.skip_sum, 2048) + (o.pool == "spatial" ? 0 : norm(2048)) + linear(2048, out);
   }
   return n;
 }
