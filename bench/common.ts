@@ -1,6 +1,6 @@
 // Shared by the bench scripts: paths, child processes, CPU-contention readings, statistics
 // and Markdown tables. Nothing here times anything by itself.
-import { ChildProcess, spawn } from 'child_process';
+import { ChildProcess, execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -178,6 +178,26 @@ export interface MachineInfo {
   kernel: string;
   date: string;
   loadavg: number[];
+  /** The commit the figures are measured at (sourceCommit()). */
+  commit: string;
+}
+
+/**
+ * The commit of this checkout, short, for a report's "measured at": with a note when lib/, native/
+ * or bench's sources differ from it (then the figures are of that commit plus those changes).
+ */
+export function sourceCommit(): string {
+  const git = (...args: string[]): string => {
+    try {
+      return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trimEnd();
+    } catch {
+      return '';
+    }
+  };
+  const head = git('rev-parse', '--short', 'HEAD');
+  if (!head) return 'unknown (not a git checkout)';
+  const dirty = git('status', '--porcelain', '--untracked-files=no', '--', 'lib', 'native', 'bench/*.ts', 'bench/*.py');
+  return dirty ? `${head} + uncommitted changes (${dirty.split('\n').map((l) => l.slice(3)).join(', ')})` : head;
 }
 
 export async function machineInfo(): Promise<MachineInfo> {
@@ -201,6 +221,7 @@ export async function machineInfo(): Promise<MachineInfo> {
     kernel: `${os.type()} ${os.release()}`,
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     loadavg: os.loadavg().map((v) => Math.round(v * 100) / 100),
+    commit: sourceCommit(),
   };
 }
 

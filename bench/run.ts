@@ -209,6 +209,7 @@ function machineSection(m: MachineInfo, loadAfter: number[], args: Args, minutes
       ['LibTorch headers (our side builds against the same package)', m.libtorch],
       ['OS', m.kernel],
       ['date', m.date],
+      ['commit measured', m.commit],
       ['threads per side', `${args.threads} (torch.setNumThreads / torch.set_num_threads)`],
       ['rounds per configuration and side', String(args.rounds)],
       ['children run under', args.nice === undefined ? 'default priority' : `nice -n ${args.nice} (ahead of the other jobs on the machine)`],
