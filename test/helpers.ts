@@ -48,10 +48,24 @@ export function f32Tol(expected: ArrayLike<number>, ulps = 10): number {
  * project's machine; GD_RECORD_ERRORS=file appends each check's measured error there (JSON
  * lines) to measure them again.
  */
-export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number, what = 'values'): void {
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number, what = 'values'): number {
   const d = maxAbsDiff(actual, expected);
   if (process.env.GD_RECORD_ERRORS) fs.appendFileSync(process.env.GD_RECORD_ERRORS, JSON.stringify({ what, error: d, tol }) + '\n');
   assert.ok(d <= tol, `${what}: max abs difference ${d} exceeds ${tol}`);
+  return d;
+}
+
+/** A figure a test measured, printed in the test's output (the README cites these lines). */
+export function printMeasured(what: string, value: number, bound?: number): void {
+  const f = (v: number): string => (v === 0 ? '0' : v.toExponential(2));
+  console.log(`      measured: ${what} = ${f(value)}${bound === undefined ? '' : ` (bound ${f(bound)})`}`);
+}
+
+/** assertClose, and the measured max |difference| printed with its bound. */
+export function assertCloseReported(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number, what: string): number {
+  const d = maxAbsDiff(actual, expected);
+  printMeasured(`${what}: max |difference|`, d, tol);
+  return assertClose(actual, expected, tol, what);
 }
 
 /**
