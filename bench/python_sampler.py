@@ -3,7 +3,7 @@
 Run by bench/run.ts as a child process: `python3 bench/python_sampler.py '<SampleSpec JSON>'`
 (the fields are documented in bench/spec.ts). It loads the TorchScript checkpoints our
 native models wrote with save(), so both sides run the same network with the same weights,
-and mirrors docs/guided-diffusion-math.md step for step: the sigmoid schedule (float64,
+and mirrors docs/diffusion-math.md step for step: the sigmoid schedule (float64,
 stored as float32), pred_noise with x0 clipped to [-1, 1], ancestral steps with
 condition_mean evaluated at the mean, or DDIM steps with condition_score, the noise drawn in
 the same order, and the seed's classifier_cond_fn as the guidance. Prints one line

@@ -38,7 +38,7 @@ def minor_faults():
 
 
 def betas_for(name, timesteps):
-    """docs/guided-diffusion-math.md, in float64."""
+    """docs/diffusion-math.md, in float64."""
     u = torch.linspace(0, timesteps, timesteps + 1, dtype=torch.float64) / timesteps
     if name == "cosine":
         s = 0.008

@@ -238,7 +238,7 @@ const METHOD = `## Method
   reference's nn.Module), on the weights of the TorchScript file; its classifier is the
   TorchScript file. Where a row says "our TorchScript Unet", Python loads our scripted Unet
   with \`torch.jit.load\` instead: the same graph as ours, so what is left is the sampler.
-- \`bench/python_sampler.py\` mirrors docs/guided-diffusion-math.md in plain PyTorch: sigmoid
+- \`bench/python_sampler.py\` mirrors docs/diffusion-math.md in plain PyTorch: sigmoid
   schedule in float64 stored as float32, pred_noise with x0 clipped, DDIM steps with
   condition_score or ancestral steps with condition_mean evaluated at the mean, the seed's
   \`classifier_cond_fn\` as written, noise drawn in the reference's order. Same seed (42), same

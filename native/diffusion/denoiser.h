@@ -1,5 +1,5 @@
-// The denoiser: one model call turned into (eps, x0) (docs: guided-diffusion-math.md,
-// "Model output -> (eps, x0)"). Samplers and training losses see the model only through it.
+// The denoiser: one model call turned into (eps, x0) (docs/diffusion-math.md,
+// "From the model's output to (eps, x0)"). Samplers and training losses see the model only through it.
 #pragma once
 
 #include <ATen/ATen.h>

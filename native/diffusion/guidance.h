@@ -1,6 +1,6 @@
 // Guidance: a gradient of log p(y | x_t) that samplers add to the mean (ancestral) or to the
-// score (DDIM). docs: guided-diffusion-math.md, "Ancestral (DDPM) step with guidance",
-// "DDIM step with guidance", "Classifier guidance function".
+// score (DDIM). docs/diffusion-math.md, "An ancestral (DDPM) step, with guidance",
+// "A DDIM step, with guidance", "The seed's classifier guidance function".
 #pragma once
 
 #include <ATen/ATen.h>

@@ -1,5 +1,5 @@
 // Samplers: each one short function over a denoiser and an optional guidance
-// (docs: guided-diffusion-math.md; the noise order there is what makes seeded runs match
+// (docs/diffusion-math.md; the noise order there is what makes seeded runs match
 // the Python reference draw for draw).
 #pragma once
 

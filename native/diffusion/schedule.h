@@ -1,4 +1,4 @@
-// Noise schedules and every buffer derived from them (docs: guided-diffusion-math.md, "Schedules").
+// Noise schedules and every buffer derived from them (docs/diffusion-math.md, "Schedules").
 #pragma once
 
 #include <ATen/ATen.h>

@@ -1,7 +1,7 @@
 // Native training loops: a diffusion model (p_losses) and a noise-aware classifier
 // (cross-entropy at random t), with Adam/AdamW, gradient clipping, an EMA copy of the
-// weights, periodic checkpoints and bit-exact resume (docs: guided-diffusion-math.md,
-// "Training objectives"). The loops block: the caller runs them on a worker thread.
+// weights, periodic checkpoints and bit-exact resume (docs/diffusion-math.md,
+// "Training"). The loops block: the caller runs them on a worker thread.
 //
 // Reproducibility: every random draw of a run (batch indices, timesteps, noise, the
 // self-conditioning coin) comes from the trainer's own CPU generator, seeded by

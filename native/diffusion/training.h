@@ -1,4 +1,4 @@
-// Training objectives (docs: guided-diffusion-math.md, "Training objectives"). These keep the
+// Training objectives (docs/diffusion-math.md, "Training"). These keep the
 // autograd graph: call them with grad mode on and backpropagate the returned loss.
 #pragma once
 
