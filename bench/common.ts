@@ -8,7 +8,8 @@ import * as path from 'path';
 /** The package root, whether running from bench/ or from dist/bench/. */
 export const ROOT = path.resolve(__dirname, fs.existsSync(path.join(__dirname, '..', 'package.json')) ? '..' : path.join('..', '..'));
 export const BENCH_SRC = path.join(ROOT, 'bench');
-export const PYTHON = process.env.PYTHON || 'python3';
+// PYTHON, else the venv scripts/python-env.js made (where the system python refuses pip), else python3.
+export const PYTHON: string = require(path.join(ROOT, 'scripts', 'python-env.js')).testPython();
 
 /** Every child prints exactly one line that starts with this, followed by JSON. */
 export const RESULT_TAG = 'BENCH_RESULT ';

@@ -1,12 +1,16 @@
 // npm run bench:install [-- --rounds N] [-- --out FILE] [-- --keep]
 //
-// How long `npm install guided-diffusion` takes: packs this package (`npm pack`), then per round
-// installs the tarball into fresh app directories under the OS temp folder, each with its own
-// cold build of the addon:
-//   cold, no ccache    CCACHE_DISABLE=1: what a machine without ccache pays
-//   cold, empty ccache a private, empty CCACHE_DIR: a first install where ccache is installed
+// How long `npm install guided-diffusion` takes: packs this package (`npm pack`, whose prepack builds
+// the prebuilt addon, scripts/prebuilds.js), then per round installs the tarball into fresh app
+// directories under the OS temp folder:
+//   prebuild           the packed prebuilt addon matches the LibTorch found: nothing compiles
+//   cold, no ccache    GD_BUILD_FROM_SOURCE=1 and CCACHE_DISABLE=1: what a machine without ccache
+//                      (or whose LibTorch differs from the prebuild's) pays
+//   cold, empty ccache GD_BUILD_FROM_SOURCE=1, a private, empty CCACHE_DIR: a first compiling
+//                      install where ccache is installed
 //   warm               the same CCACHE_DIR again, a new app directory at another path
-// and checks after each install that the package loads and runs one tensor op through its addon.
+// and checks after each install that the package loads and runs one tensor op through the addon it
+// should (the prebuild or the compiled one: the file mapped into the process).
 // npm's own package cache is left as it is (the dependencies come from it or the registry).
 // Writes bench/INSTALL.md (or --out FILE) with every time, min..max and the load around it.
 // LibTorch must already be there (pip torch), as for any build of the addon.
@@ -38,8 +42,9 @@ function parseArgs(argv: string[]): Args {
   return { rounds, out: values.out ? path.resolve(values.out) : path.join(ROOT, 'bench', 'INSTALL.md'), keep: values.keep === true };
 }
 
-type Kind = 'cold, no ccache' | 'cold, empty ccache' | 'warm';
-const KINDS: Kind[] = ['cold, no ccache', 'cold, empty ccache', 'warm'];
+type Kind = 'prebuild' | 'cold, no ccache' | 'cold, empty ccache' | 'warm';
+const KINDS: Kind[] = ['prebuild', 'cold, no ccache', 'cold, empty ccache', 'warm'];
+const usesCcache = (kind: Kind): boolean => kind === 'cold, empty ccache' || kind === 'warm';
 
 interface Install {
   kind: Kind;
@@ -80,10 +85,11 @@ async function install(tarball: string, work: string, kind: Kind, round: number,
   const pkg = { name: 'gd-install-bench', version: '1.0.0', private: true, allowScripts: { 'guided-diffusion': true } };
   fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify(pkg));
   const env = cleanEnv();
-  if (kind === 'cold, no ccache') env.CCACHE_DISABLE = '1';
-  else env.CCACHE_DIR = ccacheDir;
+  if (usesCcache(kind)) env.CCACHE_DIR = ccacheDir;
+  else env.CCACHE_DISABLE = '1';
+  if (kind !== 'prebuild') env.GD_BUILD_FROM_SOURCE = '1';
   const log = path.join(app, 'install.log');
-  if (kind !== 'cold, no ccache') await sh('ccache', ['--dir', ccacheDir, '--zero-stats']);
+  if (usesCcache(kind)) await sh('ccache', ['--dir', ccacheDir, '--zero-stats']);
   const loadBefore = load();
   const t0 = performance.now();
   const npmArgs = ['install', '--no-audit', '--no-fund', '--foreground-scripts', tarball];
@@ -91,12 +97,20 @@ async function install(tarball: string, work: string, kind: Kind, round: number,
   const seconds = (performance.now() - t0) / 1000;
   const loadAfter = load();
   if (code !== 0) throw new Error(`npm install (${kind}, round ${round}) failed with exit code ${code}; see ${log}`);
-  // The installed package must load its addon and compute with it.
-  const check = 'const { torch } = require("guided-diffusion"); const s = torch.ones([2, 3]).sum().item(); if (s !== 6) throw new Error(`sum ${s}`); console.log("ok");';
+  // The installed package must load the addon it should and compute with it.
+  const addon = kind === 'prebuild' ? 'prebuilds/linux-x64/guided_diffusion.node' : 'build/Release/guided_diffusion.node';
+  const check = 'const { torch } = require("guided-diffusion"); const s = torch.ones([2, 3]).sum().item(); if (s !== 6) throw new Error(`sum ${s}`); ' +
+    `const m = require("fs").readFileSync("/proc/self/maps", "utf8"); if (!m.includes("node_modules/guided-diffusion/${addon}")) throw new Error("not loaded: ${addon}"); console.log("ok: ${addon}");`;
   const ok = await run(process.execPath, ['-e', check], app, env, log);
-  if (ok !== 0) throw new Error(`the package installed in ${app} does not load or compute; see ${log}`);
+  if (ok !== 0) throw new Error(`the package installed in ${app} does not load ${addon} or compute; see ${log}`);
+  const said = fs.readFileSync(log, 'utf8');
+  const line = /guided-diffusion: (using the prebuilt addon|compiling the addon)[^\n]*/.exec(said)?.[0] ?? '';
+  if (!line.includes(kind === 'prebuild' ? 'using the prebuilt addon' : 'compiling the addon')) {
+    throw new Error(`the install (${kind}) did not say it ${kind === 'prebuild' ? 'used the prebuild' : 'compiled'}; see ${log}`);
+  }
+  if (round === 1) console.log(`  ${line}`);
   let ccache: string | undefined;
-  if (kind !== 'cold, no ccache') {
+  if (usesCcache(kind)) {
     // Zeroed before each install that uses the cache (below), so these count this install only.
     const stats = await sh('ccache', ['--dir', ccacheDir, '--print-stats']);
     const get = (key: string): number => Number(new RegExp(`^${key}\\t(\\d+)`, 'm').exec(stats)?.[1] ?? NaN);
@@ -108,24 +122,43 @@ async function install(tarball: string, work: string, kind: Kind, round: number,
   return { kind, round, seconds, loadBefore, loadAfter, ccache };
 }
 
-function report(results: Install[], info: Awaited<ReturnType<typeof machineInfo>>, gcc: string, tarballKiB: number, rounds: number): string {
+interface Pack {
+  seconds: number;
+  kib: number;
+  /** The commit packed; "-dirty" when tracked files differed from it (npm pack packs the working tree). */
+  commit: string;
+  /** The packed prebuild's record (prebuilds/<platform>-<arch>/guided_diffusion.json), or '' when none. */
+  prebuild: string;
+}
+
+function report(results: Install[], info: Awaited<ReturnType<typeof machineInfo>>, gcc: string, pack: Pack, rounds: number): string {
   const summary = KINDS.map((kind) => {
     const s = results.filter((r) => r.kind === kind).map((r) => r.seconds);
     return [kind, s.length, fmt(min(s)), fmt(median(s)), fmt(max(s))];
   });
   const each = results.map((r) => [r.kind, r.round, fmt(r.seconds), r.loadBefore.join(' '), r.loadAfter.join(' '), r.ccache ?? '']);
+  let built = 'none';
+  if (pack.prebuild) {
+    const m = JSON.parse(pack.prebuild);
+    built = `LibTorch ${m.libtorch.version}, ${m.libtorch.cuda ? `CUDA ${m.libtorch.cuda}` : 'CPU'}, ` +
+      `_GLIBCXX_USE_CXX11_ABI=${m.libtorch.cxx11Abi}, N-API ${m.napiVersion}, ${m.platform}-${m.arch} glibc ${m.glibc}`;
+  }
   return [
     '# `npm install` of the packed package',
     '',
     'Generated by `npm run bench:install` (bench/install.ts); do not edit by hand.',
     '',
-    `${info.date}, ${info.cpu}, ${info.cores} cores, ${info.memoryGiB} GiB, ${info.kernel}, node ${info.node}, ${gcc},`,
-    `LibTorch ${info.libtorch} (pip torch ${info.torchPython}). Tarball ${tarballKiB} KiB, ${rounds} round(s).`,
+    `Measured at ${pack.commit}, ${info.date}, ${info.cpu}, ${info.cores} cores, ${info.memoryGiB} GiB, ${info.kernel}, node ${info.node}, ${gcc},`,
+    `LibTorch ${info.libtorch} (pip torch ${info.torchPython}). Tarball ${pack.kib} KiB; \`npm pack\` ${fmt(pack.seconds)} s`,
+    `(its prepack builds the prebuilt addon); ${rounds} round(s). The packed prebuild: ${built}.`,
     '',
-    'Each install goes into a fresh app directory (`npm install <tarball>`, which compiles the addon):',
+    'Each install goes into a fresh app directory (`npm install <tarball>`): with the prebuilt addon,',
+    'which matches the LibTorch found, so nothing compiles (`prebuild`); then compiling',
+    '(`GD_BUILD_FROM_SOURCE=1`, what an install whose LibTorch differs from the prebuild\'s pays):',
     'cold without ccache (`CCACHE_DISABLE=1`), cold with an empty private `CCACHE_DIR`, and warm',
-    '(that `CCACHE_DIR` again, another fresh app directory at another path). Times are wall seconds',
-    'of the whole `npm install`, dependencies included.',
+    '(that `CCACHE_DIR` again, another fresh app directory at another path). After each install the',
+    'package computes with the addon it should have (the file mapped into the process). Times are',
+    'wall seconds of the whole `npm install`, dependencies included.',
     '',
     table(['install', 'rounds', 'min s', 'median s', 'max s'], summary),
     '',
@@ -142,13 +175,20 @@ async function main(): Promise<void> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'gd-install-bench-'));
   const ccacheDir = path.join(work, 'ccache');
   try {
-    console.log(`packing ${ROOT} ...`);
+    const dirty = (await sh('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no'])) !== '';
+    const commit = `${(await sh('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'])) || 'unknown'}${dirty ? '-dirty' : ''}`;
+    console.log(`packing ${ROOT} at ${commit} ...`);
     const packLog = path.join(work, 'pack.log');
+    const t0 = performance.now();
     if ((await run('npm', ['pack', '--pack-destination', work], ROOT, cleanEnv(), packLog)) !== 0) {
       throw new Error(`npm pack failed; see ${packLog}`);
     }
+    const packSeconds = (performance.now() - t0) / 1000;
     const tarball = fs.readdirSync(work).filter((f) => f.endsWith('.tgz')).map((f) => path.join(work, f))[0];
     if (!tarball) throw new Error(`npm pack wrote no tarball; see ${packLog}`);
+    const prebuild = await sh('tar', ['-xzOf', tarball, `package/prebuilds/${process.platform}-${process.arch}/guided_diffusion.json`]);
+    const pack: Pack = { seconds: packSeconds, kib: Math.round(fs.statSync(tarball).size / 1024), commit, prebuild };
+    console.log(`packed in ${fmt(packSeconds)} s: ${pack.kib} KiB, prebuild ${prebuild ? prebuild.replace(/\s+/g, ' ') : 'none'}`);
     const info = await machineInfo();
     const gcc = (await sh('c++', ['--version'])).split('\n')[0] || 'c++ unknown';
     const results: Install[] = [];
@@ -156,7 +196,7 @@ async function main(): Promise<void> {
       fs.rmSync(ccacheDir, { recursive: true, force: true });
       for (const kind of KINDS) results.push(await install(tarball, work, kind, round, ccacheDir));
     }
-    const md = report(results, info, gcc, Math.round(fs.statSync(tarball).size / 1024), args.rounds);
+    const md = report(results, info, gcc, pack, args.rounds);
     fs.writeFileSync(args.out, md);
     console.log(`\n${md}\nwrote ${args.out}`);
   } finally {

@@ -149,15 +149,17 @@ export interface Binding {
 }
 
 // GD_ADDON_PATH points at another build of the addon (a second build folder, a CUDA build).
+// Otherwise the package's prebuilt addon when the install script chose it, else build/Release.
 export const binding: Binding = loadAddon();
 
 function loadAddon(): Binding {
   const path = require('path') as typeof import('path');
   const explicit = process.env.GD_ADDON_PATH;
+  const prebuilt = explicit ? null : selectedPrebuild();
   try {
-    return explicit
-      ? require(path.resolve(explicit))
-      : require('bindings')({ bindings: 'guided_diffusion.node', module_root: moduleRoot() });
+    if (explicit) return require(path.resolve(explicit));
+    if (prebuilt) return require(prebuilt);
+    return require('bindings')({ bindings: 'guided_diffusion.node', module_root: moduleRoot() });
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { tries?: string[] };
     // Only "not there" gets the advice; a built addon that fails to load (a missing libtorch,
@@ -182,6 +184,17 @@ export function missingAddonMessage(where: string): string {
 function moduleRoot(): string {
   // dist/lib/binding.js -> package root
   return require('path').resolve(__dirname, '..', '..');
+}
+
+/**
+ * prebuilds/<platform>-<arch>/guided_diffusion.node when the install script chose it: it links
+ * libtorch beside it (its RUNPATH, $ORIGIN/libtorch) to the LibTorch it matched
+ * (scripts/prebuilds.js); a compiling install removes that link.
+ */
+function selectedPrebuild(): string | null {
+  const path = require('path') as typeof import('path');
+  const dir = path.join(moduleRoot(), 'prebuilds', `${process.platform}-${process.arch}`);
+  return require('fs').existsSync(path.join(dir, 'libtorch')) ? path.join(dir, 'guided_diffusion.node') : null;
 }
 
 // process.exit() runs exit(), which destroys LibTorch's statics under a sampling or training

@@ -4,63 +4,71 @@
 //   2. Torch_DIR / CMAKE_PREFIX_PATH
 //   3. the Python `torch` package (torch.utils.cmake_prefix_path)
 // GD_BUILD_DIR builds elsewhere than build/ (load that addon with GD_ADDON_PATH).
-// When none is there it installs CPU LibTorch with pip (and says so); when that fails it
-// stops with a message that says exactly what to install.
+// When none is there it installs CPU LibTorch with pip (and says so), into a venv where the system
+// python refuses installs (scripts/python-env.js); when that fails it stops with a message that
+// says exactly what to install.
+// A packed package carries a prebuilt addon (scripts/prebuilds.js): when the LibTorch found is the
+// one it was built for, the install uses it and compiles nothing; otherwise the log says why it
+// compiles (GD_BUILD_FROM_SOURCE=1 always compiles).
 'use strict';
 const { spawnSync } = require('child_process');
 const fs = require('fs');
 const path = require('path');
+const prebuilds = require('./prebuilds');
+const pythonEnv = require('./python-env');
 
-const TORCH_PIP_SPEC = process.env.GD_TORCH_PIP_SPEC || 'torch==2.13.0+cpu';
 const root = path.resolve(__dirname, '..');
 
 function log(msg) {
   process.stderr.write(`guided-diffusion: ${msg}\n`);
 }
 
-function python() {
-  for (const cmd of [process.env.PYTHON, 'python3', 'python']) {
-    if (!cmd) continue;
-    const r = spawnSync(cmd, ['--version'], { encoding: 'utf8' });
-    if (r.status === 0) return cmd;
+// The folder holding TorchConfig.cmake under a CMAKE_PREFIX_PATH entry (as find_package looks), or null.
+function torchDirUnder(prefix) {
+  for (const sub of ['Torch', path.join('share', 'cmake', 'Torch'), path.join('lib', 'cmake', 'Torch')]) {
+    if (fs.existsSync(path.join(prefix, sub, 'TorchConfig.cmake'))) return path.join(prefix, sub);
   }
   return null;
 }
 
-function torchPrefixFromPython(py) {
-  const r = spawnSync(py, ['-c', 'import torch; print(torch.utils.cmake_prefix_path)'], { encoding: 'utf8' });
-  if (r.status !== 0) return null;
-  const dir = r.stdout.trim();
-  return fs.existsSync(path.join(dir, 'Torch', 'TorchConfig.cmake')) ? dir : null;
-}
-
+// { defines (cmake-js), from (for the log), torchDir (the folder of TorchConfig.cmake, null if unknown) }
 function findLibTorch() {
   if (process.env.LIBTORCH) {
     const dir = path.resolve(process.env.LIBTORCH);
     if (!fs.existsSync(path.join(dir, 'share', 'cmake', 'Torch', 'TorchConfig.cmake'))) {
       throw new Error(`LIBTORCH=${dir} is not an unpacked libtorch folder (no share/cmake/Torch/TorchConfig.cmake)`);
     }
-    return { defines: [`--CDCMAKE_PREFIX_PATH=${dir}`], from: `LIBTORCH (${dir})` };
+    return { defines: [`--CDCMAKE_PREFIX_PATH=${dir}`], from: `LIBTORCH (${dir})`, torchDir: path.join(dir, 'share', 'cmake', 'Torch') };
   }
   if (process.env.Torch_DIR) {
-    return { defines: [`--CDTorch_DIR=${process.env.Torch_DIR}`], from: `Torch_DIR (${process.env.Torch_DIR})` };
+    return { defines: [`--CDTorch_DIR=${process.env.Torch_DIR}`], from: `Torch_DIR (${process.env.Torch_DIR})`, torchDir: path.resolve(process.env.Torch_DIR) };
   }
   if (process.env.CMAKE_PREFIX_PATH) {
-    return { defines: [`--CDCMAKE_PREFIX_PATH=${process.env.CMAKE_PREFIX_PATH}`], from: 'CMAKE_PREFIX_PATH' };
+    const torchDir = process.env.CMAKE_PREFIX_PATH.split(path.delimiter).filter(Boolean).map(torchDirUnder).find(Boolean) || null;
+    return { defines: [`--CDCMAKE_PREFIX_PATH=${process.env.CMAKE_PREFIX_PATH}`], from: 'CMAKE_PREFIX_PATH', torchDir };
   }
-  const py = python();
-  if (py) {
-    let prefix = torchPrefixFromPython(py);
-    if (!prefix) {
-      log(`no LibTorch found; installing CPU LibTorch with pip (${TORCH_PIP_SPEC}) ...`);
-      const r = spawnSync(py, ['-m', 'pip', 'install', '--retries', '0', TORCH_PIP_SPEC], { stdio: 'inherit' });
-      if (r.status === 0) prefix = torchPrefixFromPython(py);
+  const spec = process.env.GD_TORCH_PIP_SPEC || pythonEnv.DEFAULT_TORCH_SPEC;
+  let found = pythonEnv.findTorchPython();
+  if (!found) {
+    const py = pythonEnv.basePython();
+    if (py) {
+      log(`no LibTorch found; installing CPU LibTorch with pip (${spec}) ...`);
+      try {
+        const r = pythonEnv.installTorch(py, { spec });
+        const prefix = pythonEnv.torchCmakePrefix(r.python);
+        if (prefix) found = { python: r.python, prefix };
+      } catch (err) {
+        log(err.message);
+      }
     }
-    if (prefix) return { defines: [`--CDCMAKE_PREFIX_PATH=${prefix}`], from: `Python torch (${prefix})` };
+  }
+  if (found) {
+    return { defines: [`--CDCMAKE_PREFIX_PATH=${found.prefix}`], from: `Python torch (${found.prefix})`, torchDir: path.join(found.prefix, 'Torch') };
   }
   throw new Error(
     'LibTorch was not found and could not be installed.\n' +
-    `  Install it with:  python3 -m pip install ${TORCH_PIP_SPEC}\n` +
+    `  Install it with:  python3 -m pip install ${spec}\n` +
+    '  (where that python refuses installs: apt-get install python3-venv; python3 -m venv .venv; .venv/bin/pip install torch)\n' +
     '  or unpack a libtorch zip from pytorch.org and set LIBTORCH=/path/to/libtorch\n' +
     '  (for CUDA: a CUDA build of torch or libtorch, and the CUDA toolkit), then run npm install again.');
 }
@@ -81,18 +89,32 @@ function ccacheEnv() {
   return env;
 }
 
-function main() {
-  let found;
+// Why this install compiles rather than use the package's prebuilt addon (scripts/prebuilds.js),
+// or null after selecting that prebuild (it matches the LibTorch found exactly).
+function prebuildRefusal(found) {
+  if (/^(1|true|yes|on)$/i.test(process.env.GD_BUILD_FROM_SOURCE || '')) return 'GD_BUILD_FROM_SOURCE is set';
+  if (process.env.GD_BUILD_DIR) return 'GD_BUILD_DIR is set';
+  if (fs.existsSync(path.join(root, '.git'))) return 'a git checkout builds its own addon (prebuilt ones are for the packed package)';
+  const pre = prebuilds.prebuildFor(root);
+  if (!pre) return `the package has no prebuilt addon for ${prebuilds.platformKey()}`;
+  if (!found.torchDir) return `the LibTorch of ${found.from} cannot be compared with the prebuilt addon (no TorchConfig.cmake under it)`;
+  let libtorch;
   try {
-    found = findLibTorch();
+    libtorch = prebuilds.describeLibTorch(found.torchDir);
   } catch (err) {
-    log(err.message);
-    process.exit(1);
+    return `the LibTorch of ${found.from} cannot be compared with the prebuilt addon (${err.message})`;
   }
-  log(`building the addon against LibTorch from ${found.from}`);
+  const match = prebuilds.matchPrebuild(pre.meta, libtorch, prebuilds.runtimeInfo());
+  if (!match.ok) return match.reason;
+  prebuilds.selectPrebuild(pre.dir, libtorch.libDir);
+  log(`using the prebuilt addon ${path.relative(root, pre.addon)} (${match.reason}) with LibTorch from ${found.from}; nothing to compile`);
+  return null;
+}
+
+/** cmake-js compile into outDir (relative to the package root, or absolute); the exit status. */
+function compileAddon(outDir, defines) {
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
-  const outDir = process.env.GD_BUILD_DIR || 'build';
-  const args = [cmakeJs, 'compile', '--out', outDir, ...found.defines];
+  const args = [cmakeJs, 'compile', '--out', outDir, ...defines];
   if (process.env.GD_DEBUG_BUILD) args.push('--debug');
   // GD_UNITY_BUILD=0: one object per source file, for incremental development builds.
   if (process.env.GD_UNITY_BUILD !== undefined) {
@@ -103,7 +125,22 @@ function main() {
     cwd: root, stdio: 'inherit', env: { ...process.env, ...ccacheEnv(), CMAKE_BUILD_PARALLEL_LEVEL: parallel },
   });
   if (r.status === 0 && root.split(path.sep).includes('node_modules')) dropPrecompiledHeaders(path.resolve(root, outDir));
-  process.exit(r.status === null ? 1 : r.status);
+  return r.status === null ? 1 : r.status;
+}
+
+function main() {
+  let found;
+  try {
+    found = findLibTorch();
+  } catch (err) {
+    log(err.message);
+    process.exit(1);
+  }
+  const why = prebuildRefusal(found);
+  if (why === null) process.exit(0);
+  prebuilds.unselectPrebuilds(root);
+  log(`compiling the addon against LibTorch from ${found.from}: ${why}`);
+  process.exit(compileAddon(process.env.GD_BUILD_DIR || 'build', found.defines));
 }
 
 // Installed as a dependency (inside node_modules) the addon is not rebuilt file by file, so the
@@ -118,4 +155,6 @@ function dropPrecompiledHeaders(buildDir) {
   }
 }
 
-main();
+module.exports = { findLibTorch, compileAddon };
+
+if (require.main === module) main();

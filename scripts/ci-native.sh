@@ -46,7 +46,7 @@ done
 
 for check in scripts/fixtures/models_check_saved.py scripts/fixtures/models_spec_check.py; do
   t0=$(date +%s)
-  if python3 "$check" "$out" >"$BUILD/$(basename "$check").log" 2>&1; then
+  if "${PYTHON:-python3}" "$check" "$out" >"$BUILD/$(basename "$check").log" 2>&1; then
     echo "ci-native: $check passed ($(($(date +%s) - t0)) s)"
   else
     echo "ci-native: $check FAILED; its output:"

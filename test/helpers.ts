@@ -8,6 +8,17 @@ import { torch } from '../lib';
 export const FIXTURES = path.resolve(__dirname, '..', '..', 'test', 'fixtures');
 export const REFERENCE = path.join(FIXTURES, 'reference-case');
 
+let python: string | undefined;
+/**
+ * The python that runs the Python cross-checks: the first of PYTHON, the venv that
+ * scripts/python-env.js made where the system python refuses pip, python3 that has torch.
+ */
+export function testPython(): string {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  python ??= (require(path.resolve(__dirname, '..', '..', 'scripts', 'python-env.js')) as { testPython(): string }).testPython();
+  return python;
+}
+
 export function readF32(file: string): Float32Array {
   const buf = fs.readFileSync(file);
   return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));

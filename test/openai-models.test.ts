@@ -9,7 +9,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { jit, loadSafetensors, Module, openai, saveSafetensors, Tensor, torch } from '../lib';
-import { FIXTURES } from './helpers';
+import { FIXTURES, testPython } from './helpers';
 
 const DIR = path.join(FIXTURES, 'openai');
 
@@ -162,7 +162,7 @@ describe('openai models: save() is TorchScript that Python runs', function () {
         if (io.y) inputs.y = io.y;
         saveSafetensors(inputs, path.join(dir, 'in.safetensors'));
         const script = path.resolve(__dirname, '..', '..', 'scripts', 'fixtures', 'openai_check_saved.py');
-        const r = spawnSync('python3', [script, file, path.join(dir, 'in.safetensors'), path.join(dir, 'out.safetensors')], { encoding: 'utf8' });
+        const r = spawnSync(testPython(), [script, file, path.join(dir, 'in.safetensors'), path.join(dir, 'out.safetensors')], { encoding: 'utf8' });
         assert.strictEqual(r.status, 0, r.stderr);
         const py = loadSafetensors(path.join(dir, 'out.safetensors'));
         assert.ok(maxAbs(py.out, ours) <= 1e-6, 'python vs ours');

@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { classifierCondFn, classifierGuidance, GaussianDiffusion, jit, loadSafetensors, saveSafetensors, torch, Unet } from '../lib';
-import { assertClose, f32Tol, readF32, REFERENCE, referenceCase } from './helpers';
+import { assertClose, f32Tol, readF32, REFERENCE, referenceCase, testPython } from './helpers';
 
 const SCRIPT = path.resolve(__dirname, '..', '..', 'scripts', 'fixtures', 'check_saved_unet.py');
 const rc = referenceCase();
@@ -21,7 +21,7 @@ describe('Python interop', () => {
     const modelPath = path.join(tmp, 'unet.pt');
     unet.save(modelPath);
     const outPath = path.join(tmp, 'out.f32');
-    const r = spawnSync('python3', [SCRIPT, modelPath, path.join(REFERENCE, 'forward_x.f32'), '2,3,16,16', rc.forward_t.join(','), outPath], {
+    const r = spawnSync(testPython(), [SCRIPT, modelPath, path.join(REFERENCE, 'forward_x.f32'), '2,3,16,16', rc.forward_t.join(','), outPath], {
       encoding: 'utf8',
     });
     assert.strictEqual(r.status, 0, r.stderr);
@@ -44,7 +44,7 @@ describe('Python interop', () => {
   it('the Python export example writes checkpoints that sample here with guidance', async () => {
     const script = path.resolve(__dirname, '..', '..', 'scripts', 'export_for_guided_diffusion.py');
     const out = path.join(tmp, 'exported');
-    const r = spawnSync('python3', [script, out], { encoding: 'utf8' });
+    const r = spawnSync(testPython(), [script, out], { encoding: 'utf8' });
     assert.strictEqual(r.status, 0, r.stderr);
     const model = jit.load(path.join(out, 'unet.pt'));
     const classifier = jit.load(path.join(out, 'classifier.pt'));
@@ -70,7 +70,7 @@ describe('Python interop', () => {
       assert.strictEqual(back[k].dtype, t.dtype, k);
       assert.deepStrictEqual(back[k].toArray(), t.toArray(), k);
     }
-    const r = spawnSync('python3', ['-c', `from safetensors.torch import load_file; d = load_file(${JSON.stringify(file)}); print(d['c'].tolist(), d['b'].dtype)`], { encoding: 'utf8' });
+    const r = spawnSync(testPython(), ['-c', `from safetensors.torch import load_file; d = load_file(${JSON.stringify(file)}); print(d['c'].tolist(), d['b'].dtype)`], { encoding: 'utf8' });
     assert.strictEqual(r.status, 0, r.stderr);
     assert.strictEqual(r.stdout.trim(), '[0.5, -1.25] torch.int64');
   });

@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { classifierCondFn, classifierGuidance, GaussianDiffusion, jit, torch, Unet } from '../lib';
-import { assertCloseReported, f32Tol, printMeasured, readF32, REFERENCE, referenceCase } from './helpers';
+import { assertCloseReported, f32Tol, printMeasured, readF32, REFERENCE, referenceCase, testPython } from './helpers';
 
 const rc = referenceCase();
 const ref = (name: string): Float32Array => readF32(path.join(REFERENCE, `${name}.f32`));
@@ -109,14 +109,14 @@ describe('reference case: its generator (scripts/fixtures/reference_case.py)', (
   });
 
   it('run now, it regenerates the committed outputs with lucidrains\' code within its bounds', function () {
-    const probe = spawnSync('python3', ['-c', 'import einops, safetensors, torch'], { encoding: 'utf8' });
+    const probe = spawnSync(testPython(), ['-c', 'import einops, safetensors, torch'], { encoding: 'utf8' });
     if (probe.status !== 0 || !fs.existsSync(REPO)) {
       console.log(`      skipped: needs python3 with einops and their repository at ${REPO} (GD_LUCIDRAINS_REPO)`);
       this.skip();
     }
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'gd-refcase-'));
     try {
-      const r = spawnSync('python3', [SCRIPT, '--repo', REPO, '--out', out], { encoding: 'utf8' });
+      const r = spawnSync(testPython(), [SCRIPT, '--repo', REPO, '--out', out], { encoding: 'utf8' });
       assert.strictEqual(r.status, 0, `${r.stdout}\n${r.stderr}`);
       const rep = JSON.parse(fs.readFileSync(path.join(out, 'provenance.json'), 'utf8')) as Report;
       for (const name of OUTPUTS) {
