@@ -145,6 +145,7 @@ export interface Binding {
   distBroadcast(t: Tensor, src: number): Promise<void>;
   distAllGather(t: Tensor): Promise<Tensor[]>;
   distBarrier(): Promise<void>;
+  distAgree(what: string, names: string[], values: number[]): Promise<void>;
   distDestroy(): void;
 }
 

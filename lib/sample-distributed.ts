@@ -8,6 +8,7 @@
 // images are the same bits for any world size, one process included, only when they are
 // computed in the same chunks. The default chunk (one per rank) is the fastest but depends
 // on the world size.
+import { binding } from './binding';
 import type { GaussianDiffusion, SampleOptions } from './diffusion';
 import * as dist from './distributed';
 import * as torch from './torch';
@@ -49,6 +50,12 @@ export async function sampleDistributed<K>(diffusion: GaussianDiffusion, options
   const rank = grouped ? dist.getRank() : 0;
   const chunkSize = options.chunkSize ?? Math.ceil(batch / world);
   if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new TypeError(`sampleDistributed: chunkSize must be a positive integer; got ${String(chunkSize)}`);
+  if (grouped) {
+    // Before any rank samples: ranks asked for different batches would otherwise sample
+    // for minutes and then fail (or, same-sized, gather images of different requests).
+    const { channels: c, imageSize: s } = diffusion.options;
+    await binding.distAgree('sampleDistributed', ['batchSize', 'seed', 'chunkSize', 'channels', 'imageSize'], [batch, seed, chunkSize, c, s]);
+  }
   const { start, count } = shardOf(batch, rank, world, chunkSize);
   const per = shardOf(batch, 0, world, chunkSize).count;
   const { channels, imageSize } = diffusion.options;

@@ -77,6 +77,56 @@ describe('torch.distributed (gloo, loopback)', function () {
     assert.strictEqual(r0.result!.initialized, false);
   });
 
+  it('ranks that disagree get an error naming both ranks\' collectives, and the group stays usable', async function () {
+    this.timeout(180000);
+    const out = await runRanks<Record<string, string | number[] | number>>(2, 'mismatches', {}, { limitMs: 170000 });
+    const tail = '; nothing was sent. Every rank must make the same collectives, in the same order, with the same shapes and dtypes';
+    const mismatch = (what: string, a: string, b: string) => `${what}: the ranks' collectives do not match (rank 0 calls ${a}, rank 1 calls ${b})${tail}`;
+    for (const o of out) {
+      assert.strictEqual(o.code, 0, o.stderr);  // not SIGABRT
+      const r = o.result!;
+      console.log(`      rank ${o.rank}: ${r.shape}`);
+      assert.strictEqual(r.shape, mismatch('allReduce', "allReduce('sum') of float32 [2]", "allReduce('sum') of float32 [3]"));
+      assert.strictEqual(r.dtype, mismatch('allReduce', "allReduce('sum') of float32 [2]", "allReduce('sum') of int32 [2]"));
+      assert.strictEqual(r.op, mismatch('allReduce', "allReduce('sum') of float32 [2]", "allReduce('max') of float32 [2]"));
+      assert.strictEqual(r.broadcastSize, mismatch('broadcast', 'broadcast from rank 0 of float32 [2]', 'broadcast from rank 0 of float32 [100]'));
+      assert.strictEqual(r.broadcastSrc, mismatch('broadcast', 'broadcast from rank 0 of float32 [2]', 'broadcast from rank 1 of float32 [2]'));
+      assert.strictEqual(r.gather, mismatch('allGather', 'allGather of float32 [2]', 'allGather of float32 [5]'));
+      // Each rank names its own call first as it is rank 0's or rank 1's.
+      assert.strictEqual(r.kind, mismatch(o.rank === 0 ? 'barrier' : 'allReduce', 'barrier', "allReduce('sum') of float32 [1]"));
+      assert.deepStrictEqual(r.after, [3]);
+      assert.match(r.trainModel as string, /^train with distributed: true: the ranks' collectives do not match \(tensor 0 of \d+: float32 \[8, 1, 7, 7\] on rank 0, float32 \[16, 1, 7, 7\] on rank 1\)/);
+      assert.match(r.trainBatch as string, /^train with distributed: true: the ranks' collectives do not match \(batchSize: 2 on rank 0, 4 on rank 1\)/);
+      assert.match(r.sample as string, /^sampleDistributed: the ranks' collectives do not match \(batchSize: 4 on rank 0, 6 on rank 1\)/);
+      console.log(`      rank ${o.rank}: sampleDistributed refused after ${r.sampleMs} ms`);
+      assert.ok((r.sampleMs as number) < 5000, `sampleDistributed refused after ${r.sampleMs} ms`);
+    }
+  });
+
+  it('destroyProcessGroup returns at once and fails the collective still pending', async () => {
+    const [r0, r1] = await runRanks<{ destroyMs: number; error: string; settledMs: number; afterwards: string }>(2, 'destroy-pending', { timeoutMs: 6000 });
+    assert.strictEqual(r0.code, 0, r0.stderr);
+    assert.strictEqual(r1.code, 0, r1.stderr);
+    const r = r0.result!;
+    console.log(`      destroy took ${r.destroyMs} ms; the pending allReduce rejected after ${r.settledMs} ms`);
+    assert.ok(r.destroyMs < 1000, `destroyProcessGroup took ${r.destroyMs} ms`);
+    assert.ok(r.settledMs < 2000, `the pending collective settled after ${r.settledMs} ms`);
+    assert.strictEqual(r.error, 'allReduce (gloo) failed: the process group was destroyed while it was pending');
+    assert.strictEqual(r.afterwards, 'allReduce: the default process group is not initialized; call initProcessGroup() first');
+  });
+
+  it('a master that accepts the connection but never answers fails after timeoutMs, and the process exits', async () => {
+    const t0 = Date.now();
+    const [r] = await runRanks<{ error: string; ms: number; port: number; initialized: boolean }>(1, 'no-answer', { timeoutMs: 1500 }, { limitMs: 30000 });
+    const total = Date.now() - t0;
+    assert.strictEqual(r.code, 0, r.stderr);  // not killed at limitMs: exit did not hang
+    assert.strictEqual(r.result!.error, `initProcessGroup: rank 1 could not meet its 1 peers at 127.0.0.1:${r.result!.port} within 1500 ms: ` +
+      'the master accepted the connection but did not answer (is rank 0 stopped, or another program listening on that port?)');
+    console.log(`      rejected after ${r.result!.ms} ms; the process was gone after ${total} ms`);
+    assert.ok(r.result!.ms >= 1500 && r.result!.ms < 5000, `rejected after ${r.result!.ms} ms`);
+    assert.strictEqual(r.result!.initialized, false);
+  });
+
   describe('without a process group', () => {
     it('getRank, collectives and distributed training say that none is initialized', async () => {
       assert.strictEqual(dist.isInitialized(), false);

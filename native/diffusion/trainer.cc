@@ -83,7 +83,7 @@ void validate(const TrainOptions& o, const at::Tensor& data) {
     msg << "autocast must be bfloat16 or float16; got " << c10::toString(*o.autocast);
   else if (o.parallel.world_size < 1 || o.parallel.rank < 0 || o.parallel.rank >= o.parallel.world_size)
     msg << "rank " << o.parallel.rank << " is not in a world of " << o.parallel.world_size;
-  else if (o.parallel.world_size > 1 && (!o.parallel.average || !o.parallel.broadcast))
+  else if (o.parallel.world_size > 1 && (!o.parallel.average || !o.parallel.broadcast || !o.parallel.agree))
     msg << "data-parallel training needs the collectives of a process group";
   else if (!data.defined() || data.dim() < 2 || data.size(0) < 1)
     msg << "data must be a batch of at least one image [N, C, H, W]; got shape "
@@ -233,7 +233,16 @@ TrainResult run_loop(TrainState& state, const Schedule& schedule, const at::Tens
   auto mine = [&](const at::Tensor& global) {
     return parallel ? global.narrow(0, par.rank * o.batch_size, o.batch_size) : global;
   };
-  if (parallel) broadcast_start(state, par);
+  if (parallel) {
+    // The ranks slice one global batch drawn from the same data by the same generator: a
+    // rank run with other options or data would train on something else, silently.
+    par.agree({{"steps", double(o.steps)}, {"batchSize", double(o.batch_size)}, {"lr", o.lr},
+               {"weightDecay", o.weight_decay}, {"gradClip", o.grad_clip}, {"emaDecay", o.ema_decay},
+               {"emaEvery", double(o.ema_every)}, {"timesteps", double(timesteps)},
+               {"maxTimestep", double(o.max_timestep)}, {"data images", double(data.size(0))},
+               {"labels", labels.defined() ? double(labels.numel()) : -1.0}, {"classifier", classifier ? 1.0 : 0.0}});
+    broadcast_start(state, par);
+  }
   const auto cpu_long = at::TensorOptions().dtype(at::kLong);
   const auto cpu_float = at::TensorOptions().dtype(at::kFloat);
   at::Generator gen = state.generator;

@@ -86,6 +86,9 @@ struct TrainOptions {
     std::function<void(const std::vector<at::Tensor>&)> average;
     // Copies rank 0's tensors into every rank's, in place. Needed when world_size > 1.
     std::function<void(const std::vector<at::Tensor>&)> broadcast;
+    // Throws naming the first of these named numbers that differs between the ranks. Needed
+    // when world_size > 1.
+    std::function<void(const std::vector<std::pair<std::string, double>>&)> agree;
   } parallel;
 };
 

@@ -183,12 +183,30 @@ Napi::Value Barrier(const Napi::CallbackInfo& info) {
   })
 }
 
-// distDestroy(): forgets the default group (its connections close when the last
-// collective holding it is done).
+// distAgree(what, names, values) -> Promise<void>: rejects, naming the first value that
+// differs between the ranks (a run's options that every rank must share).
+Napi::Value Agree(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    const std::string what = ToString(info[0], "what");
+    auto group = Group(info.Env(), what.c_str());
+    if (!info[1].IsArray() || !info[2].IsArray()) throw Napi::TypeError::New(info.Env(), "distAgree: expected two arrays");
+    auto names = info[1].As<Napi::Array>();
+    auto values = info[2].As<Napi::Array>();
+    if (names.Length() != values.Length()) throw Napi::TypeError::New(info.Env(), "distAgree: names and values differ in length");
+    std::vector<std::pair<std::string, double>> pairs;
+    for (uint32_t i = 0; i < names.Length(); ++i) {
+      pairs.emplace_back(ToString(names.Get(i), "name"), ToNumber(values.Get(i), "value"));
+    }
+    return Queue(info.Env(), [group, what, pairs] { group->agree(what, pairs); });
+  })
+}
+
+// distDestroy(): fails the collectives still pending and forgets the default group, at once
+// (one still in the backend keeps its connections until its timeout).
 Napi::Value Destroy(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
     Group(info.Env(), "destroyProcessGroup");
-    dist::clear_default_group();
+    dist::retire(dist::clear_default_group());
     return info.Env().Undefined();
   })
 }
@@ -204,6 +222,7 @@ void InstallDistributed(Napi::Env env, Napi::Object exports) {
   exports.Set("distBroadcast", Napi::Function::New(env, Broadcast, "distBroadcast"));
   exports.Set("distAllGather", Napi::Function::New(env, AllGather, "distAllGather"));
   exports.Set("distBarrier", Napi::Function::New(env, Barrier, "distBarrier"));
+  exports.Set("distAgree", Napi::Function::New(env, Agree, "distAgree"));
   exports.Set("distDestroy", Napi::Function::New(env, Destroy, "distDestroy"));
 }
 

@@ -122,7 +122,10 @@ TrainOptions ToTrainOptions(const Napi::Value& o) {
     t.parallel.rank = group->rank();
     t.parallel.world_size = group->world_size();
     t.parallel.average = [group](const std::vector<at::Tensor>& ts) { group->average(ts); };
-    t.parallel.broadcast = [group](const std::vector<at::Tensor>& ts) { group->broadcast_all(ts, 0); };
+    t.parallel.broadcast = [group](const std::vector<at::Tensor>& ts) { group->broadcast_all(ts, 0, "train with distributed: true"); };
+    t.parallel.agree = [group](const std::vector<std::pair<std::string, double>>& values) {
+      group->agree("train with distributed: true", values);
+    };
   }
   return t;
 }

@@ -103,6 +103,68 @@ async function collectives(): Promise<unknown> {
   };
 }
 
+const errorOf = (p: Promise<unknown>): Promise<string> => p.then(() => 'no error', (e: Error) => e.message);
+
+/** Ranks that disagree (issue 21 C10-C11): every one is an error on both ranks, never an abort or a wrong value. */
+async function mismatches(): Promise<unknown> {
+  await dist.initProcessGroup({ timeoutMs: 20000 });
+  const rank = dist.getRank();
+  const first = rank === 0;
+  const shape = await errorOf(dist.allReduce(torch.ones([first ? 2 : 3])));
+  const dtype = await errorOf(dist.allReduce(torch.ones([2], { dtype: first ? 'float32' : 'int32' })));
+  const op = await errorOf(dist.allReduce(torch.ones([2]), first ? 'sum' : 'max'));
+  const broadcastSize = await errorOf(dist.broadcast(torch.ones([first ? 2 : 100]), 0));
+  const broadcastSrc = await errorOf(dist.broadcast(torch.ones([2]), first ? 0 : 1));
+  const gather = await errorOf(dist.allGather(torch.ones([first ? 2 : 5])));
+  const kind = await errorOf(first ? dist.barrier() : dist.allReduce(torch.ones([1])));
+  // Nothing was sent, so the group is still in step: a matching collective is right.
+  const after = torch.tensor([rank + 1], { dtype: 'float32' });
+  await dist.allReduce(after);
+  // Training: other Unets, other options.
+  torch.manualSeed(7);
+  const data = torch.rand([8, 1, 8, 8]).mul(2).sub(1);
+  const train = (dim: number, batchSize: number) =>
+    errorOf(trainDiffusion(new Unet({ dim, dimMults: [1, 2], channels: 1 }), { data, steps: 2, batchSize, timesteps: 50, distributed: true }));
+  const trainModel = await train(first ? 8 : 16, 2);
+  const trainBatch = await train(8, first ? 2 : 4);
+  // Sampling: other batch sizes fail before any rank samples.
+  const { diffusion, classifier } = samplingSetup(20);
+  const t0 = Date.now();
+  const sample = await errorOf(sampleDistributed(diffusion, { ...guidedRequest(classifier, first ? 4 : 6), seed: 1 }));
+  const sampleMs = Date.now() - t0;
+  dist.destroyProcessGroup();
+  return { shape, dtype, op, broadcastSize, broadcastSrc, gather, kind, after: after.toArray(), trainModel, trainBatch, sample, sampleMs };
+}
+
+/** destroyProcessGroup while a collective waits for a peer (issue 21 C12): both at once. */
+async function destroyPending(timeoutMs: number): Promise<unknown> {
+  await dist.initProcessGroup({ timeoutMs });
+  if (dist.getRank() === 1) {
+    // The slow peer: never joins the collective, leaves after rank 0 has reported.
+    await new Promise((r) => setTimeout(r, timeoutMs));
+    return { idle: true };
+  }
+  const pending = errorOf(dist.allReduce(torch.ones([4])));
+  const t0 = Date.now();
+  dist.destroyProcessGroup();
+  const destroyMs = Date.now() - t0;
+  const error = await pending;
+  const settledMs = Date.now() - t0;
+  const afterwards = await errorOf(dist.allReduce(torch.ones([1])));
+  return { destroyMs, error, settledMs, afterwards };
+}
+
+/** A master that accepts the connection and never answers (issue 21 C13). */
+async function noAnswer(timeoutMs: number): Promise<unknown> {
+  const net = await import('net');
+  const server = net.createServer(() => { /* silent */ });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  const t0 = Date.now();
+  const error = await errorOf(dist.initProcessGroup({ initMethod: `tcp://127.0.0.1:${port}`, rank: 1, worldSize: 2, timeoutMs }));
+  return { error, ms: Date.now() - t0, port, initialized: dist.isInitialized() };
+}
+
 async function main(): Promise<void> {
   torch.setNumThreads(1);
   const scenario = process.argv[2];
@@ -111,6 +173,12 @@ async function main(): Promise<void> {
   let result: unknown;
   if (scenario === 'collectives') {
     result = await collectives();
+  } else if (scenario === 'mismatches') {
+    result = await mismatches();
+  } else if (scenario === 'destroy-pending') {
+    result = await destroyPending(arg.timeoutMs);
+  } else if (scenario === 'no-answer') {
+    result = await noAnswer(arg.timeoutMs);
   } else if (scenario === 'train') {
     await dist.initProcessGroup({ timeoutMs: 20000 });
     // Each rank builds its model from another seed: the run must start from rank 0's weights.
