@@ -546,7 +546,14 @@ async function parent(opts) {
   }
   process.stderr.write('\n');
   const seconds = (Date.now() - started) / 1000;
-  console.log(JSON.stringify({ cases: opts.cases, seed: opts.seed, kinds: opts.kinds || 'all', seconds: Math.round(seconds), counts, peakRssMiB }, null, 2));
+  let commit = 'unknown';
+  try {
+    commit = require('child_process').execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    if (require('child_process').execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', 'native', 'lib', 'scripts'], { cwd: ROOT, encoding: 'utf8' }).trim()) commit += ' + uncommitted changes';
+  } catch {
+    // not a git checkout
+  }
+  console.log(JSON.stringify({ commit, cases: opts.cases, seed: opts.seed, kinds: opts.kinds || 'all', seconds: Math.round(seconds), counts, peakRssMiB }, null, 2));
   console.log('most common errors:');
   for (const [m, n] of [...messages.entries()].sort((a, b) => b[1] - a[1]).slice(0, 15)) console.log(`  ${String(n).padStart(5)}  ${m}`);
   fs.rmSync(dir, { recursive: true, force: true });
