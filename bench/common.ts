@@ -207,8 +207,10 @@ export async function machineInfo(): Promise<MachineInfo> {
   const torchPython = await sh(PYTHON, ['-c', 'import torch; print(torch.__version__)']);
   let libtorch = 'unknown';
   try {
-    const header = path.join(await sh(PYTHON, ['-c', 'import torch, os; print(os.path.dirname(torch.__file__))']), 'include', 'torch', 'version.h');
-    libtorch = /TORCH_VERSION\s+"([^"]+)"/.exec(fs.readFileSync(header, 'utf8'))?.[1] ?? libtorch;
+    // include/torch/version.h where LibTorch has it; 2.13 defines TORCH_VERSION in torch/headeronly/version.h.
+    const include = path.join(await sh(PYTHON, ['-c', 'import torch, os; print(os.path.dirname(torch.__file__))']), 'include', 'torch');
+    const header = ['version.h', path.join('headeronly', 'version.h')].map((f) => path.join(include, f)).find((f) => fs.existsSync(f)) ?? '';
+    libtorch = /TORCH_VERSION\s*\\?\s*"([^"]+)"/.exec(fs.readFileSync(header, 'utf8'))?.[1] ?? libtorch;
   } catch {
     // the addon may have been built against a LIBTORCH folder; the Python version still says what we compare with
   }
