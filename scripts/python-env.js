@@ -137,13 +137,14 @@ function installTorch(py, { spec = DEFAULT_TORCH_SPEC, extras = [], dir = venvDi
 
 function installInto(py, spec, extras) {
   const failed = [];
-  for (const args of torchAttempts(spec)) {
+  const attempts = torchAttempts(spec);
+  for (const args of attempts) {
     const what = args.join(' ');
     const r = pipInstall(py, args);
     if (!r.ok) {
       if (/externally-managed-environment/.test(r.output)) return { ok: false, output: r.output, why: 'externally-managed-environment' };
       failed.push(`${what}: ${lastLine(r.output)}`);
-      log(`pip could not install ${what} (${lastLine(r.output)})${failed.length < torchAttempts(spec).length ? '; trying the next' : ''}`);
+      log(`pip could not install ${what} (${lastLine(r.output)})${failed.length < attempts.length ? '; trying the next' : ''}`);
       continue;
     }
     log(`installed ${what} into ${py}`);
