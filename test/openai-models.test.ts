@@ -327,6 +327,36 @@ describe('openai flags: parseFlags, createModel, createClassifier', function () 
     classifier.dispose();
   });
 
+  it('use_fp16 builds float16 convolutions for CUDA and float32 ones on the CPU, saying so once', () => {
+    const convDtype = (m: openai.UNetModel | openai.EncoderUNetModel, name: string) => {
+      const p = m.namedParameters();
+      const dtype = p[name].dtype;
+      torch.dispose(Object.values(p));
+      m.dispose();
+      return dtype;
+    };
+    const fp16 = { use_fp16: true, classifier_use_fp16: true };
+    const modelFlags = { ...openai.parseFlags(tinyFlags.model), ...fp16 };
+    const classifierFlags = { ...openai.parseFlags(tinyFlags.classifier), ...fp16 };
+    const conv = 'input_blocks.1.0.in_layers.2.weight';
+    assert.strictEqual(convDtype(openai.createModel(modelFlags, { device: 'cpu' }), conv), 'float32');
+    assert.strictEqual(convDtype(openai.createClassifier(classifierFlags, { device: 'cpu' }), conv), 'float32');
+    assert.strictEqual(convDtype(openai.createModel(modelFlags, { device: 'cuda' }), conv), 'float16');
+    assert.strictEqual(convDtype(openai.createClassifier(classifierFlags, { device: 'cuda:0' }), conv), 'float16');
+    // The default is where this build runs: CUDA when it has it.
+    assert.strictEqual(convDtype(openai.createModel(modelFlags), conv), torch.cuda.isAvailable() ? 'float16' : 'float32');
+    assert.throws(() => openai.createModel(modelFlags, { devcie: 'cpu' } as never), /createModel: unknown option 'devcie'/);
+    // Said once per process: a fresh one builds three nets on the CPU.
+    const script = `const { openai } = require(${JSON.stringify(path.resolve(__dirname, '..', 'lib'))});
+      const f = { ...openai.parseFlags(${JSON.stringify(tinyFlags.model)}), use_fp16: true };
+      for (let i = 0; i < 3; i++) openai.createModel(f, { device: 'cpu' }).dispose();`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    assert.strictEqual(r.status, 0, r.stderr);
+    const said = r.stderr.split('\n').filter((l) => l.includes('[GD_FP16_ON_CPU]'));
+    assert.strictEqual(said.length, 1, r.stderr);
+    assert.match(said[0], /Warning: createModel: use_fp16 on the CPU builds float32 convolutions \(float16 ones are slow on CPUs\)/);
+  });
+
   it('accepts camelCase flags and refuses unknown ones by name', () => {
     const a = openai.modelOptions({ imageSize: 64, numChannels: 64, classCond: true, learnSigma: 'True' });
     const b = openai.modelOptions(openai.parseFlags('--image_size 64 --num_channels 64 --class_cond True --learn_sigma True'));

@@ -135,7 +135,7 @@ export function createModelAndDiffusion(
   flags: OpenAIDiffusionFlags,
   options: Partial<GaussianDiffusionOptions> = {},
 ): { model: UNetModel; diffusion: GaussianDiffusion } {
-  const model = createModel(flags);
+  const model = createModel(flags, options.device !== undefined ? { device: options.device } : {});
   try {
     return { model, diffusion: createGaussianDiffusion(model, flags, options) };
   } catch (err) {

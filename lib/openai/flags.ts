@@ -2,6 +2,8 @@
 // MODEL_FLAGS / CLASSIFIER_FLAGS string of their README into an object, and createModel /
 // createClassifier build the networks their create_model / create_classifier would, from
 // the same flags and their scripts' defaults.
+import { binding, Device } from '../binding';
+import { checkOptionKeys } from '../option-keys';
 import { camelCase } from './options';
 import { EncoderUNetModel, EncoderUNetModelOptions, UNetModel, UNetModelOptions } from './models';
 
@@ -233,12 +235,42 @@ export function classifierOptions(flags: Flags | Record<string, unknown>): Requi
   };
 }
 
+export interface CreateNetOptions {
+  /**
+   * Where the network will run: default CUDA when this build has it, else the CPU. On the CPU
+   * use_fp16 / classifier_use_fp16 build float32 convolutions (see fp16For).
+   */
+  device?: Device;
+}
+
+let fp16NoteShown = false;
+
+/**
+ * use_fp16 as their code applies it (float16 convolutions) where it runs on CUDA. On the CPU
+ * LibTorch's float16 convolutions are slow enough that one forward of the 64x64 net took
+ * minutes; there the net is built in float32 (their use_fp16 False, the numbers their fp32
+ * master weights give), said once per process. Autocast 'bfloat16' is the CPU's fast path.
+ */
+function fp16For(where: string, useFp16: boolean, options: CreateNetOptions): boolean {
+  checkOptionKeys<CreateNetOptions>(where, options, { device: true });
+  const device = options.device ?? (binding.cudaIsAvailable() ? 'cuda' : 'cpu');
+  if (!useFp16 || device !== 'cpu') return useFp16;
+  if (!fp16NoteShown) {
+    fp16NoteShown = true;
+    process.emitWarning(`${where}: use_fp16 on the CPU builds float32 convolutions (float16 ones are slow on CPUs); ` +
+      "give the diffusion autocast: 'bfloat16' for reduced precision, or device: 'cuda' for their float16", { code: 'GD_FP16_ON_CPU' });
+  }
+  return false;
+}
+
 /** Their create_model(**flags): the diffusion model, fresh weights (load a checkpoint next). */
-export function createModel(flags: Flags | Record<string, unknown>): UNetModel {
-  return new UNetModel(modelOptions(flags));
+export function createModel(flags: Flags | Record<string, unknown>, options: CreateNetOptions = {}): UNetModel {
+  const o = modelOptions(flags);
+  return new UNetModel({ ...o, useFp16: fp16For('createModel', o.useFp16, options) });
 }
 
 /** Their create_classifier(**flags): the noise-aware classifier, fresh weights. */
-export function createClassifier(flags: Flags | Record<string, unknown>): EncoderUNetModel {
-  return new EncoderUNetModel(classifierOptions(flags));
+export function createClassifier(flags: Flags | Record<string, unknown>, options: CreateNetOptions = {}): EncoderUNetModel {
+  const o = classifierOptions(flags);
+  return new EncoderUNetModel({ ...o, useFp16: fp16For('createClassifier', o.useFp16, options) });
 }
