@@ -64,6 +64,7 @@ export interface NativeDiffusion {
   schedule(): Record<string, Tensor>;
   qSample(x0: Tensor, t: Tensor, noise: Tensor): Tensor;
   pLosses(x0: Tensor, t: Tensor, noise: Tensor): Tensor;
+  trainingLosses(x0: Tensor, t: Tensor, lossType: string, noise?: Tensor, y?: Tensor): { loss: Tensor; mse?: Tensor; vb?: Tensor };
   predict(x: Tensor, t: Tensor, y?: Tensor): { eps: Tensor; x0: Tensor; mean: Tensor; variance: Tensor; logVariance: Tensor };
   /** Steps of the (respaced) schedule, and the sampling steps. */
   timesteps(): { timesteps: number; samplingTimesteps: number };

@@ -13,7 +13,7 @@ export type { UnetOptions, LinearClassifierOptions, ClassifierOptions } from './
 export { GaussianDiffusion } from './diffusion';
 export { SAMPLERS } from './samplers';
 export type { SamplerName, FastSamplerOptions, SamplerChoice } from './samplers';
-export type { GaussianDiffusionOptions, SampleOptions, SampleProgress, Objective, BetaSchedule, ModelVarType } from './diffusion';
+export type { GaussianDiffusionOptions, SampleOptions, SampleProgress, Objective, BetaSchedule, ModelVarType, LossType, TrainingLossesOptions, TrainingLossTerms } from './diffusion';
 export { classifierCondFn, classifierGuidance } from './guidance';
 export type { CondFn, ClassifierGuidanceKwargs } from './guidance';
 export { loadSafetensors, saveSafetensors } from './safetensors';

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 
+#include "diffusion/openai_losses.h"
 #include "diffusion/respace.h"
 #include "diffusion/training.h"
 #include "js/addon_env.h"
@@ -29,6 +30,7 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
                                          InstanceMethod<&DiffusionWrap::ScheduleBuffers>("schedule"),
                                          InstanceMethod<&DiffusionWrap::QSample>("qSample"),
                                          InstanceMethod<&DiffusionWrap::PLosses>("pLosses"),
+                                         InstanceMethod<&DiffusionWrap::TrainingLosses>("trainingLosses"),
                                          InstanceMethod<&DiffusionWrap::Predict>("predict"),
                                          InstanceMethod<&DiffusionWrap::DeviceName>("device"),
                                          InstanceMethod<&DiffusionWrap::CudaGraph>("cudaGraph"),
@@ -301,6 +303,25 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
     GD_GUARD(info.Env(), {
       return TensorWrap::Wrap(info.Env(), p_losses(*denoiser_, *schedule_, TensorWrap::From(info[0], "x0"),
                                                    StepIndex(info.Env(), info[1], "pLosses"), TensorWrap::From(info[2], "noise")));
+    })
+  }
+
+  // trainingLosses(x0, t, lossType, noise?, y?) -> {loss, mse?, vb?}: openai's training_losses
+  // terms per sample, with the graph kept for backward.
+  Napi::Value TrainingLosses(const Napi::CallbackInfo& info) {
+    GD_GUARD(info.Env(), {
+      Napi::Env env = info.Env();
+      const at::Tensor x0 = TensorWrap::From(info[0], "x0");
+      const at::Tensor t = StepIndex(env, info[1], "trainingLosses");
+      const LossType type = parse_loss_type(ToString(info[2], "lossType"));
+      const at::Tensor noise = IsMissing(info[3]) ? at::Tensor() : TensorWrap::From(info[3], "noise");
+      const Denoiser denoiser = IsMissing(info[4]) ? *denoiser_ : denoiser_->with_labels(TensorWrap::From(info[4], "y"));
+      const LossTerms terms = training_losses(denoiser, *schedule_, x0, t, noise, type);
+      auto o = Napi::Object::New(env);
+      o.Set("loss", TensorWrap::Wrap(env, terms.loss));
+      if (terms.mse.defined()) o.Set("mse", TensorWrap::Wrap(env, terms.mse));
+      if (terms.vb.defined()) o.Set("vb", TensorWrap::Wrap(env, terms.vb));
+      return o;
     })
   }
 
