@@ -73,8 +73,15 @@ export interface NativeDiffusion {
   cudaGraph(): boolean;
 }
 
+export interface NativeScheduleSampler {
+  weights(): Float64Array;
+  update(ts: number[], losses: number[]): void;
+  sample(batchSize: number, seed: number): { t: Tensor; weights: Tensor };
+}
+
 export interface Binding {
   Tensor: { prototype: Tensor };
+  NativeScheduleSampler: new (name: string, timesteps: number, historyPerTerm: number, uniformProb: number) => NativeScheduleSampler;
   fromData(data: Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array, shape: Shape, options?: TensorOptions): Tensor;
   fromBytes(bytes: Uint8Array, shape: Shape, dtype: DType): Tensor;
   toBytes(t: Tensor): Uint8Array;

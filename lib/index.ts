@@ -12,6 +12,8 @@ export * as openai from './openai';
 export type { UnetOptions, LinearClassifierOptions, ClassifierOptions } from './models';
 export { GaussianDiffusion } from './diffusion';
 export { SAMPLERS } from './samplers';
+export { ScheduleSampler, createNamedScheduleSampler } from './schedule-sampler';
+export type { ScheduleSamplerName, ScheduleSamplerOptions } from './schedule-sampler';
 export type { SamplerName, FastSamplerOptions, SamplerChoice } from './samplers';
 export type { GaussianDiffusionOptions, SampleOptions, SampleProgress, Objective, BetaSchedule, ModelVarType, LossType, TrainingLossesOptions, TrainingLossTerms } from './diffusion';
 export { classifierCondFn, classifierGuidance } from './guidance';
