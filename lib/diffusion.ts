@@ -1,6 +1,6 @@
 // GaussianDiffusion: a model, its noise schedule and sample(), mirroring the reference's
 // Python class. One native object holds the schedule and runs the sampling loop.
-import { binding, Device, NativeDiffusion, NativeSampleRequest } from './binding';
+import { binding, Device, NativeDiffusion, NativeOpenaiTrainer, NativeSampleRequest } from './binding';
 import { checkClassifierKwargs, classifierCondFn, classifierGuidance, CondFn } from './guidance';
 import { Module } from './module';
 import { checkKeyList, checkOptionKeys, KeysOf } from './option-keys';
@@ -412,6 +412,11 @@ export class GaussianDiffusion {
    */
   predict(x: Tensor, t: Tensor, modelKwargs?: { y?: Tensor }): { eps: Tensor; x0: Tensor; mean: Tensor; variance: Tensor; logVariance: Tensor } {
     return modelKwargs?.y !== undefined ? this.native.predict(x, t, modelKwargs.y) : this.native.predict(x, t);
+  }
+
+  /** @internal openai's TrainLoop step over this diffusion (lib/openai/train.ts builds the options). */
+  openaiTrainer(options: object): NativeOpenaiTrainer {
+    return this.native.openaiTrainer(options);
   }
 
   /** The schedule's buffers (betas, alphasCumprod, posterior coefficients ...), float32 (T,). */

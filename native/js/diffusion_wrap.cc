@@ -10,6 +10,7 @@
 #include "js/addon_env.h"
 #include "js/common.h"
 #include "js/module_wrap.h"
+#include "js/openai_train_wrap.h"
 #include "js/sample_job.h"
 #include "js/tensor_wrap.h"
 
@@ -31,6 +32,7 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
                                          InstanceMethod<&DiffusionWrap::QSample>("qSample"),
                                          InstanceMethod<&DiffusionWrap::PLosses>("pLosses"),
                                          InstanceMethod<&DiffusionWrap::TrainingLosses>("trainingLosses"),
+                                         InstanceMethod<&DiffusionWrap::OpenaiTrainer>("openaiTrainer"),
                                          InstanceMethod<&DiffusionWrap::Predict>("predict"),
                                          InstanceMethod<&DiffusionWrap::DeviceName>("device"),
                                          InstanceMethod<&DiffusionWrap::CudaGraph>("cudaGraph"),
@@ -323,6 +325,11 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
       if (terms.vb.defined()) o.Set("vb", TensorWrap::Wrap(env, terms.vb));
       return o;
     })
+  }
+
+  // openaiTrainer(options): their TrainLoop's step over this diffusion's model and schedule.
+  Napi::Value OpenaiTrainer(const Napi::CallbackInfo& info) {
+    GD_GUARD(info.Env(), { return NewOpenaiTrainer(info.Env(), *denoiser_, *schedule_, info[0]); })
   }
 
   // predict(x, t, y?) -> {eps, x0, mean, variance, logVariance}: one model call at step t
