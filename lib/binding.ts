@@ -64,6 +64,8 @@ export interface NativeDiffusion {
   schedule(): Record<string, Tensor>;
   qSample(x0: Tensor, t: Tensor, noise: Tensor): Tensor;
   pLosses(x0: Tensor, t: Tensor, noise: Tensor): Tensor;
+  trainingLosses(x0: Tensor, t: Tensor, lossType: string, noise?: Tensor, y?: Tensor): { loss: Tensor; mse?: Tensor; vb?: Tensor };
+  openaiTrainer(options: object): NativeOpenaiTrainer;
   predict(x: Tensor, t: Tensor, y?: Tensor): { eps: Tensor; x0: Tensor; mean: Tensor; variance: Tensor; logVariance: Tensor };
   /** Steps of the (respaced) schedule, and the sampling steps. */
   timesteps(): { timesteps: number; samplingTimesteps: number };
@@ -72,8 +74,21 @@ export interface NativeDiffusion {
   cudaGraph(): boolean;
 }
 
+export interface NativeOpenaiTrainer {
+  runStep(batch: Tensor, y?: Tensor, t?: Tensor, weights?: Tensor, noise?: Tensor): Record<string, number>;
+  emaParameters(index: number): Record<string, Tensor>;
+  step(): number;
+}
+
+export interface NativeScheduleSampler {
+  weights(): Float64Array;
+  update(ts: number[], losses: number[]): void;
+  sample(batchSize: number, seed: number): { t: Tensor; weights: Tensor };
+}
+
 export interface Binding {
   Tensor: { prototype: Tensor };
+  NativeScheduleSampler: new (name: string, timesteps: number, historyPerTerm: number, uniformProb: number) => NativeScheduleSampler;
   fromData(data: Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array, shape: Shape, options?: TensorOptions): Tensor;
   fromBytes(bytes: Uint8Array, shape: Shape, dtype: DType): Tensor;
   toBytes(t: Tensor): Uint8Array;

@@ -1,6 +1,6 @@
 // GaussianDiffusion: a model, its noise schedule and sample(), mirroring the reference's
 // Python class. One native object holds the schedule and runs the sampling loop.
-import { binding, Device, NativeDiffusion, NativeSampleRequest } from './binding';
+import { binding, Device, NativeDiffusion, NativeOpenaiTrainer, NativeSampleRequest } from './binding';
 import { checkClassifierKwargs, classifierCondFn, classifierGuidance, CondFn } from './guidance';
 import { Module } from './module';
 import { checkKeyList, checkOptionKeys, KeysOf } from './option-keys';
@@ -12,6 +12,26 @@ export type BetaSchedule = 'linear' | 'cosine' | 'sigmoid';
 /** openai/guided-diffusion's ModelVarType: learned ones read 2 * channels of model output. */
 export type ModelVarType = 'fixedSmall' | 'fixedLarge' | 'learned' | 'learnedRange';
 const MODEL_VAR_TYPES: readonly string[] = ['fixedSmall', 'fixedLarge', 'learned', 'learnedRange'];
+/**
+ * openai/guided-diffusion's LossType: 'mse' (plus the vb term when the variance is learned),
+ * 'rescaledMse' (that vb term times T/1000), 'kl' (the variational bound), 'rescaledKl' (times T).
+ */
+export type LossType = 'mse' | 'rescaledMse' | 'kl' | 'rescaledKl';
+const LOSS_TYPES: readonly string[] = ['mse', 'rescaledMse', 'kl', 'rescaledKl'];
+
+export interface TrainingLossesOptions {
+  /** The noise of x_t = q_sample(x0, t, noise); default randn_like(x0). */
+  noise?: Tensor;
+  /** y, the class labels (int64 (B,)) of a class-conditional model. */
+  modelKwargs?: { y?: Tensor };
+}
+
+/** Per-sample terms (B,) of trainingLosses, as openai's dict: loss always; mse for the MSE loss types; vb with a learned variance. */
+export interface TrainingLossTerms {
+  loss: Tensor;
+  mse?: Tensor;
+  vb?: Tensor;
+}
 
 export interface GaussianDiffusionOptions {
   /** Side of the square images (required). */
@@ -64,6 +84,8 @@ export interface GaussianDiffusionOptions {
    * a zero gradient already undoes clipDenoised. The shipped model turns it on.
    */
   clipAfterGuidance?: boolean;
+  /** The loss of trainingLosses() (openai's loss_type); default 'mse'. */
+  lossType?: LossType;
   /** Device to sample on; default: where the model's weights are. The model must be there too. */
   device?: Device;
   /** Run the model's forward under autocast in this dtype (guidance stays float32): 'float16' or 'bfloat16' on CUDA, 'bfloat16' on the CPU. */
@@ -85,7 +107,7 @@ export interface GaussianDiffusionOptions {
 const DIFFUSION_KEYS: KeysOf<GaussianDiffusionOptions> = {
   imageSize: true, channels: true, timesteps: true, samplingTimesteps: true, objective: true, betaSchedule: true, scheduleFnKwargs: true,
   modelVarType: true, timestepRespacing: true, rescaleTimesteps: true, epsFromX0: true, condFnInput: true, ddimSamplingEta: true,
-  autoNormalize: true, clipDenoised: true, clipAfterGuidance: true, device: true, autocast: true, cudaGraph: true, defaultSampler: true,
+  autoNormalize: true, clipDenoised: true, clipAfterGuidance: true, lossType: true, device: true, autocast: true, cudaGraph: true, defaultSampler: true,
 };
 
 export interface SampleProgress {
@@ -217,6 +239,8 @@ export class GaussianDiffusion {
     const varType = options.modelVarType ?? 'fixedSmall';
     if (!MODEL_VAR_TYPES.includes(varType)) throw new TypeError(`modelVarType must be one of ${MODEL_VAR_TYPES.join(', ')}; got '${String(varType)}'`);
     const condFnInput = options.condFnInput ?? 'mean';
+    const lossType = options.lossType ?? 'mse';
+    if (!LOSS_TYPES.includes(lossType)) throw new TypeError(`lossType must be one of ${LOSS_TYPES.join(', ')}; got '${String(lossType)}'`);
     if (condFnInput !== 'mean' && condFnInput !== 'x') throw new TypeError(`condFnInput must be 'mean' or 'x'; got '${String(condFnInput)}'`);
     const resolved = {
       imageSize: positiveInt(options.imageSize, 'imageSize'),
@@ -234,6 +258,7 @@ export class GaussianDiffusion {
       rescaleTimesteps: options.rescaleTimesteps ?? false,
       epsFromX0: options.epsFromX0 ?? false,
       condFnInput,
+      lossType,
       ...(respacing !== undefined ? { timestepRespacing: respacing } : {}),
       ...(options.autocast !== undefined ? { autocast: options.autocast } : {}),
     };
@@ -368,11 +393,30 @@ export class GaussianDiffusion {
   }
 
   /**
+   * openai's training_losses: one model call at x_t = q_sample(x0, t, noise) for x0 in [-1, 1]
+   * and t the (respaced) schedule's step indices, giving per-sample terms with the options'
+   * lossType. A learned variance adds the vb term through the model output with its mean half
+   * detached (their hybrid loss). The terms keep the graph: backward() their weighted mean.
+   */
+  trainingLosses(x0: Tensor, t: Tensor, options: TrainingLossesOptions = {}): TrainingLossTerms {
+    if (options === null || typeof options !== 'object') throw new TypeError('trainingLosses: expected an options object such as { noise }');
+    checkOptionKeys<TrainingLossesOptions>('trainingLosses', options, { noise: true, modelKwargs: true });
+    const kwargs = options.modelKwargs ?? {};
+    checkOptionKeys<{ y?: Tensor }>('trainingLosses modelKwargs', kwargs, { y: true });
+    return this.native.trainingLosses(x0, t, this.options.lossType, options.noise, kwargs.y);
+  }
+
+  /**
    * One model call at step t of the (respaced) schedule, as the sampler makes it (openai's
    * p_mean_variance): predicted noise, (clipped) x0, the posterior mean and the variance.
    */
   predict(x: Tensor, t: Tensor, modelKwargs?: { y?: Tensor }): { eps: Tensor; x0: Tensor; mean: Tensor; variance: Tensor; logVariance: Tensor } {
     return modelKwargs?.y !== undefined ? this.native.predict(x, t, modelKwargs.y) : this.native.predict(x, t);
+  }
+
+  /** @internal openai's TrainLoop step over this diffusion (lib/openai/train.ts builds the options). */
+  openaiTrainer(options: object): NativeOpenaiTrainer {
+    return this.native.openaiTrainer(options);
   }
 
   /** The schedule's buffers (betas, alphasCumprod, posterior coefficients ...), float32 (T,). */

@@ -32,6 +32,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   gd::js::InstallCheckpoints(env, exports);
   gd::js::InstallDistributed(env, exports);
   gd::js::InstallOptionKeys(env, exports);
+  gd::js::InstallScheduleSampler(env, exports);
   return exports;
 }
 

@@ -16,6 +16,7 @@ const json = (...p: string[]): any => JSON.parse(fs.readFileSync(path.join(FIXTU
 const REFERENCE: Record<string, RegExp> = {
   openai: /openai\/guided-diffusion$/,
   'openai-sampling': /openai\/guided-diffusion$/,
+  'openai-training': /openai\/guided-diffusion$/,
   lucidrains: /lucidrains\/denoising-diffusion-pytorch$/,
 };
 

@@ -16,13 +16,13 @@ export interface OpenAIDiffusionFlags {
   sigma_small?: boolean | string;
   /** 'linear' (default) or 'cosine'. */
   noise_schedule?: string;
-  /** Training loss only (RESCALED_KL); no effect on sampling. */
+  /** Training loss RESCALED_KL (trainingLosses); no effect on sampling. */
   use_kl?: boolean | string;
   /** The model predicts x0 instead of eps. Default false. */
   predict_xstart?: boolean | string;
   /** The model sees float timesteps scaled to 0..1000. Default false. */
   rescale_timesteps?: boolean | string;
-  /** Training loss only (RESCALED_MSE); no effect on sampling. */
+  /** Training loss RESCALED_MSE (trainingLosses); no effect on sampling. */
   rescale_learned_sigmas?: boolean | string;
   /** '250', 'ddim25', '10,15,20'; default '' (every step). */
   timestep_respacing?: string | number;
@@ -118,6 +118,8 @@ export function createGaussianDiffusion(model: Module, flags: OpenAIDiffusionFla
     epsFromX0: true,
     condFnInput: 'x',
     clipDenoised: true,
+    // Their create_gaussian_diffusion: use_kl wins over rescale_learned_sigmas.
+    lossType: f.use_kl ? 'rescaledKl' : f.rescale_learned_sigmas ? 'rescaledMse' : 'mse',
     autoNormalize: false,
     ...options,
   });

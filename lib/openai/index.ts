@@ -14,3 +14,5 @@ export {
 export type { Flags, FlagValue } from './flags';
 export { createGaussianDiffusion, createModelAndDiffusion, spaceTimesteps } from './diffusion';
 export type { OpenAIDiffusionFlags } from './diffusion';
+export { TrainLoop, trainFlags } from './train';
+export type { OpenAITrainFlags, RunStepOptions } from './train';

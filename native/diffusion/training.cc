@@ -6,9 +6,7 @@
 
 namespace gd {
 
-namespace {
-
-void check_batch(const at::Tensor& x0, const at::Tensor& t) {
+void check_training_batch(const at::Tensor& x0, const at::Tensor& t) {
   std::ostringstream msg;
   if (!x0.defined() || x0.dim() < 1) {
     msg << "x0 must be a batch of images";
@@ -23,7 +21,7 @@ void check_batch(const at::Tensor& x0, const at::Tensor& t) {
   throw std::invalid_argument(msg.str());
 }
 
-at::Tensor default_noise(const at::Tensor& noise, const at::Tensor& x0) {
+at::Tensor training_noise(const at::Tensor& noise, const at::Tensor& x0) {
   if (!noise.defined()) return at::randn_like(x0);
   if (noise.sizes() != x0.sizes()) {
     std::ostringstream msg;
@@ -32,8 +30,6 @@ at::Tensor default_noise(const at::Tensor& noise, const at::Tensor& x0) {
   }
   return noise;
 }
-
-}  // namespace
 
 at::Tensor q_sample(const Schedule& schedule, const at::Tensor& x0, const at::Tensor& t, const at::Tensor& noise) {
   const Schedule s = schedule.to(x0.device());
@@ -62,9 +58,9 @@ at::Tensor loss_weight(const Schedule& schedule, Objective objective, const Loss
 
 at::Tensor p_losses(const Denoiser& denoiser, const Schedule& schedule, const at::Tensor& x0,
                     const at::Tensor& t, const at::Tensor& noise, const LossOptions& o) {
-  check_batch(x0, t);
+  check_training_batch(x0, t);
   const Schedule s = schedule.to(x0.device());
-  at::Tensor n = default_noise(noise, x0);
+  at::Tensor n = training_noise(noise, x0);
   at::Tensor x = q_sample(s, x0, t, n);
 
   at::Tensor self_cond;
@@ -91,8 +87,8 @@ at::Tensor p_losses(const Denoiser& denoiser, const Schedule& schedule, const at
 
 at::Tensor classifier_loss(torch::jit::Module classifier, const Schedule& schedule, const at::Tensor& x0,
                            const at::Tensor& t, const at::Tensor& y, const at::Tensor& noise) {
-  check_batch(x0, t);
-  at::Tensor x = q_sample(schedule, x0, t, default_noise(noise, x0));
+  check_training_batch(x0, t);
+  at::Tensor x = q_sample(schedule, x0, t, training_noise(noise, x0));
   c10::IValue out = classifier.forward({x, t});
   if (!out.isTensor()) {
     throw std::runtime_error("the classifier returned " + out.tagKind() + "; expected a tensor of logits");

@@ -21,6 +21,11 @@ struct LossOptions {
   bool self_condition = false;
 };
 
+// Throws std::invalid_argument unless x0 is a batch and t an int64 [B] of one timestep per image.
+void check_training_batch(const at::Tensor& x0, const at::Tensor& t);
+// noise as given (checked to have x0's shape), or randn_like(x0) when undefined.
+at::Tensor training_noise(const at::Tensor& noise, const at::Tensor& x0);
+
 // x_t = sqrt(ab_t) * x0 + sqrt(1 - ab_t) * noise; t int64 [B].
 at::Tensor q_sample(const Schedule& schedule, const at::Tensor& x0, const at::Tensor& t,
                     const at::Tensor& noise);

@@ -4,11 +4,13 @@
 
 #include <cstdlib>
 
+#include "diffusion/openai_losses.h"
 #include "diffusion/respace.h"
 #include "diffusion/training.h"
 #include "js/addon_env.h"
 #include "js/common.h"
 #include "js/module_wrap.h"
+#include "js/openai_train_wrap.h"
 #include "js/sample_job.h"
 #include "js/tensor_wrap.h"
 
@@ -29,6 +31,8 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
                                          InstanceMethod<&DiffusionWrap::ScheduleBuffers>("schedule"),
                                          InstanceMethod<&DiffusionWrap::QSample>("qSample"),
                                          InstanceMethod<&DiffusionWrap::PLosses>("pLosses"),
+                                         InstanceMethod<&DiffusionWrap::TrainingLosses>("trainingLosses"),
+                                         InstanceMethod<&DiffusionWrap::OpenaiTrainer>("openaiTrainer"),
                                          InstanceMethod<&DiffusionWrap::Predict>("predict"),
                                          InstanceMethod<&DiffusionWrap::DeviceName>("device"),
                                          InstanceMethod<&DiffusionWrap::CudaGraph>("cudaGraph"),
@@ -302,6 +306,30 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
       return TensorWrap::Wrap(info.Env(), p_losses(*denoiser_, *schedule_, TensorWrap::From(info[0], "x0"),
                                                    StepIndex(info.Env(), info[1], "pLosses"), TensorWrap::From(info[2], "noise")));
     })
+  }
+
+  // trainingLosses(x0, t, lossType, noise?, y?) -> {loss, mse?, vb?}: openai's training_losses
+  // terms per sample, with the graph kept for backward.
+  Napi::Value TrainingLosses(const Napi::CallbackInfo& info) {
+    GD_GUARD(info.Env(), {
+      Napi::Env env = info.Env();
+      const at::Tensor x0 = TensorWrap::From(info[0], "x0");
+      const at::Tensor t = StepIndex(env, info[1], "trainingLosses");
+      const LossType type = parse_loss_type(ToString(info[2], "lossType"));
+      const at::Tensor noise = IsMissing(info[3]) ? at::Tensor() : TensorWrap::From(info[3], "noise");
+      const Denoiser denoiser = IsMissing(info[4]) ? *denoiser_ : denoiser_->with_labels(TensorWrap::From(info[4], "y"));
+      const LossTerms terms = training_losses(denoiser, *schedule_, x0, t, noise, type);
+      auto o = Napi::Object::New(env);
+      o.Set("loss", TensorWrap::Wrap(env, terms.loss));
+      if (terms.mse.defined()) o.Set("mse", TensorWrap::Wrap(env, terms.mse));
+      if (terms.vb.defined()) o.Set("vb", TensorWrap::Wrap(env, terms.vb));
+      return o;
+    })
+  }
+
+  // openaiTrainer(options): their TrainLoop's step over this diffusion's model and schedule.
+  Napi::Value OpenaiTrainer(const Napi::CallbackInfo& info) {
+    GD_GUARD(info.Env(), { return NewOpenaiTrainer(info.Env(), *denoiser_, *schedule_, info[0]); })
   }
 
   // predict(x, t, y?) -> {eps, x0, mean, variance, logVariance}: one model call at step t

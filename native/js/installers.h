@@ -20,6 +20,7 @@ void InstallOpenaiModels(Napi::Env env, Napi::Object exports);
 void InstallCheckpoints(Napi::Env env, Napi::Object exports);
 void InstallDistributed(Napi::Env env, Napi::Object exports);
 void InstallOptionKeys(Napi::Env env, Napi::Object exports);
+void InstallScheduleSampler(Napi::Env env, Napi::Object exports);
 
 // The default process group (initProcessGroup's), or a JS Error naming `what` when none.
 std::shared_ptr<dist::ProcessGroup> DefaultGroupFor(Napi::Env env, const char* what);

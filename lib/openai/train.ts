@@ -1,0 +1,104 @@
+// openai/guided-diffusion's TrainLoop (train_util.py) step by step: their train flags, AdamW,
+// microbatches, EMA copies per rate, lr annealing, and the keys their logger gets. The step
+// runs natively (native/diffusion/openai_train_step.h); this file only reads the flags.
+import { NativeOpenaiTrainer } from '../binding';
+import { GaussianDiffusion } from '../diffusion';
+import { checkKeyList, checkOptionKeys } from '../option-keys';
+import { ScheduleSamplerName } from '../schedule-sampler';
+import { Tensor } from '../tensor';
+
+/** image_train.py's train flags (snake_case as their README, or camelCase). */
+export interface OpenAITrainFlags {
+  /** Default 1e-4. */
+  lr?: number | string;
+  /** AdamW's decoupled weight decay; default 0. */
+  weight_decay?: number | string;
+  /** > 0: the lr falls linearly to 0 over this many steps; default 0 (constant). */
+  lr_anneal_steps?: number | string;
+  /** Default 1. */
+  batch_size?: number | string;
+  /** Gradient accumulation over chunks of this size (-1: the whole batch); default -1. */
+  microbatch?: number | string;
+  /** EMA rates, "0.9999,0.999" or a number; default "0.9999". */
+  ema_rate?: string | number;
+  /** 'uniform' (default) or 'loss-second-moment'. */
+  schedule_sampler?: ScheduleSamplerName;
+  /** Seed of the generator that draws timesteps and noise when a step is not given them; default 0. */
+  seed?: number | string;
+}
+
+const FLAGS = ['lr', 'weight_decay', 'lr_anneal_steps', 'batch_size', 'microbatch', 'ema_rate', 'schedule_sampler', 'seed'];
+const snake = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+function num(value: unknown, flag: string, integer: boolean): number {
+  const n = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
+  if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new TypeError(`${flag}: expected ${integer ? 'an integer' : 'a number'} but received ${String(value)}`);
+  return n;
+}
+
+/** The train flags with their defaults (their create_argparser's), keys snake_case. */
+export function trainFlags(flags: OpenAITrainFlags = {}): { lr: number; weight_decay: number; lr_anneal_steps: number; batch_size: number; microbatch: number; ema_rate: number[]; schedule_sampler: ScheduleSamplerName; seed: number } {
+  if (flags === null || typeof flags !== 'object') throw new TypeError('TrainLoop: expected a flags object such as { lr: 1e-4 }');
+  const raw: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(flags)) if (value !== undefined) raw[snake(key)] = value;
+  checkKeyList('TrainLoop', raw, FLAGS);
+  const rates = typeof raw.ema_rate === 'number' ? [raw.ema_rate] : String(raw.ema_rate ?? '0.9999').split(',').map((r) => num(r, 'ema_rate', false));
+  const sampler = (raw.schedule_sampler ?? 'uniform') as ScheduleSamplerName;
+  if (sampler !== 'uniform' && sampler !== 'loss-second-moment') throw new TypeError(`schedule_sampler must be 'uniform' or 'loss-second-moment'; got '${String(sampler)}'`);
+  return {
+    lr: num(raw.lr ?? 1e-4, 'lr', false),
+    weight_decay: num(raw.weight_decay ?? 0, 'weight_decay', false),
+    lr_anneal_steps: num(raw.lr_anneal_steps ?? 0, 'lr_anneal_steps', true),
+    batch_size: num(raw.batch_size ?? 1, 'batch_size', true),
+    microbatch: num(raw.microbatch ?? -1, 'microbatch', true),
+    ema_rate: rates,
+    schedule_sampler: sampler,
+    seed: num(raw.seed ?? 0, 'seed', true),
+  };
+}
+
+export interface RunStepOptions {
+  /** Class labels (int64 (B,)) of a class-conditional model. */
+  y?: Tensor;
+  /** The step's timesteps (int64 (B,)) and loss weights (B,), instead of the schedule sampler's draw. */
+  t?: Tensor;
+  weights?: Tensor;
+  /** The noise of x_t, instead of a draw. */
+  noise?: Tensor;
+}
+
+/**
+ * Their TrainLoop over a GaussianDiffusion of createGaussianDiffusion (its model is trained in
+ * place, with the diffusion's lossType). runStep is one synchronous step of their run_step.
+ */
+export class TrainLoop {
+  readonly flags: ReturnType<typeof trainFlags>;
+  private readonly native: NativeOpenaiTrainer;
+
+  constructor(diffusion: GaussianDiffusion, flags: OpenAITrainFlags = {}) {
+    if (!(diffusion instanceof GaussianDiffusion)) throw new TypeError('TrainLoop: expected a GaussianDiffusion (openai.createGaussianDiffusion)');
+    this.flags = trainFlags(flags);
+    const f = this.flags;
+    this.native = diffusion.openaiTrainer({
+      lr: f.lr, weightDecay: f.weight_decay, lrAnnealSteps: f.lr_anneal_steps, microbatch: f.microbatch, emaRate: f.ema_rate,
+      scheduleSampler: f.schedule_sampler, lossType: diffusion.options.lossType, seed: f.seed,
+    });
+  }
+
+  /** One step on a batch in [-1, 1]; returns what their logger gets (loss, mse, vb, their _q0.._q3, grad_norm, param_norm, step, samples). */
+  runStep(batch: Tensor, options: RunStepOptions = {}): Record<string, number> {
+    if (options === null || typeof options !== 'object') throw new TypeError('runStep: expected an options object such as { y }');
+    checkOptionKeys<RunStepOptions>('runStep', options, { y: true, t: true, weights: true, noise: true });
+    return this.native.runStep(batch, options.y, options.t, options.weights, options.noise);
+  }
+
+  /** The EMA weights of the i-th rate of ema_rate, by parameter name (new tensors: dispose them). */
+  emaParameters(index: number): Record<string, Tensor> {
+    return this.native.emaParameters(index);
+  }
+
+  /** Steps taken. */
+  get step(): number {
+    return this.native.step();
+  }
+}

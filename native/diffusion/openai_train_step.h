@@ -1,0 +1,67 @@
+// One step of openai/guided-diffusion's TrainLoop (train_util.py, fp32): the batch in
+// microbatches (each: timesteps and loss weights from the schedule sampler, training_losses,
+// the sampler told the losses, backward of the weighted mean: gradients accumulate as theirs,
+// a sum of the microbatches' means), the gradient and parameter norms, AdamW, one EMA copy of
+// the weights per rate, and their lr annealing. Blocks: a caller runs it on a worker thread.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "diffusion/denoiser.h"
+#include "diffusion/openai_losses.h"
+#include "diffusion/optim.h"
+#include "diffusion/schedule.h"
+#include "diffusion/schedule_sampler.h"
+
+namespace gd {
+
+struct OpenaiTrainOptions {
+  double lr = 1e-4;
+  double weight_decay = 0;      // AdamW's, betas (0.9, 0.999), eps 1e-8 (torch's defaults, theirs)
+  int64_t lr_anneal_steps = 0;  // > 0: after step s, lr = lr * (1 - s / lr_anneal_steps)
+  int64_t microbatch = 0;       // <= 0: the whole batch at once
+  std::vector<double> ema_rate{0.9999};
+};
+
+// What their logger gets from one step: loss, mse, vb (as training_losses gives them, times the
+// sampler's weights, averaged over the microbatches), <key>_q0..3 (the same per quartile of t),
+// grad_norm, param_norm, step, samples.
+using StepLog = std::map<std::string, double>;
+
+class OpenaiTrainStep {
+ public:
+  // Trains denoiser.module()'s parameters (all of them, in named_parameters order).
+  OpenaiTrainStep(Denoiser denoiser, Schedule schedule, LossType loss_type, OpenaiTrainOptions options,
+                  std::shared_ptr<ScheduleSampler> sampler, at::Generator generator);
+
+  // One step on x0 [B, C, H, W] in [-1, 1] with class labels y (undefined: none). t, weights and
+  // noise undefined: drawn (t and weights by the sampler, noise randn, from the generator).
+  StepLog run(const at::Tensor& x0, const at::Tensor& y, const at::Tensor& t = at::Tensor(),
+              const at::Tensor& weights = at::Tensor(), const at::Tensor& noise = at::Tensor());
+
+  int64_t step() const { return step_; }
+  const std::vector<double>& ema_rate() const { return options_.ema_rate; }
+  // The EMA weights of rate i, in the model's named_parameters order.
+  const std::vector<at::Tensor>& ema_params(size_t i) const { return ema_.at(i); }
+  std::vector<std::string> param_names() const;
+
+ private:
+  Denoiser denoiser_;
+  Schedule schedule_;
+  LossType loss_type_;
+  OpenaiTrainOptions options_;
+  std::shared_ptr<ScheduleSampler> sampler_;
+  at::Generator generator_;
+  std::vector<at::Tensor> params_;
+  FusedAdam adam_;
+  std::vector<std::vector<at::Tensor>> ema_;
+  double lr_;
+  int64_t step_ = 0;
+};
+
+}  // namespace gd

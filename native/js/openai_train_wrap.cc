@@ -1,0 +1,102 @@
+// NativeOpenaiTrainer: runStep(x0, y?, t?, weights?, noise?) -> their logged keys;
+// emaParameters(i) -> { name: Tensor }; step().
+#include "js/openai_train_wrap.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <memory>
+
+#include "diffusion/openai_train_step.h"
+#include "js/addon_env.h"
+#include "js/common.h"
+#include "js/tensor_wrap.h"
+
+namespace gd::js {
+
+namespace {
+
+class OpenaiTrainerWrap : public Napi::ObjectWrap<OpenaiTrainerWrap> {
+ public:
+  static thread_local std::shared_ptr<OpenaiTrainStep>* pending;
+
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeOpenaiTrainer",
+                       {
+                           InstanceMethod<&OpenaiTrainerWrap::RunStep>("runStep"),
+                           InstanceMethod<&OpenaiTrainerWrap::EmaParameters>("emaParameters"),
+                           InstanceMethod<&OpenaiTrainerWrap::Step>("step"),
+                       });
+  }
+
+  explicit OpenaiTrainerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OpenaiTrainerWrap>(info) {
+    if (pending == nullptr) throw Napi::TypeError::New(info.Env(), "NativeOpenaiTrainer cannot be constructed directly");
+    trainer_ = *pending;
+    pending = nullptr;
+  }
+
+ private:
+  static at::Tensor Optional(const Napi::Value& v, const char* name) {
+    return IsMissing(v) ? at::Tensor() : TensorWrap::From(v, name);
+  }
+
+  Napi::Value RunStep(const Napi::CallbackInfo& info) {
+    GD_GUARD(info.Env(), {
+      const StepLog log = trainer_->run(TensorWrap::From(info[0], "batch"), Optional(info[1], "y"), Optional(info[2], "t"),
+                                        Optional(info[3], "weights"), Optional(info[4], "noise"));
+      auto o = Napi::Object::New(info.Env());
+      for (const auto& [key, value] : log) o.Set(key, Napi::Number::New(info.Env(), value));
+      return o;
+    })
+  }
+
+  Napi::Value EmaParameters(const Napi::CallbackInfo& info) {
+    GD_GUARD(info.Env(), {
+      const int64_t i = ToInt(info[0], "index");
+      if (i < 0 || i >= static_cast<int64_t>(trainer_->ema_rate().size())) {
+        ThrowRange(info.Env(), "emaParameters: index " + std::to_string(i) + " is not one of the " +
+                                   std::to_string(trainer_->ema_rate().size()) + " EMA rates");
+      }
+      const auto names = trainer_->param_names();
+      const auto& params = trainer_->ema_params(static_cast<size_t>(i));
+      auto o = Napi::Object::New(info.Env());
+      for (size_t k = 0; k < names.size(); ++k) o.Set(names[k], TensorWrap::Wrap(info.Env(), params[k].detach().clone()));
+      return o;
+    })
+  }
+
+  Napi::Value Step(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(trainer_->step())); }
+
+  std::shared_ptr<OpenaiTrainStep> trainer_;
+};
+
+thread_local std::shared_ptr<OpenaiTrainStep>* OpenaiTrainerWrap::pending = nullptr;
+
+}  // namespace
+
+Napi::Value NewOpenaiTrainer(Napi::Env env, const Denoiser& denoiser, const Schedule& schedule, const Napi::Value& o) {
+  OpenaiTrainOptions opts;
+  opts.lr = ToNumber(Option(o, "lr"), "lr");
+  opts.weight_decay = ToNumber(Option(o, "weightDecay"), "weightDecay");
+  opts.lr_anneal_steps = ToInt(Option(o, "lrAnnealSteps"), "lrAnnealSteps");
+  opts.microbatch = ToInt(Option(o, "microbatch"), "microbatch");
+  Napi::Value rates = Option(o, "emaRate");
+  if (!rates.IsArray()) ThrowType(env, "emaRate must be an array of numbers; got " + Describe(rates));
+  opts.ema_rate.clear();
+  auto arr = rates.As<Napi::Array>();
+  for (uint32_t i = 0; i < arr.Length(); ++i) opts.ema_rate.push_back(ToNumber(arr.Get(i), "emaRate"));
+  auto sampler = std::make_shared<ScheduleSampler>(ToString(Option(o, "scheduleSampler"), "scheduleSampler"), schedule.timesteps);
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(ToInt(Option(o, "seed"), "seed")));
+  auto trainer = std::make_shared<OpenaiTrainStep>(denoiser, schedule, parse_loss_type(ToString(Option(o, "lossType"), "lossType")),
+                                                   opts, std::move(sampler), gen);
+  Napi::FunctionReference& cls = GetAddonEnv(env).openai_trainer_class;
+  if (cls.IsEmpty()) cls = Napi::Persistent(OpenaiTrainerWrap::Define(env));
+  OpenaiTrainerWrap::pending = &trainer;
+  try {
+    return cls.New({});
+  } catch (...) {
+    OpenaiTrainerWrap::pending = nullptr;
+    throw;
+  }
+}
+
+}  // namespace gd::js
