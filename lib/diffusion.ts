@@ -1,6 +1,7 @@
 // GaussianDiffusion: a model, its noise schedule and sample(), mirroring the reference's
 // Python class. One native object holds the schedule and runs the sampling loop.
 import { binding, Device, NativeDiffusion, NativeSampleRequest } from './binding';
+import { EDIT_KEYS, EditOptions, editRequest } from './editing';
 import { checkClassifierKwargs, classifierCondFn, classifierGuidance, CondFn } from './guidance';
 import { Module } from './module';
 import { checkKeyList, checkOptionKeys, KeysOf } from './option-keys';
@@ -96,7 +97,7 @@ export interface SampleProgress {
   t: number;
 }
 
-export interface SampleOptions<K = unknown> extends FastSamplerOptions {
+export interface SampleOptions<K = unknown> extends FastSamplerOptions, EditOptions {
   /** Default 16, as the reference. */
   batchSize?: number;
   /** Return x_T .. x_0 stacked on dim 1. */
@@ -141,7 +142,7 @@ export interface SampleOptions<K = unknown> extends FastSamplerOptions {
 
 const SAMPLE_KEYS = new Set([
   'batchSize', 'returnAllTimesteps', 'condFn', 'guidanceKwargs', 'condFnInput', 'modelKwargs', 'sampler',
-  'onProgress', 'signal', 'seed', 'seeds', 'stepTimeoutMs', ...Object.keys(TAKEN_BY),
+  'onProgress', 'signal', 'seed', 'seeds', 'stepTimeoutMs', ...EDIT_KEYS, ...Object.keys(TAKEN_BY),
 ]);
 
 /** sample()'s options object: a TypeError naming any key it does not know. */
@@ -315,6 +316,7 @@ export class GaussianDiffusion {
           request.modelKwargs = { y: mk.y };
         }
       }
+      Object.assign(request, editRequest(options, [batchSize, this.options.channels, this.options.imageSize, this.options.imageSize], this.options.autoNormalize));
       if (options.seeds !== undefined) request.seeds = Array.isArray(options.seeds) ? options.seeds.map(checkSeed) : options.seeds;
       if (options.stepTimeoutMs !== undefined) request.stepTimeoutMs = positiveInt(options.stepTimeoutMs, 'stepTimeoutMs');
       const condFn = options.condFn;
