@@ -55,6 +55,8 @@ export interface NativeSampleRequest extends FastSamplerRequest, EditRequest {
   condInput: 'mean' | 'x';
   classifierGuidance?: { classifier: NativeModule; y: Tensor; classifierScale: number };
   modelKwargs?: { y?: Tensor };
+  /** Classifier-free guidance (lib/diffusion.ts has checked it). */
+  cfg?: { scale: number; rescaledPhi: number; nullClass: number };
   sampler?: SamplerName;
   eta?: number;
   onProgress?: (step: number, total: number, t: number) => void;

@@ -223,7 +223,17 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
         if (labels.size(0) != batch) {
           ThrowRange(env, "modelKwargs.y has " + std::to_string(labels.size(0)) + " labels but batchSize is " + std::to_string(batch));
         }
-        setup.denoiser = std::make_shared<const Denoiser>(denoiser_->with_labels(labels.to(device_)));
+        Denoiser d = denoiser_->with_labels(labels.to(device_));
+        // Classifier-free guidance: {scale, rescaledPhi, nullClass}, checked by lib/diffusion.ts.
+        Napi::Value cfg = Option(r, "cfg");
+        if (!IsMissing(cfg)) {
+          const int64_t null_class = ToNonNegativeInt(Option(cfg, "nullClass"), "nullClass");
+          d = d.with_cfg(at::full({batch}, null_class, at::TensorOptions().dtype(at::kLong).device(device_)),
+                         ToNumber(Option(cfg, "scale"), "cfgScale"), ToNumber(Option(cfg, "rescaledPhi"), "rescaledPhi"));
+        }
+        setup.denoiser = std::make_shared<const Denoiser>(std::move(d));
+      } else if (!IsMissing(Option(r, "cfg"))) {
+        ThrowType(env, "cfgScale needs the class labels: modelKwargs: { y }");
       }
       ReadEditOptions(r, setup.options);
       Napi::Value seed = Option(r, "seed");
