@@ -1,4 +1,5 @@
 // The raw addon, typed, loaded in one place. Everything else in lib/ goes through this.
+import type { EditRequest } from './editing';
 import type { FastSamplerRequest, SamplerName } from './samplers';
 import type { Tensor } from './tensor';
 
@@ -44,7 +45,7 @@ export interface NativeModule {
 }
 
 /** sample()'s request; the fast samplers' options as lib/samplers.ts checked them. */
-export interface NativeSampleRequest extends FastSamplerRequest {
+export interface NativeSampleRequest extends FastSamplerRequest, EditRequest {
   batchSize: number;
   returnAllTimesteps: boolean;
   seed?: number;
@@ -54,6 +55,8 @@ export interface NativeSampleRequest extends FastSamplerRequest {
   condInput: 'mean' | 'x';
   classifierGuidance?: { classifier: NativeModule; y: Tensor; classifierScale: number };
   modelKwargs?: { y?: Tensor };
+  /** Classifier-free guidance (lib/diffusion.ts has checked it). */
+  cfg?: { scale: number; rescaledPhi: number; nullClass: number };
   sampler?: SamplerName;
   eta?: number;
   onProgress?: (step: number, total: number, t: number) => void;
@@ -145,6 +148,8 @@ export interface Binding {
   createDiffusion(model: NativeModule, options: object): NativeDiffusion;
   /** openai's space_timesteps: the kept base timesteps, ascending. */
   spaceTimesteps(timesteps: number, spec: string): number[];
+  /** RePaint's schedule of step indices (native/diffusion/editing.h). */
+  repaintSchedule(steps: number, jumpLength: number, jumpCount: number): number[];
   checkOptionKeys(who: string, options: unknown, known: readonly string[]): void;
   openaiParameterCount(kind: 'unet' | 'encoder', options: object): number;
   /** Stops this thread's samples and training runs and joins their threads; for process.on('exit'). */

@@ -38,7 +38,7 @@ export interface OpenAISampleOptions extends SamplerFlags {
 }
 
 /** Options of the sample command that have no meaning for openai's models. */
-export const NOT_WITH_OPENAI = ['model', 'classifier', 'imageSize', 'timesteps', 'channels', 'betaSchedule', 'objective', 'scale', 'nprocPerNode', 'chunkSize'];
+export const NOT_WITH_OPENAI = ['model', 'classifier', 'imageSize', 'timesteps', 'channels', 'betaSchedule', 'objective', 'scale', 'nprocPerNode', 'chunkSize', 'init', 'strength', 'mask', 'jumpLength', 'jumpCount'];
 
 /** --openai and --classifier-flags as one flags object (names with _ or -), each name checked. */
 function scriptFlags(openai: string, classifierFlags: string | undefined): Flags {

@@ -2,9 +2,11 @@
 // The guided-diffusion command: sample guided images (the shipped model or your TorchScript
 // checkpoints) into a PNG, and retrain the shipped model's recipe.
 import { Command, InvalidArgumentError, Option } from 'commander';
+import * as path from 'path';
 import { GaussianDiffusion, SampleProgress } from './diffusion';
 import { classifierCondFn, classifierGuidance } from './guidance';
-import { saveImage } from './image';
+import { loadImage, saveImage } from './image';
+import type { EditOptions } from './editing';
 import * as dist from './distributed';
 import { freePort, launch } from './launch';
 import { sampleDistributed } from './sample-distributed';
@@ -95,6 +97,47 @@ interface SampleFlags extends SamplerFlags {
   threads?: number;
   nprocPerNode?: number;
   chunkSize: number;
+  init?: string;
+  strength?: number;
+  mask?: string;
+  jumpLength?: number;
+  jumpCount?: number;
+}
+
+/** The editing flags checked against each other before anything loads. */
+function checkEditFlags(flags: SampleFlags): void {
+  if (flags.init === undefined) {
+    for (const f of ['strength', 'mask', 'jumpLength', 'jumpCount'] as const) {
+      if (flags[f] !== undefined) throw new CliError(`${flagName(f)} needs --init (the image to edit)`);
+    }
+    return;
+  }
+  if (flags.strength === undefined && flags.mask === undefined) throw new CliError('--init needs --strength (img2img) or --mask (inpainting)');
+  if ((flags.jumpLength !== undefined || flags.jumpCount !== undefined) && flags.mask === undefined) {
+    throw new CliError('--jump-length and --jump-count (RePaint\'s resampling) need --mask');
+  }
+  if ((flags.jumpLength === undefined) !== (flags.jumpCount === undefined)) throw new CliError('give --jump-length and --jump-count together (e.g. 10 and 10)');
+}
+
+/**
+ * --init and --mask read as the model's images: PNG (grayscale or RGB) converted to the model's
+ * channels and resized to its size (LibTorch's antialiased bilinear); the mask's gray at 50% and
+ * above keeps the image (white keeps), below is generated.
+ */
+function editOptions(flags: SampleFlags, channels: number, size: number): EditOptions {
+  if (flags.init === undefined) return {};
+  if (channels !== 1 && channels !== 3) throw new CliError(`--init needs a model of 1 or 3 channels; this one has ${channels}`);
+  const init = loadImage(existing('--init image', flags.init), { channels, size });
+  const o: EditOptions = { init };
+  if (flags.strength !== undefined) o.strength = flags.strength;
+  if (flags.mask !== undefined) {
+    const gray = loadImage(existing('--mask image', flags.mask), { channels: 1, size });
+    o.mask = gray.ge(0.5).to('float32');
+    gray.dispose();
+  }
+  if (flags.jumpLength !== undefined) o.jumpLength = flags.jumpLength;
+  if (flags.jumpCount !== undefined) o.jumpCount = flags.jumpCount;
+  return o;
 }
 
 // Set in the ranks that a command's --nproc-per-node starts.
@@ -117,6 +160,7 @@ async function relaunched(nprocPerNode: number | undefined): Promise<boolean> {
 
 async function sample(flags: SampleFlags): Promise<void> {
   writableOut(flags.out);
+  checkEditFlags(flags);
   let chosen = samplerOptions(flags);
   const sampler = chosen?.sampler;
   const fast = sampler !== undefined && isFastSampler(sampler);
@@ -168,6 +212,11 @@ async function sample(flags: SampleFlags): Promise<void> {
   const own = diffusion.options.defaultSampler;
   if (shippedDefault && own) chosen = { ...own, ...(flags.steps !== undefined ? { steps: flags.steps } : {}) };
   checkFastSteps(chosen, flags, diffusion.numTimesteps);
+  const jumpSampler = chosen?.sampler ?? (diffusion.isDdimSampling ? 'ddim' : 'ancestral');
+  if (flags.jumpLength !== undefined && jumpSampler !== 'ancestral' && jumpSampler !== 'ddim') {
+    throw new CliError(`--jump-length and --jump-count apply to --sampler ancestral or ddim, not ${jumpSampler}`);
+  }
+  const edit = editOptions(flags, diffusion.options.channels, diffusion.options.imageSize);
   const steps = chosen?.steps ?? (sampler === 'ancestral' ? diffusion.numTimesteps : diffusion.options.samplingTimesteps);
   const guided = classifier && labels;
   const condFn = guided ? (flags.jsCondFn ? classifierCondFn : classifierGuidance) : undefined;
@@ -180,7 +229,7 @@ async function sample(flags: SampleFlags): Promise<void> {
     // sampled in chunks of --chunk-size: the PNG is the same for every rank count.
     reporter = lead ? progressReporter() : { update: () => undefined, stop: () => undefined };
     images = await sampleDistributed(diffusion, {
-      ...chosen, batchSize: flags.n, onProgress: (p: SampleProgress) => reporter.update(p), condFn,
+      ...chosen, ...edit, batchSize: flags.n, onProgress: (p: SampleProgress) => reporter.update(p), condFn,
       guidanceKwargs: kwargs(0, flags.n), seed: flags.seed ?? 0, chunkSize: flags.chunkSize,
     });
   } else {
@@ -194,6 +243,7 @@ async function sample(flags: SampleFlags): Promise<void> {
       parts.push(
         await diffusion.sample({
           ...chosen,
+          ...edit,
           batchSize: size,
           seed: flags.seed === undefined ? undefined : flags.seed + i,
           onProgress: (p) => reporter.update(p, i),
@@ -206,11 +256,14 @@ async function sample(flags: SampleFlags): Promise<void> {
     if (parts.length > 1) torch.dispose(parts);
   }
   reporter.stop();
+  torch.dispose([edit.init, edit.mask].filter((t): t is Tensor => t !== undefined));
   if (distributed) dist.destroyProcessGroup();
   if (!lead) return;
   saveImage(images, flags.out, { nrow: flags.nrow ?? (flags.class === undefined && count ? count : 8) });
   const what = flags.class !== undefined && names ? ` of ${names[labels![0]]}` : '';
-  process.stderr.write(`wrote ${flags.out}: ${flags.n} images${what}, ${stepsText(steps, chosen?.sampler)}${guided ? `, scale ${scale ?? 1}` : ''}\n`);
+  const edited = flags.init === undefined ? '' : `, ${flags.mask !== undefined ? 'inpainting' : 'img2img'} of ${path.basename(flags.init)}` +
+    (flags.strength !== undefined ? ` at strength ${flags.strength}` : '') + (flags.jumpLength !== undefined ? ` (jumps of ${flags.jumpLength}, ${flags.jumpCount} times)` : '');
+  process.stderr.write(`wrote ${flags.out}: ${flags.n} images${what}, ${stepsText(steps, chosen?.sampler)}${guided ? `, scale ${scale ?? 1}` : ''}${edited}\n`);
 }
 
 export function buildProgram(): Command {
@@ -248,6 +301,11 @@ export function buildProgram(): Command {
     .option('--channels <n>', 'image channels for --model (default: the model\'s channels attribute, else 3)', int('--channels'))
     .option('--beta-schedule <kind>', 'linear, cosine or sigmoid (--model)', 'sigmoid')
     .option('--objective <kind>', 'pred_noise, pred_x0 or pred_v (--model)', 'pred_noise')
+    .option('--init <in.png>', 'edit this image (PNG, grayscale or RGB; resized to the model\'s size): with --strength (img2img) and/or --mask (inpainting)')
+    .option('--strength <s>', 'with --init: share of the sampler\'s steps to run from the noised image, in [0, 1] (0: the image, 1: from noise)', num('--strength', { test: (n) => n >= 0 && n <= 1, what: 'in [0, 1]' }))
+    .option('--mask <mask.png>', 'with --init: inpainting (RePaint); white (gray >= 50%) keeps the image, black is generated')
+    .option('--jump-length <n>', 'with --mask, --sampler ancestral or ddim: RePaint\'s resampling, steps gone back per jump', int('--jump-length'))
+    .option('--jump-count <n>', 'with --jump-length: times each stretch is sampled (RePaint\'s jump_n_sample; 1: no jumps)', int('--jump-count'))
     .option('--js-cond-fn', 'compute guidance in JS (classifierCondFn) instead of natively')
     .option('--threads <n>', 'LibTorch intra-op threads', int('--threads'))
     .option('--nproc-per-node <n>', 'split the batch over n processes (image i seeded --seed + i; the same PNG for any n)', int('--nproc-per-node'))

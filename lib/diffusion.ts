@@ -1,6 +1,7 @@
 // GaussianDiffusion: a model, its noise schedule and sample(), mirroring the reference's
 // Python class. One native object holds the schedule and runs the sampling loop.
 import { binding, Device, NativeDiffusion, NativeOpenaiTrainer, NativeSampleRequest } from './binding';
+import { EDIT_KEYS, EditOptions, editRequest } from './editing';
 import { checkClassifierKwargs, classifierCondFn, classifierGuidance, CondFn } from './guidance';
 import { Module } from './module';
 import { checkKeyList, checkOptionKeys, KeysOf } from './option-keys';
@@ -118,7 +119,7 @@ export interface SampleProgress {
   t: number;
 }
 
-export interface SampleOptions<K = unknown> extends FastSamplerOptions {
+export interface SampleOptions<K = unknown> extends FastSamplerOptions, EditOptions {
   /** Default 16, as the reference. */
   batchSize?: number;
   /** Return x_T .. x_0 stacked on dim 1. */
@@ -134,6 +135,26 @@ export interface SampleOptions<K = unknown> extends FastSamplerOptions {
   condFnInput?: 'mean' | 'x';
   /** Extra inputs of the model's forward: y, the class labels (int64 (B,)) of a class-conditional model. */
   modelKwargs?: { y?: Tensor };
+  /**
+   * Classifier-free guidance (Ho & Salimans) for a class-conditional model trained with label
+   * dropout: one forward of the batch [x, x] with labels [modelKwargs.y, nullClass], and the
+   * output cond + (cond - uncond) * (cfgScale - 1) = uncond + cfgScale * (cond - uncond)
+   * (lucidrains' forward_with_cond_scale, without their projection of the update). 1: the
+   * conditional model alone; 0: the unconditional one. Any sampler; combines with condFn.
+   */
+  cfgScale?: number;
+  /**
+   * With cfgScale: mix in the guided output rescaled to the conditional output's std (per
+   * image), this share of it (lucidrains' rescaled_phi, Lin et al. 2023); in [0, 1], default 0.
+   */
+  rescaledPhi?: number;
+  /**
+   * With cfgScale: the label that stands for "no class" (the unconditional half). openai's
+   * UNetModel trained with num_classes + 1 labels: num_classes (the extra index); a model with
+   * an int attribute null_class (lucidrains' null_classes_emb behind that label, as
+   * scripts/fixtures/lucidrains_cfg.py exports their Unet): that, the default.
+   */
+  nullClass?: number;
   /**
    * 'ancestral' (DDPM over every step of the schedule) or 'ddim' (over samplingTimesteps
    * steps); default: ancestral when samplingTimesteps covers the schedule, else DDIM. The fast
@@ -162,8 +183,8 @@ export interface SampleOptions<K = unknown> extends FastSamplerOptions {
 }
 
 const SAMPLE_KEYS = new Set([
-  'batchSize', 'returnAllTimesteps', 'condFn', 'guidanceKwargs', 'condFnInput', 'modelKwargs', 'sampler',
-  'onProgress', 'signal', 'seed', 'seeds', 'stepTimeoutMs', ...Object.keys(TAKEN_BY),
+  'batchSize', 'returnAllTimesteps', 'condFn', 'guidanceKwargs', 'condFnInput', 'modelKwargs', 'cfgScale', 'rescaledPhi', 'nullClass', 'sampler',
+  'onProgress', 'signal', 'seed', 'seeds', 'stepTimeoutMs', ...EDIT_KEYS, ...Object.keys(TAKEN_BY),
 ]);
 
 /** sample()'s options object: a TypeError naming any key it does not know. */
@@ -340,6 +361,9 @@ export class GaussianDiffusion {
           request.modelKwargs = { y: mk.y };
         }
       }
+      const cfg = this.cfgRequest(options, request.modelKwargs?.y);
+      if (cfg) request.cfg = cfg;
+      Object.assign(request, editRequest(options, [batchSize, this.options.channels, this.options.imageSize, this.options.imageSize], this.options.autoNormalize));
       if (options.seeds !== undefined) request.seeds = Array.isArray(options.seeds) ? options.seeds.map(checkSeed) : options.seeds;
       if (options.stepTimeoutMs !== undefined) request.stepTimeoutMs = positiveInt(options.stepTimeoutMs, 'stepTimeoutMs');
       const condFn = options.condFn;
@@ -380,6 +404,34 @@ export class GaussianDiffusion {
         throw s.aborted && (err as Error)?.name === 'AbortError' ? s.reason : err;
       },
     );
+  }
+
+  /** sample()'s classifier-free guidance options, checked (undefined without cfgScale). */
+  private cfgRequest(options: Pick<SampleOptions, 'cfgScale' | 'rescaledPhi' | 'nullClass'>, y: Tensor | undefined): { scale: number; rescaledPhi: number; nullClass: number } | undefined {
+    const { cfgScale, rescaledPhi, nullClass } = options;
+    if (cfgScale === undefined) {
+      if (rescaledPhi !== undefined) throw new TypeError('rescaledPhi needs cfgScale (classifier-free guidance)');
+      if (nullClass !== undefined) throw new TypeError('nullClass needs cfgScale (classifier-free guidance)');
+      return undefined;
+    }
+    if (typeof cfgScale !== 'number' || !Number.isFinite(cfgScale)) throw new TypeError(`cfgScale must be a finite number; got ${String(cfgScale)}`);
+    if (rescaledPhi !== undefined && (typeof rescaledPhi !== 'number' || !(rescaledPhi >= 0 && rescaledPhi <= 1))) {
+      throw new RangeError(`rescaledPhi must be a number in [0, 1]; got ${String(rescaledPhi)}`);
+    }
+    if (y === undefined) throw new TypeError('cfgScale needs the class labels: modelKwargs: { y } (a class-conditional model)');
+    const own = this.model.attribute('null_class');
+    const numClasses = this.model.attribute('num_classes');
+    const label = nullClass ?? (typeof own === 'number' ? own : undefined);
+    if (label === undefined) {
+      throw new TypeError('cfgScale needs the label of the unconditional half: give nullClass (for openai\'s UNetModel trained with num_classes + 1 labels, ' +
+        'num_classes: the extra index), or a model with an int attribute null_class');
+    }
+    if (typeof label !== 'number' || !Number.isInteger(label) || label < 0) throw new TypeError(`nullClass must be a non-negative integer label; got ${String(label)}`);
+    // Where the null class is one of the model's label indices (openai's extra index), it must be one.
+    if (typeof own !== 'number' && typeof numClasses === 'number' && label >= numClasses) {
+      throw new RangeError(`nullClass ${label} is outside the model's labels 0..${numClasses - 1} (openai's UNetModel for CFG is built with num_classes + 1 labels, the last the null class)`);
+    }
+    return { scale: cfgScale, rescaledPhi: rescaledPhi ?? 0, nullClass: label };
   }
 
   /** x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) noise (x0 in [-1, 1]). */

@@ -32,7 +32,8 @@ export function shardOf(batch: number, rank: number, world: number, chunkSize = 
 /**
  * Samples batchSize images split over the ranks (every rank must call it with the same
  * options); resolves on every rank with the whole batch, in image order. A guidanceKwargs.y
- * with one label per image is split with the images. Without a process group this process
+ * with one label per image is split with the images, and so are modelKwargs.y and an edit's
+ * init and mask with one image per sample. Without a process group this process
  * samples every chunk: with the same chunkSize, the same bits as any number of ranks.
  */
 export async function sampleDistributed<K>(diffusion: GaussianDiffusion, options: DistributedSampleOptions<K>): Promise<Tensor> {
@@ -65,8 +66,14 @@ export async function sampleDistributed<K>(diffusion: GaussianDiffusion, options
   for (let first = start; first < start + count; first += chunkSize) {
     const n = Math.min(chunkSize, start + count - first);
     const y = kwargs?.y instanceof Tensor && kwargs.y.shape[0] === batch ? kwargs.y.narrow(0, first, n) : kwargs?.y;
+    // Per-image tensors go with their images: the model's labels, an edit's images and masks.
+    const own = (t: unknown, rank: number): unknown => (t instanceof Tensor && t.ndim === rank && t.shape[0] === batch && batch > 1 ? t.narrow(0, first, n) : t);
+    const mk = sampleOptions.modelKwargs;
     chunks.push(await diffusion.sample({
       ...sampleOptions,
+      ...(mk?.y !== undefined ? { modelKwargs: { ...mk, y: own(mk.y, 1) as Tensor } } : {}),
+      ...(sampleOptions.init !== undefined ? { init: own(sampleOptions.init, 4) as Tensor } : {}),
+      ...(sampleOptions.mask !== undefined ? { mask: own(sampleOptions.mask, 4) as Tensor } : {}),
       seed: undefined,
       batchSize: n,
       seeds: Array.from({ length: n }, (_, i) => seed + first + i),

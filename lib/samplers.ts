@@ -67,6 +67,8 @@ export const TAKEN_BY: Record<string, readonly SamplerName[]> = {
   rho: K,
   eta: ['ddim'],
   condFnInput: ['ancestral'],
+  jumpLength: ['ancestral', 'ddim'],
+  jumpCount: ['ancestral', 'ddim'],
 };
 
 export function isFastSampler(name: SamplerName): boolean {

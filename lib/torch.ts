@@ -234,6 +234,8 @@ export interface InterpolateOptions {
   scaleFactor?: number;
   mode?: 'nearest' | 'bilinear' | 'bicubic';
   alignCorners?: boolean;
+  /** bilinear, bicubic: average over the pixels a downscale drops (F.interpolate's antialias=True). */
+  antialias?: boolean;
 }
 
 export const nn = {

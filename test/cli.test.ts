@@ -207,7 +207,7 @@ describe('CLI', () => {
     const r = spawnSync(process.execPath, [CLI, 'sample', '--help'], { encoding: 'utf8' });
     for (const flag of ['--class', '--n', '--batch-size', '--scale', '--steps', '--seed', '--out', '--model', '--classifier', '--image-size', '--timesteps',
       '--sampler', '--order', '--method', '--skip-type', '--thresholding', '--thresholding-ratio', '--thresholding-max', '--unipc-variant', '--karras',
-      '--model-sigmas', '--rho', 'dpm-solver++', 'euler-ancestral', 'dpmpp-2m']) {
+      '--model-sigmas', '--rho', 'dpm-solver++', 'euler-ancestral', 'dpmpp-2m', '--init', '--strength', '--mask', '--jump-length', '--jump-count']) {
       assert.ok(r.stdout.includes(flag), flag);
     }
   });

@@ -1,5 +1,6 @@
 #include "diffusion/denoiser.h"
 
+#include <cmath>
 #include <sstream>
 #include <stdexcept>
 
@@ -103,16 +104,67 @@ Denoiser Denoiser::with_labels(const at::Tensor& y) const {
   return d;
 }
 
+Denoiser Denoiser::with_cfg(const at::Tensor& null_labels, double scale, double rescaled_phi) const {
+  if (!takes_labels_ || !labels_.defined()) {
+    throw std::invalid_argument("classifier-free guidance needs a class-conditional model (forward(x, t, y)) and its labels: modelKwargs: { y }");
+  }
+  if (!std::isfinite(scale)) throw std::invalid_argument("cfgScale must be a finite number");
+  if (!(rescaled_phi >= 0 && rescaled_phi <= 1)) throw std::invalid_argument("rescaledPhi must be in [0, 1]");
+  if (at::isFloatingType(null_labels.scalar_type()) || null_labels.scalar_type() == at::kBool) {
+    throw std::invalid_argument("the null labels of classifier-free guidance must be integers");
+  }
+  at::Tensor nulls = null_labels.reshape({-1}).to(at::kLong);
+  if (nulls.size(0) != labels_.size(0)) {
+    if (nulls.size(0) != 1) throw std::invalid_argument("one null label, or one per sample");
+    nulls = nulls.expand({labels_.size(0)}).contiguous();
+  }
+  Denoiser d = *this;
+  d.null_labels_ = nulls.to(labels_.device());
+  d.cfg_scale_ = scale;
+  d.rescaled_phi_ = rescaled_phi;
+  return d;
+}
+
 at::Tensor Denoiser::forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& x_self_cond) const {
+  if (!cfg_scale_ || *cfg_scale_ == 1) return forward_once(x, t, x_self_cond, labels_);
+  const int64_t b = x.size(0);
+  if (labels_.size(0) != b) {
+    std::ostringstream msg;
+    msg << "modelKwargs.y has " << labels_.size(0) << " labels for a batch of " << b;
+    throw std::invalid_argument(msg.str());
+  }
+  // One forward of [cond, uncond].
+  at::Tensor both = forward_once(at::cat({x, x}), at::cat({t, t}), at::Tensor(),
+                                 at::cat({labels_, null_labels_.to(labels_.device())}));
+  at::Tensor cond = both.narrow(0, 0, b), uncond = both.narrow(0, b, b), rest;
+  if (learned_variance() && x.dim() > 1) {
+    const int64_t c = x.size(1);
+    rest = cond.narrow(1, c, c);
+    cond = cond.narrow(1, 0, c);
+    uncond = uncond.narrow(1, 0, c);
+  }
+  at::Tensor out = cond + (cond - uncond) * (*cfg_scale_ - 1.0);
+  if (rescaled_phi_ > 0 && x.dim() > 1) {
+    std::vector<int64_t> dims;
+    for (int64_t d = 1; d < x.dim(); ++d) dims.push_back(d);
+    const at::Tensor rescaled = out * (cond.std(dims, /*unbiased=*/true, /*keepdim=*/true) /
+                                       out.std(dims, /*unbiased=*/true, /*keepdim=*/true));
+    out = rescaled * rescaled_phi_ + out * (1.0 - rescaled_phi_);
+  }
+  return rest.defined() ? at::cat({out, rest}, 1) : out.contiguous();
+}
+
+at::Tensor Denoiser::forward_once(const at::Tensor& x, const at::Tensor& t, const at::Tensor& x_self_cond,
+                                  const at::Tensor& labels) const {
   std::vector<c10::IValue> inputs{x, t};
   if (takes_labels_) {
-    if (labels_.defined()) {
-      if (labels_.size(0) != x.size(0)) {
+    if (labels.defined()) {
+      if (labels.size(0) != x.size(0)) {
         std::ostringstream msg;
-        msg << "modelKwargs.y has " << labels_.size(0) << " labels for a batch of " << x.size(0);
+        msg << "modelKwargs.y has " << labels.size(0) << " labels for a batch of " << x.size(0);
         throw std::invalid_argument(msg.str());
       }
-      inputs.emplace_back(labels_.device() == x.device() ? labels_ : labels_.to(x.device()));
+      inputs.emplace_back(labels.device() == x.device() ? labels : labels.to(x.device()));
     } else if (labels_optional_) {
       inputs.emplace_back(c10::IValue());
     } else {

@@ -50,6 +50,16 @@ class Denoiser {
   // A copy whose forward passes these class labels (int64 [B]) as y: model kwargs ride with
   // the denoiser of one sampling run. Throws std::invalid_argument for a model without y.
   Denoiser with_labels(const at::Tensor& y) const;
+  // Classifier-free guidance (Ho & Salimans 2022; docs/guidance.md): a copy whose forward runs
+  // the model once on [x, x] with labels [y, null_labels] (the labels bound by with_labels) and
+  // returns cond + (cond - uncond) * (scale - 1), as lucidrains' forward_with_cond_scale; with
+  // rescaled_phi > 0 that is mixed with itself rescaled to the std of cond (per sample, over all
+  // other dims, unbiased), rescaled_phi of the one and 1 - rescaled_phi of the other. Learned
+  // variance channels are not mixed: they are the conditional half's. scale 1: the conditional
+  // output alone, one forward of the batch. Needs with_labels first; throws std::invalid_argument.
+  Denoiser with_cfg(const at::Tensor& null_labels, double scale, double rescaled_phi = 0) const;
+  bool cfg() const { return cfg_scale_.has_value(); }
+
   // forward takes class labels y; and whether it accepts None for them.
   bool takes_labels() const { return takes_labels_; }
   bool labels_optional() const { return labels_optional_; }
@@ -103,6 +113,12 @@ class Denoiser {
   bool takes_labels_ = false;
   bool labels_optional_ = false;
   at::Tensor labels_;  // y for forward; undefined: None (or refused when not optional)
+  // Classifier-free guidance: the labels of the unconditional half, the scale and rescaled phi.
+  at::Tensor null_labels_;
+  std::optional<double> cfg_scale_;
+  double rescaled_phi_ = 0;
+  at::Tensor forward_once(const at::Tensor& x, const at::Tensor& t, const at::Tensor& x_self_cond,
+                          const at::Tensor& labels) const;
   VarianceType variance_type_ = VarianceType::FixedSmall;
   bool eps_from_x0_ = false;
   std::optional<at::ScalarType> autocast_;

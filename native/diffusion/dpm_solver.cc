@@ -5,6 +5,7 @@
 #include <cmath>
 #include <deque>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "diffusion/fast_samplers.h"
@@ -113,16 +114,33 @@ class DpmSolver {
     return std::exp(la_t - la_s) * x - (sigma_t * phi_1) * model_s - ((1.0f / r2) * (sigma_t * phi_2)) * (model_s2 - model_s);
   }
 
+  // An edit's start on the grid of `steps` intervals: the last run.edit.steps(steps) of them,
+  // from init noised to the first (DPM-Solver's t_start). Returns {t_start, steps to run}; x
+  // becomes the start (init itself when no step runs).
+  std::pair<float, int64_t> edit_start(at::Tensor& x, int64_t steps) {
+    const int64_t k = run_.edit.steps(steps);
+    if (k == steps) return {1.0f, steps};
+    if (k == 0) {
+      x = run_.edit.init();
+      return {1.0f, 0};
+    }
+    const float t0 = vp_.time_steps(o_.skip_type, 1.0f, vp_.t_end(), steps)[static_cast<size_t>(steps - k)];
+    x = run_.edit.start(x, vp_.alpha(t0), vp_.sigma(t0));
+    return {t0, k};
+  }
+
   at::Tensor multistep(at::Tensor x) {
-    const int64_t steps = o_.steps;
-    const std::vector<float> ts = vp_.time_steps(o_.skip_type, 1.0f, vp_.t_end(), steps);
-    MultistepHistory h{o_.order, {ts[0]}, {model(x, ts[0])}};
+    const auto [t_start, steps] = edit_start(x, o_.steps);
+    run_.begin(x);
+    if (steps == 0) return x;
+    const std::vector<float> ts = vp_.time_steps(o_.skip_type, t_start, vp_.t_end(), steps);
+    MultistepHistory h{std::min(o_.order, steps), {ts[0]}, {model(x, ts[0])}};
     // The reference lowers the last steps' order only below 10 steps.
     const bool lower_final = o_.lower_order_final && steps < 10;
     for (int64_t step = 1; step <= steps; ++step) {
       const float t = ts[static_cast<size_t>(step)];
       x = multistep_update(x, h.m, h.t, t, h.step_order(step, steps, lower_final));
-      run_.step_done(step - 1, steps, x);
+      x = run_.step_done(step - 1, steps, x, vp_.alpha(t), vp_.sigma(t));
       h.advance(t);
       if (step < steps) h.m.push_back(model(x, t));
     }
@@ -132,7 +150,10 @@ class DpmSolver {
   // DPM-Solver-fast: `steps` model calls split into steps of order 3, 2 and 1 as the
   // reference's get_orders_and_timesteps_for_singlestep_solver.
   at::Tensor singlestep(at::Tensor x) {
-    const int64_t steps = o_.steps, order = o_.order;
+    const auto [t_start, steps] = edit_start(x, o_.steps);
+    run_.begin(x);
+    if (steps == 0) return x;
+    const int64_t order = o_.order;
     std::vector<int64_t> orders;
     int64_t k = steps;
     if (order == 3) {
@@ -150,9 +171,9 @@ class DpmSolver {
     }
     std::vector<float> outer;
     if (o_.skip_type == "logSNR") {
-      outer = vp_.time_steps(o_.skip_type, 1.0f, vp_.t_end(), k);
+      outer = vp_.time_steps(o_.skip_type, t_start, vp_.t_end(), k);
     } else {
-      const std::vector<float> all = vp_.time_steps(o_.skip_type, 1.0f, vp_.t_end(), steps);
+      const std::vector<float> all = vp_.time_steps(o_.skip_type, t_start, vp_.t_end(), steps);
       size_t at = 0;
       outer.push_back(all[0]);
       for (int64_t o : orders) outer.push_back(all[at += static_cast<size_t>(o)]);
@@ -168,7 +189,7 @@ class DpmSolver {
       const float r1 = step_order <= 1 ? 0.5f : (lambdas[1] - lambdas[0]) / h;
       const float r2 = step_order <= 2 ? 2.0f / 3.0f : (lambdas[2] - lambdas[0]) / h;
       x = singlestep_update(x, s, t, step_order, r1, r2);
-      run_.step_done(i, total, x);
+      x = run_.step_done(i, total, x, vp_.alpha(t), vp_.sigma(t));
     }
     return x;
   }

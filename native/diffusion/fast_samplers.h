@@ -12,6 +12,7 @@
 #include <functional>
 #include <vector>
 
+#include "diffusion/editing.h"
 #include "diffusion/eps_model.h"
 #include "diffusion/samplers.h"
 #include "diffusion/schedule.h"
@@ -22,11 +23,15 @@ struct FastSampling {
   EpsModel& model;
   const SampleOptions& options;
   std::function<at::Tensor(at::IntArrayRef)> noise;  // standard normal, in the reference's order
+  const Edit& edit;                                   // SDEdit's start, RePaint's known region
   std::vector<at::Tensor> trajectory;                 // x after each step, with return_all_timesteps
 
-  // After each solver step: the trajectory and options.on_step (step from 0, the model
-  // timestep of the step's last model call).
-  void step_done(int64_t step, int64_t total, const at::Tensor& x);
+  // The sampler's start x (x_T, or an edit's start): the trajectory's first entry. Returns x.
+  at::Tensor begin(const at::Tensor& x);
+  // After each solver step, x at its new time (x = alpha * x0 + sigma * eps there): the known
+  // region replaced (with a mask), the trajectory and options.on_step (step from 0, the model
+  // timestep of the step's last model call). Returns x as the sampler goes on with it.
+  at::Tensor step_done(int64_t step, int64_t total, const at::Tensor& x, double alpha, double sigma);
 };
 
 // The last `order` times and model values of a multistep solver (DPM-Solver, UniPC), oldest first.
@@ -53,7 +58,9 @@ struct MultistepHistory {
 };
 
 // Each starts from x_T (standard normal) and returns x_0 (k-diffusion scales x_T by sigma_max
-// itself). Throws std::invalid_argument for options the sampler cannot run.
+// itself). With run.edit editing, each picks the start of the last edit.steps(n) of its n steps
+// on its own time grid and noises init there from x_T's draw (DPM-Solver's and UniPC's t_start,
+// k-diffusion's sigma tail). Throws std::invalid_argument for options the sampler cannot run.
 at::Tensor sample_dpm_solver(FastSampling& run, const Schedule& schedule, at::Tensor x);
 at::Tensor sample_unipc(FastSampling& run, const Schedule& schedule, at::Tensor x);
 at::Tensor sample_k_diffusion(FastSampling& run, const Schedule& schedule, at::Tensor x);

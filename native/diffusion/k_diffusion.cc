@@ -39,7 +39,7 @@ class KDiffusion {
         at::Tensor d_2 = to_d(x_2, next, denoised(x_2, next));
         x = x + ((d + d_2) / 2) * dt;
       }
-      run_.step_done(i, total, x);
+      x = run_.step_done(i, total, x, 1.0, next);
     }
     return x;
   }
@@ -54,7 +54,7 @@ class KDiffusion {
       const float down = std::sqrt(to * to - up * up);
       x = x + to_d(x, from, den) * (down - from);
       if (to > 0) x = x + run_.noise(x.sizes()) * up;
-      run_.step_done(i, total, x);
+      x = run_.step_done(i, total, x, 1.0, to);
     }
     return x;
   }
@@ -78,7 +78,7 @@ class KDiffusion {
         x = ratio * x - std::expm1(-h) * target;
       }
       old = den;
-      run_.step_done(i, total, x);
+      x = run_.step_done(i, total, x, 1.0, next);
     }
     return x;
   }
@@ -97,8 +97,18 @@ at::Tensor sample_k_diffusion(FastSampling& run, const Schedule& schedule, at::T
     throw std::invalid_argument("steps (" + std::to_string(o.steps) + ") cannot exceed the schedule's " +
                                 std::to_string(schedule.timesteps) + " steps");
   }
-  const std::vector<float> sigmas = o.karras ? sched.karras(o.steps, o.rho) : sched.model_sigmas(o.steps);
-  x = x * sigmas[0];
+  std::vector<float> sigmas = o.karras ? sched.karras(o.steps, o.rho) : sched.model_sigmas(o.steps);
+  // An edit runs the last run.edit.steps(n) of the n sigma intervals, from init + sigma * z.
+  const int64_t n = static_cast<int64_t>(sigmas.size()) - 1, steps = run.edit.steps(n);
+  if (steps == 0) return run.begin(run.edit.init());
+  if (steps < n) {
+    sigmas.erase(sigmas.begin(), sigmas.begin() + (n - steps));
+    x = run.edit.start(x, 1.0, sigmas[0]);
+    run.begin(x);
+  } else {
+    run.begin(x);  // x_T itself, unscaled, as before editing existed
+    x = x * sigmas[0];
+  }
   KDiffusion k(run, sched);
   switch (run.options.method) {
     case SampleOptions::Method::Euler: return k.euler(std::move(x), sigmas, /*heun=*/false);

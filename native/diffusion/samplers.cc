@@ -1,9 +1,11 @@
 #include "diffusion/samplers.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
 
+#include "diffusion/editing.h"
 #include "diffusion/eps_model.h"
 #include "diffusion/fast_samplers.h"
 #include "diffusion/model_call.h"
@@ -110,6 +112,31 @@ std::vector<std::pair<int64_t, int64_t>> ddim_time_pairs(int64_t timesteps, int6
   return pairs;
 }
 
+namespace {
+
+// The noise levels of the discrete samplers' steps on the host: ab of each step index (-1: the
+// clean image, ab = 1), for the edits' noising and jumps.
+struct HostLevels {
+  std::vector<double> ab;  // of the schedule's steps
+  double at(int64_t t) const { return t < 0 ? 1.0 : ab[static_cast<size_t>(t)]; }
+};
+
+HostLevels host_levels(const Schedule& s) {
+  at::Tensor ab = to_host(s.alphas_cumprod).to(at::kDouble).contiguous();
+  return {std::vector<double>(ab.data_ptr<double>(), ab.data_ptr<double>() + ab.numel())};
+}
+
+// The sampling result for strength 0 (no steps): the image itself.
+at::Tensor unedited(const Edit& edit, const SampleOptions& o) {
+  return finish({edit.init()}, edit.init(), o);
+}
+
+}  // namespace
+
+// Both discrete samplers walk a list of step indices (repaint_schedule): from k - 1 (k: the
+// steps an edit runs, else all) down to -1, and with RePaint's jumps back up again. A step down
+// from index i is the sampler's step (ancestral: from timestep i; DDIM: from the i-th of its
+// times); a step up renoises x by q(x_up | x_down). Without init this is the plain loop.
 at::Tensor sample_ancestral(const Denoiser& denoiser, const Schedule& schedule, Guidance* guidance,
                             const SampleOptions& o) {
   SampleOptions opts = o;
@@ -118,15 +145,30 @@ at::Tensor sample_ancestral(const Denoiser& denoiser, const Schedule& schedule, 
   at::NoGradGuard no_grad;
   const Schedule s = schedule.to(o.device);
   const Noise noise(o);
+  const Edit edit(o, [&noise](at::IntArrayRef shape) { return noise(shape); });
   ModelCall model(denoiser, s, o.cuda_graph);
-  const int64_t T = s.timesteps, batch = o.shape[0], nd = static_cast<int64_t>(o.shape.size());
+  const int64_t T = s.timesteps, batch = o.shape[0];
+  const int64_t k = edit.steps(T);
+  const HostLevels levels = edit.editing() ? host_levels(s) : HostLevels{};
 
   at::Tensor x = noise(o.shape);
+  if (k == 0) return unedited(edit, o);
+  if (k < T) x = edit.start(x, std::sqrt(levels.at(k - 1)), std::sqrt(1 - levels.at(k - 1)));
+  const std::vector<int64_t> walk = repaint_schedule(k, o.jump_length, o.jump_count);
+  int64_t total = 0;  // steps down: the model calls
+  for (size_t i = 1; i < walk.size(); ++i) total += walk[i] < walk[i - 1];
   std::vector<at::Tensor> all;
   if (o.return_all_timesteps) all.push_back(x);
   at::Tensor x0_prev;  // self-conditioning input: the previous step's clamped x0
-  for (int64_t step = 0; step < T; ++step) {
-    const int64_t t_value = T - 1 - step;
+  int64_t step = 0;
+  for (size_t i = 1; i < walk.size(); ++i) {
+    const int64_t t_value = walk[i - 1], to = walk[i];
+    if (to > t_value) {
+      // RePaint's undo: x_{t+1} = sqrt(1 - beta_{t+1}) x_t + sqrt(beta_{t+1}) z.
+      const double beta = 1 - levels.at(to) / levels.at(t_value);
+      x = std::sqrt(1 - beta) * x + std::sqrt(beta) * noise(x.sizes());
+      continue;
+    }
     at::Tensor t = at::full({batch}, t_value, at::TensorOptions().dtype(at::kLong).device(o.device));
     Prediction p = denoiser.prediction(s, x, t, model(x, t, denoiser.self_condition() ? x0_prev : at::Tensor()),
                                        o.clip_denoised);
@@ -142,9 +184,11 @@ at::Tensor sample_ancestral(const Denoiser& denoiser, const Schedule& schedule, 
     } else {
       x = mean;
     }
+    if (edit.masked()) x = edit.known(x, std::sqrt(levels.at(to)), std::sqrt(1 - levels.at(to)));
     x0_prev = p.x0;
     if (o.return_all_timesteps) all.push_back(x);
-    if (o.on_step) o.on_step(step, T, t_value);
+    if (o.on_step) o.on_step(step, total, t_value);
+    ++step;
   }
   return finish(all, x, o);
 }
@@ -160,17 +204,39 @@ at::Tensor sample_ddim(const Denoiser& denoiser, const Schedule& schedule, Guida
   at::NoGradGuard no_grad;
   const Schedule s = schedule.to(o.device);
   const Noise noise(o);
+  const Edit edit(o, [&noise](at::IntArrayRef shape) { return noise(shape); });
   ModelCall model(denoiser, s, o.cuda_graph);
   const int64_t batch = o.shape[0];
   const auto pairs = ddim_time_pairs(s.timesteps, o.sampling_timesteps);
-  const int64_t total = static_cast<int64_t>(pairs.size());
+  const int64_t n = static_cast<int64_t>(pairs.size());
+  // The DDIM times by index, ascending: times[i] is the timestep of index i (-1: clean).
+  std::vector<int64_t> times(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) times[static_cast<size_t>(i)] = pairs[static_cast<size_t>(n - 1 - i)].first;
+  auto time_of = [&](int64_t index) { return index < 0 ? int64_t{-1} : times[static_cast<size_t>(index)]; };
+  const int64_t k = edit.steps(n);
+  const HostLevels levels = edit.editing() ? host_levels(s) : HostLevels{};
 
   at::Tensor x = noise(o.shape);
+  if (k == 0) return unedited(edit, o);
+  if (k < n) {
+    const double ab = levels.at(time_of(k - 1));
+    x = edit.start(x, std::sqrt(ab), std::sqrt(1 - ab));
+  }
+  const std::vector<int64_t> walk = repaint_schedule(k, o.jump_length, o.jump_count);
+  int64_t total = 0;
+  for (size_t i = 1; i < walk.size(); ++i) total += walk[i] < walk[i - 1];
   std::vector<at::Tensor> all;
   if (o.return_all_timesteps) all.push_back(x);
   at::Tensor x0_prev;
-  for (int64_t step = 0; step < total; ++step) {
-    const auto [t_value, t_next] = pairs[static_cast<size_t>(step)];
+  int64_t step = 0;
+  for (size_t i = 1; i < walk.size(); ++i) {
+    const int64_t t_value = time_of(walk[i - 1]), t_next = time_of(walk[i]);
+    if (walk[i] > walk[i - 1]) {
+      // A jump up between DDIM times: q(x_{t_next} | x_t) = N(sqrt(ab_next / ab) x_t, 1 - ab_next / ab).
+      const double ratio = levels.at(t_next) / levels.at(t_value);
+      x = std::sqrt(ratio) * x + std::sqrt(1 - ratio) * noise(x.sizes());
+      continue;
+    }
     at::Tensor t = at::full({batch}, t_value, at::TensorOptions().dtype(at::kLong).device(o.device));
     Prediction p = denoiser.prediction(s, x, t, model(x, t, denoiser.self_condition() ? x0_prev : at::Tensor()),
                                        o.clip_denoised);
@@ -190,15 +256,24 @@ at::Tensor sample_ddim(const Denoiser& denoiser, const Schedule& schedule, Guida
       at::Tensor z = noise(x.sizes());
       x = p.x0 * ab_next.sqrt() + c * p.eps + sigma * z;
     }
+    if (edit.masked()) x = edit.known(x, std::sqrt(levels.at(t_next)), std::sqrt(1 - levels.at(t_next)));
     if (o.return_all_timesteps) all.push_back(x);
     if (o.on_step) o.on_step(step, total, t_value);
+    ++step;
   }
   return finish(all, x, o);
 }
 
-void FastSampling::step_done(int64_t step, int64_t total, const at::Tensor& x) {
+at::Tensor FastSampling::begin(const at::Tensor& x) {
+  if (options.return_all_timesteps) trajectory.push_back(x);
+  return x;
+}
+
+at::Tensor FastSampling::step_done(int64_t step, int64_t total, const at::Tensor& x_in, double alpha, double sigma) {
+  at::Tensor x = edit.known(x_in, alpha, sigma);
   if (options.return_all_timesteps) trajectory.push_back(x);
   if (options.on_step) options.on_step(step, total, model.last_timestep());
+  return x;
 }
 
 namespace {
@@ -233,9 +308,10 @@ at::Tensor sample_fast(const Denoiser& denoiser, const Schedule& schedule, Guida
   const Schedule s = schedule.to(o.device);
   const Noise noise(o);
   EpsModel model(denoiser, s, guidance, o.cuda_graph);
-  FastSampling run{model, o, [&noise](at::IntArrayRef shape) { return noise(shape); }, {}};
+  auto draw = [&noise](at::IntArrayRef shape) { return noise(shape); };
+  const Edit edit(o, draw);
+  FastSampling run{model, o, draw, edit, {}};
   at::Tensor x = noise(o.shape);
-  if (o.return_all_timesteps) run.trajectory.push_back(x);
   if (o.method == M::DpmSolverPP || o.method == M::DpmSolver) {
     x = sample_dpm_solver(run, s, x);
   } else if (o.method == M::UniPC) {

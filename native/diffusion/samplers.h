@@ -64,6 +64,18 @@ struct SampleOptions {
   // timestep just denoised (fractional for the fast samplers). May throw to abort: the exception propagates out of the sampler.
   std::function<void(int64_t step, int64_t total, double t)> on_step;
   at::Device device = at::kCPU;
+  // Editing an image (editing.h, docs/guidance.md). init: the image, in the model's space
+  // ([-1, 1]), broadcastable to shape; undefined: sample from noise.
+  at::Tensor init;
+  // SDEdit: run the last edit_steps(n, strength) of the sampler's n steps, from init noised to
+  // the first of them. 1: ordinary sampling (from noise; init only serves the mask).
+  double strength = 1;
+  // RePaint: broadcastable to shape, 1 where init is kept, 0 where the sampler generates; after
+  // every step the kept region is init noised to the new step's level. Needs init.
+  at::Tensor mask;
+  // RePaint's resampling (ancestral and DDIM, with a mask): repaint_schedule's jumps.
+  int64_t jump_length = 0;
+  int64_t jump_count = 1;
   // On CUDA, replay the model call from a CUDA graph once shapes are known (model_call.h).
   bool cuda_graph = false;
 };

@@ -2,6 +2,7 @@
 // B(h) = e^h - 1 (bh2), following uni_pc.py's multistep_uni_pc_bh_update: a predictor of
 // order p, and a corrector that reuses the model call at the predicted x as the next step's
 // model value (so each step costs one call). UniPC's schedule does not clip the log-SNR.
+#include <algorithm>
 #include <cmath>
 #include <deque>
 #include <stdexcept>
@@ -84,17 +85,30 @@ class UniPc {
   }
 
   at::Tensor sample(at::Tensor x) {
-    const int64_t steps = o_.steps;
-    const std::vector<float> ts = vp_.time_steps(o_.skip_type, 1.0f, vp_.t_end(), steps);
-    MultistepHistory h{o_.order, {ts[0]}, {model(x, ts[0])}};
+    // An edit runs the last run.edit.steps(steps) steps of the grid, from init noised to the
+    // first of them (t_start, as DPM-Solver's).
+    int64_t steps = o_.steps;
+    std::vector<float> ts = vp_.time_steps(o_.skip_type, 1.0f, vp_.t_end(), steps);
+    const int64_t k = run_.edit.steps(steps);
+    if (k == 0) return run_.begin(run_.edit.init());
+    if (k < steps) {
+      const float t0 = ts[static_cast<size_t>(steps - k)];
+      x = run_.edit.start(x, vp_.alpha(t0), vp_.sigma(t0));
+      ts = vp_.time_steps(o_.skip_type, t0, vp_.t_end(), k);
+      steps = k;
+    }
+    run_.begin(x);
+    MultistepHistory h{std::min(o_.order, steps), {ts[0]}, {model(x, ts[0])}};
     for (int64_t step = 1; step <= steps; ++step) {
       const float t = ts[static_cast<size_t>(step)];
       // The reference skips the corrector at the last step (its model call would be unused).
       auto [next, model_x] = update(x, h.m, h.t, t, h.step_order(step, steps, o_.lower_order_final), /*use_corrector=*/step < steps);
-      x = next;
-      run_.step_done(step - 1, steps, x);
+      // With a mask the known region changes x after the corrector: the model value the
+      // corrector computed is at the x before that, so it is computed again at the new x.
+      const bool replaced = run_.edit.masked();
+      x = run_.step_done(step - 1, steps, next, vp_.alpha(t), vp_.sigma(t));
       h.advance(t);
-      if (step < steps) h.m.push_back(model_x.defined() ? model_x : model(x, t));
+      if (step < steps) h.m.push_back(model_x.defined() && !replaced ? model_x : model(x, t));
     }
     return x;
   }

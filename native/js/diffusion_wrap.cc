@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 
+#include "diffusion/editing.h"
 #include "diffusion/openai_losses.h"
 #include "diffusion/respace.h"
 #include "diffusion/training.h"
@@ -180,6 +181,21 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
     if (Napi::Value v = Option(r, "rho"); !IsMissing(v)) f.rho = ToNumber(v, "rho");
   }
 
+  // init, strength, mask, jumpLength, jumpCount (lib/diffusion.ts has checked them; the
+  // samplers check shapes again). init comes in the caller's space: [0, 1] with autoNormalize.
+  // Copies: the sample runs on its own thread while JS may change the tensors it gave.
+  void ReadEditOptions(Napi::Value r, SampleOptions& o) const {
+    if (Napi::Value v = Option(r, "init"); !IsMissing(v)) {
+      at::Tensor init = TensorWrap::From(v, "init").detach().to(at::kFloat).clone();
+      o.init = auto_normalize_ ? init * 2 - 1 : init;
+    }
+    if (Napi::Value v = Option(r, "strength"); !IsMissing(v)) o.strength = ToNumber(v, "strength");
+    if (Napi::Value v = Option(r, "mask"); !IsMissing(v)) o.mask = TensorWrap::From(v, "mask").detach().to(at::kFloat).clone();
+    if (Napi::Value v = Option(r, "jumpLength"); !IsMissing(v)) o.jump_length = ToInt(v, "jumpLength");
+    if (Napi::Value v = Option(r, "jumpCount"); !IsMissing(v)) o.jump_count = ToInt(v, "jumpCount");
+    check_edit_options(o);
+  }
+
   // sample(request) -> {promise, cancel}
   Napi::Value Sample(const Napi::CallbackInfo& info) {
     GD_GUARD(info.Env(), {
@@ -211,8 +227,19 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
         if (labels.size(0) != batch) {
           ThrowRange(env, "modelKwargs.y has " + std::to_string(labels.size(0)) + " labels but batchSize is " + std::to_string(batch));
         }
-        setup.denoiser = std::make_shared<const Denoiser>(denoiser_->with_labels(labels.to(device_)));
+        Denoiser d = denoiser_->with_labels(labels.to(device_));
+        // Classifier-free guidance: {scale, rescaledPhi, nullClass}, checked by lib/diffusion.ts.
+        Napi::Value cfg = Option(r, "cfg");
+        if (!IsMissing(cfg)) {
+          const int64_t null_class = ToNonNegativeInt(Option(cfg, "nullClass"), "nullClass");
+          d = d.with_cfg(at::full({batch}, null_class, at::TensorOptions().dtype(at::kLong).device(device_)),
+                         ToNumber(Option(cfg, "scale"), "cfgScale"), ToNumber(Option(cfg, "rescaledPhi"), "rescaledPhi"));
+        }
+        setup.denoiser = std::make_shared<const Denoiser>(std::move(d));
+      } else if (!IsMissing(Option(r, "cfg"))) {
+        ThrowType(env, "cfgScale needs the class labels: modelKwargs: { y }");
       }
+      ReadEditOptions(r, setup.options);
       Napi::Value seed = Option(r, "seed");
       if (!IsMissing(seed)) {
         setup.options.generator = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(ToNonNegativeInt(seed, "seed")));
@@ -383,6 +410,16 @@ Napi::Value CreateDiffusion(const Napi::CallbackInfo& info) {
   })
 }
 
+// repaintSchedule(steps, jumpLength, jumpCount) -> the step indices RePaint's schedule visits.
+Napi::Value RepaintSchedule(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    std::vector<int64_t> ts = repaint_schedule(ToInt(info[0], "steps"), ToInt(info[1], "jumpLength"), ToInt(info[2], "jumpCount"));
+    auto out = Napi::Array::New(info.Env(), ts.size());
+    for (size_t i = 0; i < ts.size(); ++i) out.Set(static_cast<uint32_t>(i), Napi::Number::New(info.Env(), double(ts[i])));
+    return out;
+  })
+}
+
 // spaceTimesteps(timesteps, spec) -> the kept base timesteps, ascending.
 Napi::Value SpaceTimesteps(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
@@ -397,6 +434,7 @@ Napi::Value SpaceTimesteps(const Napi::CallbackInfo& info) {
 
 void InstallDiffusion(Napi::Env env, Napi::Object exports) {
   DiffusionWrap::Init(env, exports);
+  exports.Set("repaintSchedule", Napi::Function::New(env, RepaintSchedule, "repaintSchedule"));
   exports.Set("spaceTimesteps", Napi::Function::New(env, SpaceTimesteps, "spaceTimesteps"));
   exports.Set("createDiffusion", Napi::Function::New(env, CreateDiffusion, "createDiffusion"));
 }

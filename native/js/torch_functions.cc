@@ -337,7 +337,9 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
   })
 }
 
-// interpolate(x (B,C,H,W), {size: [h, w] | scaleFactor, mode: 'nearest' | 'bilinear', alignCorners})
+// interpolate(x (B,C,H,W), {size: [h, w] | scaleFactor, mode: 'nearest' | 'bilinear' | 'bicubic', alignCorners,
+// antialias}); antialias (bilinear, bicubic): PyTorch's F.interpolate(antialias=True), which
+// torchvision's Resize uses, so downscaling averages over the pixels it drops.
 Napi::Value Interpolate(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
     Napi::Env env = info.Env();
@@ -362,6 +364,11 @@ Napi::Value Interpolate(const Napi::CallbackInfo& info) {
     }
     Napi::Value acV = Option(o, "alignCorners");
     bool align = IsMissing(acV) ? false : ToBool(acV, "alignCorners");
+    Napi::Value aaV = Option(o, "antialias");
+    const bool aa = !IsMissing(aaV) && ToBool(aaV, "antialias");
+    if (aa && mode == "bilinear") return TensorWrap::Wrap(env, at::_upsample_bilinear2d_aa(x, size, align));
+    if (aa && mode == "bicubic") return TensorWrap::Wrap(env, at::_upsample_bicubic2d_aa(x, size, align));
+    if (aa) ThrowType(env, "antialias applies to the 'bilinear' and 'bicubic' modes, not '" + mode + "'");
     if (mode == "nearest") return TensorWrap::Wrap(env, at::upsample_nearest2d(x, size));
     if (mode == "bilinear") return TensorWrap::Wrap(env, at::upsample_bilinear2d(x, size, align));
     if (mode == "bicubic") return TensorWrap::Wrap(env, at::upsample_bicubic2d(x, size, align));
