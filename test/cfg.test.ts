@@ -7,7 +7,7 @@
 import * as assert from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
-import { classifierGuidance, GaussianDiffusion, jit, openai, SampleOptions, SAMPLERS, Tensor, torch } from '../lib';
+import { classifierGuidance, GaussianDiffusion, jit, openai, SampleOptions, sampleDistributed, SAMPLERS, Tensor, torch } from '../lib';
 import { FIXTURES, maxAbsDiff, printMeasured, readF32, REFERENCE } from './helpers';
 
 interface Slot { offset: number; shape: number[] }
@@ -175,6 +175,18 @@ describe('classifier-free guidance: openai\'s extra label index, every sampler, 
     const guided = await d.sample({ ...o, condFn: classifierGuidance, guidanceKwargs: { classifier, y, classifierScale: 50 } });
     assert.ok(maxAbsDiff(plain.toFloat32Array(), guided.toFloat32Array()) > 1e-3);
     torch.dispose([plain, zero, guided]);
+  });
+
+  it('sampleDistributed splits modelKwargs.y with its images', async () => {
+    const y4 = torch.tensor([0, 2, 1, 0], { dtype: 'int64' });
+    const d5 = new GaussianDiffusion(unet, { imageSize: 8, channels: 1, timesteps: 30, samplingTimesteps: 5, betaSchedule: 'linear' });
+    // Unsplit, a chunk of 1 would get 4 labels: an error.
+    const whole = await d5.sample({ batchSize: 4, seeds: [5, 6, 7, 8], sampler: 'ddim', modelKwargs: { y: y4 }, cfgScale: 2, nullClass: 3 });
+    const split = await sampleDistributed(d5, { batchSize: 4, seed: 5, chunkSize: 1, sampler: 'ddim', modelKwargs: { y: y4 }, cfgScale: 2, nullClass: 3 });
+    // Batches of 1 against one of 4: rounding only.
+    const diff = maxAbsDiff(whole.toFloat32Array(), split.toFloat32Array());
+    assert.ok(diff < 1e-3, `${diff}`);
+    torch.dispose([y4, whole, split]);
   });
 
   it('bad inputs are clear errors', async () => {
