@@ -4,6 +4,8 @@
 // The check counts the process's threads (/proc/self/task) in a child with 2 intra-op threads:
 // the JS thread's pool holds 1 worker after a parallel op; a job adds its own thread and 1
 // worker and releases the JS thread's, so a running job is +1, not +2, and the end of it is -1.
+// The job thread joins its workers before it ends (js_job.cc): left to libgomp's thread-exit
+// destructor they are detached and were sometimes still listed after the promise settled.
 import * as assert from 'assert';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';

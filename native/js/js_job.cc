@@ -99,6 +99,9 @@ void JsJob::ThreadMain() {
     failed_ = true;
     error_ = "unknown native error";
   }
+  // Left to the thread's exit, libgomp frees this thread's pool with detached workers that end
+  // some time after the join in Finish; paused here, they are joined before the promise settles.
+  ReleaseOpenMpPool();
   // Held by the environment's table until Finish; a Finish that never runs (the environment
   // went away first) must not keep the job, and what it holds, alive.
   std::weak_ptr<JsJob> weak = weak_from_this();
