@@ -137,6 +137,7 @@ export interface Binding {
   // checkpoints (native/checkpoints); `who` starts error messages ("loadStateDict: ...")
   checkpointFormat(path: string, who: string): { format: 'zip' | 'pickle' | 'safetensors' | 'unknown'; head: string };
   readTorchSave(path: string, key: string | undefined, who: string): Record<string, Tensor>;
+  writeTorchSave(path: string, tensors: Record<string, Tensor>, zip64: boolean): void;
   jitLoad(path: string, device?: Device): NativeModule;
   // models and diffusion
   createUnet(options: object): NativeModule;

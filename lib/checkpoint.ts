@@ -36,3 +36,24 @@ export function readStateDict(path: string, options: ReadStateDictOptions = {}, 
   if (format === 'zip' || format === 'pickle') return binding.readTorchSave(path, key, who);
   throw new Error(`${who}: ${path} is not a checkpoint this library reads (safetensors, torch.save, or TorchScript for jit.load): it starts with bytes ${head}`);
 }
+
+export interface WriteStateDictOptions {
+  /** Write zip64 records even when the file is small (they are written anyway past 4 GiB). */
+  zip64?: boolean;
+}
+
+/**
+ * Writes named tensors as torch.save(OrderedDict) does (the zip format): Python's
+ * torch.load(path, weights_only=True) and readStateDict read it. Each tensor is written whole
+ * (contiguous, from the CPU), to a temporary file renamed over path once complete.
+ */
+export function writeStateDict(path: string, tensors: Record<string, Tensor>, options: WriteStateDictOptions = {}): void {
+  if (typeof path !== 'string' || path === '') throw new TypeError(`writeStateDict: expected a file path but received ${JSON.stringify(path)}`);
+  if (options === null || typeof options !== 'object') throw new TypeError('writeStateDict: expected an options object such as { zip64: true }');
+  checkOptionKeys<WriteStateDictOptions>('writeStateDict', options, { zip64: true });
+  if (tensors === null || typeof tensors !== 'object') throw new TypeError('writeStateDict: expected an object of named tensors');
+  for (const [name, t] of Object.entries(tensors)) {
+    if (!(t instanceof Tensor)) throw new TypeError(`writeStateDict: ${name} is not a Tensor`);
+  }
+  binding.writeTorchSave(path, tensors, options.zip64 === true);
+}

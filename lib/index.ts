@@ -19,8 +19,8 @@ export type { GaussianDiffusionOptions, SampleOptions, SampleProgress, Objective
 export { classifierCondFn, classifierGuidance } from './guidance';
 export type { CondFn, ClassifierGuidanceKwargs } from './guidance';
 export { loadSafetensors, saveSafetensors } from './safetensors';
-export { readStateDict } from './checkpoint';
-export type { ReadStateDictOptions } from './checkpoint';
+export { readStateDict, writeStateDict } from './checkpoint';
+export type { ReadStateDictOptions, WriteStateDictOptions } from './checkpoint';
 export { trainDiffusion, trainClassifier, loadFashionMnist } from './train';
 export type { TrainOptions, DiffusionTrainOptions, ClassifierTrainOptions, TrainResult, TrainProgress, FashionMnist } from './train';
 export { saveImage, toPNG, loadImage } from './image';

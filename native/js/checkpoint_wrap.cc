@@ -6,6 +6,7 @@
 #include "checkpoints/checkpoint_format.h"
 #include "checkpoints/file_check.h"
 #include "checkpoints/torch_save.h"
+#include "checkpoints/torch_save_writer.h"
 #include "checkpoints/torchscript_check.h"
 #include "checkpoints/zip_archive.h"
 #include "js/common.h"
@@ -61,6 +62,24 @@ Napi::Value ReadTorchSave(const Napi::CallbackInfo& info) {
   })
 }
 
+// writeTorchSave(path, {name: Tensor}, zip64) -> undefined: the state dict as torch.save writes it.
+Napi::Value WriteTorchSave(const Napi::CallbackInfo& info) {
+  GD_GUARD(info.Env(), {
+    Napi::Env env = info.Env();
+    const std::string path = ToString(info[0], "path");
+    if (!info[1].IsObject()) ThrowType(env, "writeStateDict: expected an object of named tensors; got " + Describe(info[1]));
+    Napi::Object o = info[1].As<Napi::Object>();
+    Napi::Array names = o.GetPropertyNames();
+    std::vector<std::pair<std::string, at::Tensor>> named;
+    for (uint32_t i = 0; i < names.Length(); ++i) {
+      const std::string name = names.Get(i).As<Napi::String>().Utf8Value();
+      named.emplace_back(name, TensorWrap::From(o.Get(name), name.c_str()));
+    }
+    ck::WriteTorchSave(path, ck::SaveValue::StateDict(named), ToBool(info[2], "zip64"));
+    return env.Undefined();
+  })
+}
+
 // jitLoad(path, device?)
 Napi::Value JitLoad(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
@@ -100,6 +119,7 @@ void InstallCheckpoints(Napi::Env env, Napi::Object exports) {
   exports.Set("jitLoad", Napi::Function::New(env, JitLoad, "jitLoad"));
   exports.Set("checkpointFormat", Napi::Function::New(env, CheckpointFormat, "checkpointFormat"));
   exports.Set("readTorchSave", Napi::Function::New(env, ReadTorchSave, "readTorchSave"));
+  exports.Set("writeTorchSave", Napi::Function::New(env, WriteTorchSave, "writeTorchSave"));
 }
 
 }  // namespace gd::js
