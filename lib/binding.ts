@@ -81,6 +81,8 @@ export interface NativeOpenaiTrainer {
   runStep(batch: Tensor, y?: Tensor, t?: Tensor, weights?: Tensor, noise?: Tensor): Record<string, number>;
   emaParameters(index: number): Record<string, Tensor>;
   step(): number;
+  resumeStep(): number;
+  save(dir: string): string[];
 }
 
 export interface NativeScheduleSampler {

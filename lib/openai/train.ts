@@ -25,9 +25,15 @@ export interface OpenAITrainFlags {
   schedule_sampler?: ScheduleSamplerName;
   /** Seed of the generator that draws timesteps and noise when a step is not given them; default 0. */
   seed?: number | string;
+  /**
+   * Their resume_checkpoint: a model{N}.pt file; its weights are loaded, N (from the name, as
+   * their parse_resume_step_from_filename) continues the step count, and when N is not 0 the
+   * optimizer (opt{N}.pt) and each rate's EMA (ema_{rate}_{N}.pt) beside it are loaded when there.
+   */
+  resume_checkpoint?: string;
 }
 
-const FLAGS = ['lr', 'weight_decay', 'lr_anneal_steps', 'batch_size', 'microbatch', 'ema_rate', 'schedule_sampler', 'seed'];
+const FLAGS = ['lr', 'weight_decay', 'lr_anneal_steps', 'batch_size', 'microbatch', 'ema_rate', 'schedule_sampler', 'seed', 'resume_checkpoint'];
 const snake = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
 function num(value: unknown, flag: string, integer: boolean): number {
@@ -37,13 +43,15 @@ function num(value: unknown, flag: string, integer: boolean): number {
 }
 
 /** The train flags with their defaults (their create_argparser's), keys snake_case. */
-export function trainFlags(flags: OpenAITrainFlags = {}): { lr: number; weight_decay: number; lr_anneal_steps: number; batch_size: number; microbatch: number; ema_rate: number[]; schedule_sampler: ScheduleSamplerName; seed: number } {
+export function trainFlags(flags: OpenAITrainFlags = {}): { lr: number; weight_decay: number; lr_anneal_steps: number; batch_size: number; microbatch: number; ema_rate: number[]; schedule_sampler: ScheduleSamplerName; seed: number; resume_checkpoint: string } {
   if (flags === null || typeof flags !== 'object') throw new TypeError('TrainLoop: expected a flags object such as { lr: 1e-4 }');
   const raw: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(flags)) if (value !== undefined) raw[snake(key)] = value;
   checkKeyList('TrainLoop', raw, FLAGS);
   const rates = typeof raw.ema_rate === 'number' ? [raw.ema_rate] : String(raw.ema_rate ?? '0.9999').split(',').map((r) => num(r, 'ema_rate', false));
   const sampler = (raw.schedule_sampler ?? 'uniform') as ScheduleSamplerName;
+  const resume = raw.resume_checkpoint ?? '';
+  if (typeof resume !== 'string') throw new TypeError(`resume_checkpoint must be a path (a string); got ${String(resume)}`);
   if (sampler !== 'uniform' && sampler !== 'loss-second-moment') throw new TypeError(`schedule_sampler must be 'uniform' or 'loss-second-moment'; got '${String(sampler)}'`);
   return {
     lr: num(raw.lr ?? 1e-4, 'lr', false),
@@ -54,6 +62,7 @@ export function trainFlags(flags: OpenAITrainFlags = {}): { lr: number; weight_d
     ema_rate: rates,
     schedule_sampler: sampler,
     seed: num(raw.seed ?? 0, 'seed', true),
+    resume_checkpoint: resume,
   };
 }
 
@@ -81,7 +90,7 @@ export class TrainLoop {
     const f = this.flags;
     this.native = diffusion.openaiTrainer({
       lr: f.lr, weightDecay: f.weight_decay, lrAnnealSteps: f.lr_anneal_steps, microbatch: f.microbatch, emaRate: f.ema_rate,
-      scheduleSampler: f.schedule_sampler, lossType: diffusion.options.lossType, seed: f.seed,
+      scheduleSampler: f.schedule_sampler, lossType: diffusion.options.lossType, seed: f.seed, resumeCheckpoint: f.resume_checkpoint,
     });
   }
 
@@ -97,8 +106,22 @@ export class TrainLoop {
     return this.native.emaParameters(index);
   }
 
-  /** Steps taken. */
+  /** Steps taken by this loop (their self.step; a resumed run starts again at 0). */
   get step(): number {
     return this.native.step();
+  }
+
+  /** The step a resumed run started from (their resume_step, from the checkpoint's name; else 0). */
+  get resumeStep(): number {
+    return this.native.resumeStep();
+  }
+
+  /**
+   * Their save() into dir: model{N}.pt, ema_{rate}_{N}.pt per rate and opt{N}.pt (torch.save files
+   * their TrainLoop resumes from), N = step + resumeStep as six digits. Returns the paths written.
+   */
+  save(dir: string): string[] {
+    if (typeof dir !== 'string' || dir === '') throw new TypeError(`TrainLoop.save: expected a folder path but received ${JSON.stringify(dir)}`);
+    return this.native.save(dir);
   }
 }

@@ -135,7 +135,10 @@ std::vector<uint8_t> ReadPickleEntry(const ZipArchive& zip, const ZipEntry& e) {
   return zip.Read(e);
 }
 
-NamedTensors ReadZip(const std::string& path, const std::string& key) {
+// Runs the pickle of a torch.save zip file with its storages read, and gives `use` the object it
+// builds (alive only during the call).
+template <typename Use>
+auto WithZipObject(const std::string& path, Use use) {
   ZipArchive zip(path);
   if (zip.entries().empty()) Damaged("the zip archive is empty");
   // torch.save puts everything under one folder: <root>/data.pkl, <root>/data/<key>, ...
@@ -175,7 +178,11 @@ NamedTensors ReadZip(const std::string& path, const std::string& key) {
     zip.Read(*e, t.data_ptr());
     return t;
   });
-  return Select(reader.Load(), key);
+  return use(reader.Load());
+}
+
+NamedTensors ReadZip(const std::string& path, const std::string& key) {
+  return WithZipObject(path, [&](const Value* top) { return Select(top, key); });
 }
 
 // The old format: pickles of the magic number, the protocol version and the system's sizes,
@@ -273,6 +280,20 @@ NamedTensors ReadLegacy(const std::string& path, const std::string& key) {
 }
 
 }  // namespace
+
+void VisitTorchSave(const std::string& path, const std::function<void(const Value&)>& visit) {
+  try {
+    if (SniffFormat(path) != Format::Zip) {
+      throw CheckpointError("it is not in torch.save's zip format (PyTorch >= 1.6), the only one read for this kind of file");
+    }
+    WithZipObject(path, [&](const Value* top) {
+      visit(*top);
+      return 0;
+    });
+  } catch (const CheckpointError& e) {
+    throw CheckpointRefused(std::string("is not a valid torch.save file: ") + e.what());
+  }
+}
 
 NamedTensors ReadTorchSave(const std::string& path, const std::string& key) {
   try {

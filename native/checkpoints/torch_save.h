@@ -5,6 +5,9 @@
 
 #include <ATen/ATen.h>
 
+#include "checkpoints/pickle_reader.h"
+
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,5 +22,10 @@ using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 // checkpoint's 'model' or 'ema'; weights named ema_model.* (the EMA wrapper's copy) come back
 // without that prefix. Throws CheckpointRefused with a phrase that follows "<path> ".
 NamedTensors ReadTorchSave(const std::string& path, const std::string& key = "");
+
+// Calls `visit` with whatever object a torch.save file (zip format) holds, e.g. an optimizer's
+// state_dict ({'state': {0: {...}}, 'param_groups': [...]}), read with the same guards; the values
+// live only during the call. Throws CheckpointRefused as ReadTorchSave.
+void VisitTorchSave(const std::string& path, const std::function<void(const Value&)>& visit);
 
 }  // namespace gd::checkpoints

@@ -58,7 +58,7 @@ OpenaiTrainStep::OpenaiTrainStep(Denoiser denoiser, Schedule schedule, LossType 
       generator_(std::move(generator)),
       params_(model_parameters(denoiser_.module())),
       adam_(params_, /*adamw=*/true),
-      lr_(options_.lr) {
+      hyper_{options_.lr, 0.9, 0.999, 1e-8, options_.weight_decay} {
   std::ostringstream msg;
   if (!(options_.lr > 0) || !std::isfinite(options_.lr)) msg << "lr must be a positive number; got " << options_.lr;
   else if (!(options_.weight_decay >= 0)) msg << "weight_decay must be >= 0; got " << options_.weight_decay;
@@ -156,7 +156,7 @@ StepLog OpenaiTrainStep::run(const at::Tensor& x0, const at::Tensor& y, const at
   out["grad_norm"] = std::sqrt(grad_sq);
   out["param_norm"] = std::sqrt(param_sq);
 
-  adam_.set_hyper({lr_, 0.9, 0.999, 1e-8, options_.weight_decay});
+  adam_.set_hyper(hyper_);
   adam_.step();
   // Their update_ema: ema = ema * rate + param * (1 - rate).
   for (size_t r = 0; r < ema_.size(); ++r) {
@@ -164,12 +164,13 @@ StepLog OpenaiTrainStep::run(const at::Tensor& x0, const at::Tensor& y, const at
     at::_foreach_add_(ema_[r], params_, 1.0 - options_.ema_rate[r]);
   }
   // _anneal_lr runs after the step with the step count before its increment: step s + 1 takes
-  // lr * (1 - s / lr_anneal_steps).
+  // lr * (1 - s / lr_anneal_steps), s counting the resumed run's steps too.
+  const int64_t s = step_ + resume_step_;
   if (options_.lr_anneal_steps > 0) {
-    lr_ = options_.lr * (1.0 - static_cast<double>(step_) / static_cast<double>(options_.lr_anneal_steps));
+    hyper_.lr = options_.lr * (1.0 - static_cast<double>(s) / static_cast<double>(options_.lr_anneal_steps));
   }
-  out["step"] = static_cast<double>(step_);
-  out["samples"] = static_cast<double>((step_ + 1) * batch);
+  out["step"] = static_cast<double>(s);
+  out["samples"] = static_cast<double>((s + 1) * batch);
   ++step_;
   return out;
 }

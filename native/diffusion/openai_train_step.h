@@ -44,7 +44,20 @@ class OpenaiTrainStep {
   StepLog run(const at::Tensor& x0, const at::Tensor& y, const at::Tensor& t = at::Tensor(),
               const at::Tensor& weights = at::Tensor(), const at::Tensor& noise = at::Tensor());
 
+  // Steps taken by this trainer (their self.step), and the step it resumed from (their
+  // resume_step, parsed from the checkpoint's name): their logs and file names count both.
   int64_t step() const { return step_; }
+  int64_t resume_step() const { return resume_step_; }
+
+  // Their save() (openai_train_checkpoint.cc): model{N:06d}.pt (the model's state dict),
+  // ema_{rate}_{N:06d}.pt per rate (rate as Python's str(float)), opt{N:06d}.pt (AdamW's
+  // state_dict as torch.optim writes it) in dir, N = number. Returns the paths written.
+  std::vector<std::string> save(const std::string& dir, int64_t number) const;
+  // Their resume_checkpoint: loads the model's weights from model_path, takes the step from its
+  // name as parse_resume_step_from_filename does, and when that step is not 0, the optimizer
+  // state (opt{N:06d}.pt) and each rate's EMA (ema_{rate}_{N:06d}.pt) found beside it; a missing
+  // one starts fresh (an EMA as a copy of the loaded weights), as theirs.
+  void resume(const std::string& model_path);
   const std::vector<double>& ema_rate() const { return options_.ema_rate; }
   // The EMA weights of rate i, in the model's named_parameters order.
   const std::vector<at::Tensor>& ema_params(size_t i) const { return ema_.at(i); }
@@ -60,8 +73,9 @@ class OpenaiTrainStep {
   std::vector<at::Tensor> params_;
   FusedAdam adam_;
   std::vector<std::vector<at::Tensor>> ema_;
-  double lr_;
+  AdamHyper hyper_;  // lr annealed; all of it replaced by a resumed optimizer's param_group
   int64_t step_ = 0;
+  int64_t resume_step_ = 0;
 };
 
 }  // namespace gd

@@ -36,6 +36,13 @@ class FusedAdam {
   void set_hyper(const AdamHyper& h);
   // One step on the parameters that have a gradient; the others keep their state.
   void step();
+  // Parameter i's state as torch.optim keeps it: the step count (a float32 scalar tensor; 0
+  // before its first step) and the moments. These are the live tensors: copy_ into them to
+  // restore a state.
+  struct ParamState {
+    at::Tensor step, exp_avg, exp_avg_sq;
+  };
+  ParamState state(size_t i) const { return {slots_.at(i).step, slots_.at(i).exp_avg, slots_.at(i).exp_avg_sq}; }
   void save(torch::serialize::OutputArchive& archive) const;
   void load(torch::serialize::InputArchive& archive);
 

@@ -25,6 +25,8 @@ class OpenaiTrainerWrap : public Napi::ObjectWrap<OpenaiTrainerWrap> {
                            InstanceMethod<&OpenaiTrainerWrap::RunStep>("runStep"),
                            InstanceMethod<&OpenaiTrainerWrap::EmaParameters>("emaParameters"),
                            InstanceMethod<&OpenaiTrainerWrap::Step>("step"),
+                           InstanceMethod<&OpenaiTrainerWrap::ResumeStep>("resumeStep"),
+                           InstanceMethod<&OpenaiTrainerWrap::Save>("save"),
                        });
   }
 
@@ -65,6 +67,19 @@ class OpenaiTrainerWrap : public Napi::ObjectWrap<OpenaiTrainerWrap> {
   }
 
   Napi::Value Step(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(trainer_->step())); }
+  Napi::Value ResumeStep(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(trainer_->resume_step()));
+  }
+
+  // save(dir) -> the paths written, numbered as their save() after run_loop's last step.
+  Napi::Value Save(const Napi::CallbackInfo& info) {
+    GD_GUARD(info.Env(), {
+      const auto paths = trainer_->save(ToString(info[0], "dir"), trainer_->step() + trainer_->resume_step());
+      auto arr = Napi::Array::New(info.Env(), paths.size());
+      for (size_t i = 0; i < paths.size(); ++i) arr.Set(static_cast<uint32_t>(i), Napi::String::New(info.Env(), paths[i]));
+      return arr;
+    })
+  }
 
   std::shared_ptr<OpenaiTrainStep> trainer_;
 };
@@ -88,6 +103,8 @@ Napi::Value NewOpenaiTrainer(Napi::Env env, const Denoiser& denoiser, const Sche
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(ToInt(Option(o, "seed"), "seed")));
   auto trainer = std::make_shared<OpenaiTrainStep>(denoiser, schedule, parse_loss_type(ToString(Option(o, "lossType"), "lossType")),
                                                    opts, std::move(sampler), gen);
+  Napi::Value resume = Option(o, "resumeCheckpoint");
+  if (!IsMissing(resume) && !ToString(resume, "resumeCheckpoint").empty()) trainer->resume(ToString(resume, "resumeCheckpoint"));
   Napi::FunctionReference& cls = GetAddonEnv(env).openai_trainer_class;
   if (cls.IsEmpty()) cls = Napi::Persistent(OpenaiTrainerWrap::Define(env));
   OpenaiTrainerWrap::pending = &trainer;
