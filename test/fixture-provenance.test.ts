@@ -17,6 +17,7 @@ const REFERENCE: Record<string, RegExp> = {
   openai: /openai\/guided-diffusion$/,
   'openai-sampling': /openai\/guided-diffusion$/,
   'openai-training': /openai\/guided-diffusion$/,
+  'openai-resume': /openai\/guided-diffusion$/,
   lucidrains: /lucidrains\/denoising-diffusion-pytorch$/,
   'lucidrains-cfg': /lucidrains\/denoising-diffusion-pytorch$/,
   repaint: /andreas128\/RePaint$/,
