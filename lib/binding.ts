@@ -83,6 +83,13 @@ export interface NativeOpenaiTrainer {
   step(): number;
   resumeStep(): number;
   save(dir: string): string[];
+  runLoop(
+    data: Tensor,
+    labels: Tensor | undefined,
+    options: { batchSize: number; steps: number; logInterval: number; saveInterval: number; outDir: string; randomFlip: boolean },
+    onLog: (log: Record<string, number>) => void,
+    onSave: (save: { step: number; files: string[] }) => void,
+  ): { promise: Promise<{ stepsRun: number; step: number; resumeStep: number; saved: number[] }>; cancel(): void };
 }
 
 export interface NativeScheduleSampler {

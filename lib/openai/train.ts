@@ -31,9 +31,13 @@ export interface OpenAITrainFlags {
    * optimizer (opt{N}.pt) and each rate's EMA (ema_{rate}_{N}.pt) beside it are loaded when there.
    */
   resume_checkpoint?: string;
+  /** runLoop dumps their logger every this many steps; default 10. */
+  log_interval?: number | string;
+  /** runLoop saves every this many steps (and at its end); default 10000. */
+  save_interval?: number | string;
 }
 
-const FLAGS = ['lr', 'weight_decay', 'lr_anneal_steps', 'batch_size', 'microbatch', 'ema_rate', 'schedule_sampler', 'seed', 'resume_checkpoint'];
+const FLAGS = ['lr', 'weight_decay', 'lr_anneal_steps', 'batch_size', 'microbatch', 'ema_rate', 'schedule_sampler', 'seed', 'resume_checkpoint', 'log_interval', 'save_interval'];
 const snake = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
 function num(value: unknown, flag: string, integer: boolean): number {
@@ -43,7 +47,7 @@ function num(value: unknown, flag: string, integer: boolean): number {
 }
 
 /** The train flags with their defaults (their create_argparser's), keys snake_case. */
-export function trainFlags(flags: OpenAITrainFlags = {}): { lr: number; weight_decay: number; lr_anneal_steps: number; batch_size: number; microbatch: number; ema_rate: number[]; schedule_sampler: ScheduleSamplerName; seed: number; resume_checkpoint: string } {
+export function trainFlags(flags: OpenAITrainFlags = {}): { lr: number; weight_decay: number; lr_anneal_steps: number; batch_size: number; microbatch: number; ema_rate: number[]; schedule_sampler: ScheduleSamplerName; seed: number; resume_checkpoint: string; log_interval: number; save_interval: number } {
   if (flags === null || typeof flags !== 'object') throw new TypeError('TrainLoop: expected a flags object such as { lr: 1e-4 }');
   const raw: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(flags)) if (value !== undefined) raw[snake(key)] = value;
@@ -63,6 +67,8 @@ export function trainFlags(flags: OpenAITrainFlags = {}): { lr: number; weight_d
     schedule_sampler: sampler,
     seed: num(raw.seed ?? 0, 'seed', true),
     resume_checkpoint: resume,
+    log_interval: num(raw.log_interval ?? 10, 'log_interval', true),
+    save_interval: num(raw.save_interval ?? 10000, 'save_interval', true),
   };
 }
 
@@ -74,6 +80,39 @@ export interface RunStepOptions {
   weights?: Tensor;
   /** The noise of x_t, instead of a draw. */
   noise?: Tensor;
+}
+
+export interface RunLoopOptions {
+  /** Training images, float [N, C, H, W] in [-1, 1]; batches of the flags' batch_size are drawn from them. */
+  data: Tensor;
+  /** Class labels, int64 [N], of a class-conditional model. */
+  labels?: Tensor;
+  /** Steps this call takes at most (their loop has no such limit); default: until lr_anneal_steps, or until aborted. */
+  steps?: number;
+  /** Default: the flags' log_interval. */
+  logInterval?: number;
+  /** Default: the flags' save_interval. */
+  saveInterval?: number;
+  /** Where their save() writes (model{N}.pt, ema_{rate}_{N}.pt, opt{N}.pt); none: nothing is saved. */
+  outDir?: string;
+  /** Flip each drawn image left-right with probability 1/2, as their load_data; default true. */
+  randomFlip?: boolean;
+  /** Their dumpkvs: the logged keys averaged over the steps since the last dump. */
+  onLog?: (log: Record<string, number>) => void;
+  /** After each save: N of the files' names, and their paths. */
+  onSave?: (save: { step: number; files: string[] }) => void;
+  /** Aborting ends the run after the current step (with its log and save); the promise rejects with an AbortError. */
+  signal?: AbortSignal;
+}
+
+export interface RunLoopResult {
+  /** Steps this call took. */
+  stepsRun: number;
+  /** Steps this TrainLoop has taken, and the step it resumed from. */
+  step: number;
+  resumeStep: number;
+  /** N of each checkpoint written, in order. */
+  saved: number[];
 }
 
 /**
@@ -104,6 +143,47 @@ export class TrainLoop {
   /** The EMA weights of the i-th rate of ema_rate, by parameter name (new tensors: dispose them). */
   emaParameters(index: number): Record<string, Tensor> {
     return this.native.emaParameters(index);
+  }
+
+  /**
+   * Their run_loop, natively on a thread of its own: batches drawn from data (reshuffled each
+   * pass, the last partial batch dropped, random flips), a step each, their logger dumped every
+   * logInterval steps (their self.step % log_interval == 0, so after the first step too) and
+   * their save() every saveInterval steps and at the end unless the last step saved; the run
+   * ends at lr_anneal_steps (counting resumed steps), after `steps`, or on abort (no end save).
+   * Checkpoints are numbered as theirs: a save during the run after step k (from 0) is N = k,
+   * the save at the end N = the steps taken.
+   */
+  runLoop(options: RunLoopOptions): Promise<RunLoopResult> {
+    if (options === null || typeof options !== 'object') return Promise.reject(new TypeError('runLoop: expected an options object such as { data, steps }'));
+    if (options.signal?.aborted) return Promise.reject(Object.assign(new Error('training was aborted'), { name: 'AbortError' }));
+    let handle: ReturnType<NativeOpenaiTrainer['runLoop']>;
+    try {
+      checkOptionKeys<RunLoopOptions>('runLoop', options, {
+        data: true, labels: true, steps: true, logInterval: true, saveInterval: true, outDir: true, randomFlip: true, onLog: true, onSave: true, signal: true,
+      });
+      if (!(options.data instanceof Tensor)) throw new TypeError('runLoop: options.data must be a Tensor of images [N, C, H, W]');
+      if (options.labels !== undefined && !(options.labels instanceof Tensor)) throw new TypeError('runLoop: options.labels must be an int64 Tensor [N]');
+      const int = (v: unknown, name: string, min: number): number => {
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new RangeError(`runLoop: ${name} must be an integer >= ${min}; got ${String(v)}`);
+        return v;
+      };
+      if (options.outDir !== undefined && (typeof options.outDir !== 'string' || options.outDir === '')) throw new TypeError('runLoop: outDir must be a folder path');
+      handle = this.native.runLoop(options.data, options.labels, {
+        batchSize: this.flags.batch_size,
+        steps: int(options.steps ?? 0, 'steps', 0),
+        logInterval: int(options.logInterval ?? this.flags.log_interval, 'logInterval', 1),
+        saveInterval: int(options.saveInterval ?? this.flags.save_interval, 'saveInterval', 1),
+        outDir: options.outDir ?? '',
+        randomFlip: options.randomFlip ?? true,
+      }, (log) => options.onLog?.(log), (s) => options.onSave?.(s));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const signal = options.signal;
+    const onAbort = (): void => handle.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    return handle.promise.finally(() => signal?.removeEventListener('abort', onAbort));
   }
 
   /** Steps taken by this loop (their self.step; a resumed run starts again at 0). */

@@ -16,22 +16,6 @@ std::vector<at::Tensor> model_parameters(const torch::jit::Module& model) {
   return out;
 }
 
-// Their logger's logkv_mean: each call one value, the step's log their mean.
-class MeanLog {
- public:
-  void add(const std::string& key, double value) {
-    auto& [sum, count] = acc_[key];
-    sum += value;
-    ++count;
-  }
-  void into(StepLog& log) const {
-    for (const auto& [key, acc] : acc_) log[key] = acc.first / static_cast<double>(acc.second);
-  }
-
- private:
-  std::map<std::string, std::pair<double, int64_t>> acc_;
-};
-
 // log_loss_dict: each term's weighted mean, and each sample's value under its quartile of t.
 void log_terms(MeanLog& log, const std::vector<std::pair<std::string, at::Tensor>>& terms, const at::Tensor& t,
                int64_t timesteps) {
@@ -151,10 +135,11 @@ StepLog OpenaiTrainStep::run(const at::Tensor& x0, const at::Tensor& y, const at
       grad_sq += gn * gn;
     }
   }
+  log.add("grad_norm", std::sqrt(grad_sq));
+  log.add("param_norm", std::sqrt(param_sq));
+  window_.add(log);
   StepLog out;
   log.into(out);
-  out["grad_norm"] = std::sqrt(grad_sq);
-  out["param_norm"] = std::sqrt(param_sq);
 
   adam_.set_hyper(hyper_);
   adam_.step();
@@ -171,7 +156,15 @@ StepLog OpenaiTrainStep::run(const at::Tensor& x0, const at::Tensor& y, const at
   }
   out["step"] = static_cast<double>(s);
   out["samples"] = static_cast<double>((s + 1) * batch);
+  last_counts_ = {{"step", out["step"]}, {"samples", out["samples"]}};
   ++step_;
+  return out;
+}
+
+StepLog OpenaiTrainStep::dump_log() {
+  StepLog out = last_counts_;
+  window_.into(out);
+  window_.clear();
   return out;
 }
 

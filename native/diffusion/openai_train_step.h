@@ -33,6 +33,29 @@ struct OpenaiTrainOptions {
 // grad_norm, param_norm, step, samples.
 using StepLog = std::map<std::string, double>;
 
+// Their logger's logkv_mean: each call one value; a dump gives each key's mean since the last.
+class MeanLog {
+ public:
+  void add(const std::string& key, double value) {
+    auto& [sum, count] = acc_[key];
+    sum += value;
+    ++count;
+  }
+  void add(const MeanLog& other) {
+    for (const auto& [key, acc] : other.acc_) {
+      acc_[key].first += acc.first;
+      acc_[key].second += acc.second;
+    }
+  }
+  void into(StepLog& log) const {
+    for (const auto& [key, acc] : acc_) log[key] = acc.first / static_cast<double>(acc.second);
+  }
+  void clear() { acc_.clear(); }
+
+ private:
+  std::map<std::string, std::pair<double, int64_t>> acc_;
+};
+
 class OpenaiTrainStep {
  public:
   // Trains denoiser.module()'s parameters (all of them, in named_parameters order).
@@ -48,6 +71,11 @@ class OpenaiTrainStep {
   // resume_step, parsed from the checkpoint's name): their logs and file names count both.
   int64_t step() const { return step_; }
   int64_t resume_step() const { return resume_step_; }
+  // Their dumpkvs: the logged keys averaged over every step since the last dump (step and
+  // samples: the last step's), then forgotten.
+  StepLog dump_log();
+  at::Generator generator() const { return generator_; }
+  int64_t lr_anneal_steps() const { return options_.lr_anneal_steps; }
 
   // Their save() (openai_train_checkpoint.cc): model{N:06d}.pt (the model's state dict),
   // ema_{rate}_{N:06d}.pt per rate (rate as Python's str(float)), opt{N:06d}.pt (AdamW's
@@ -76,6 +104,8 @@ class OpenaiTrainStep {
   AdamHyper hyper_;  // lr annealed; all of it replaced by a resumed optimizer's param_group
   int64_t step_ = 0;
   int64_t resume_step_ = 0;
+  MeanLog window_;  // since the last dump_log
+  StepLog last_counts_;  // step and samples of the last step
 };
 
 }  // namespace gd

@@ -9,6 +9,7 @@
 #include "diffusion/openai_train_step.h"
 #include "js/addon_env.h"
 #include "js/common.h"
+#include "js/openai_loop_job.h"
 #include "js/tensor_wrap.h"
 
 namespace gd::js {
@@ -27,6 +28,7 @@ class OpenaiTrainerWrap : public Napi::ObjectWrap<OpenaiTrainerWrap> {
                            InstanceMethod<&OpenaiTrainerWrap::Step>("step"),
                            InstanceMethod<&OpenaiTrainerWrap::ResumeStep>("resumeStep"),
                            InstanceMethod<&OpenaiTrainerWrap::Save>("save"),
+                           InstanceMethod<&OpenaiTrainerWrap::RunLoop>("runLoop"),
                        });
   }
 
@@ -41,7 +43,13 @@ class OpenaiTrainerWrap : public Napi::ObjectWrap<OpenaiTrainerWrap> {
     return IsMissing(v) ? at::Tensor() : TensorWrap::From(v, name);
   }
 
+  // The trainer belongs to a running runLoop's thread until it ends.
+  void CheckIdle(Napi::Env env, const char* what) const {
+    if (*busy_) throw Napi::Error::New(env, std::string("TrainLoop.") + what + ": a runLoop of this TrainLoop is running; wait for its promise");
+  }
+
   Napi::Value RunStep(const Napi::CallbackInfo& info) {
+    CheckIdle(info.Env(), "runStep");
     GD_GUARD(info.Env(), {
       const StepLog log = trainer_->run(TensorWrap::From(info[0], "batch"), Optional(info[1], "y"), Optional(info[2], "t"),
                                         Optional(info[3], "weights"), Optional(info[4], "noise"));
@@ -52,6 +60,7 @@ class OpenaiTrainerWrap : public Napi::ObjectWrap<OpenaiTrainerWrap> {
   }
 
   Napi::Value EmaParameters(const Napi::CallbackInfo& info) {
+    CheckIdle(info.Env(), "emaParameters");
     GD_GUARD(info.Env(), {
       const int64_t i = ToInt(info[0], "index");
       if (i < 0 || i >= static_cast<int64_t>(trainer_->ema_rate().size())) {
@@ -73,6 +82,7 @@ class OpenaiTrainerWrap : public Napi::ObjectWrap<OpenaiTrainerWrap> {
 
   // save(dir) -> the paths written, numbered as their save() after run_loop's last step.
   Napi::Value Save(const Napi::CallbackInfo& info) {
+    CheckIdle(info.Env(), "save");
     GD_GUARD(info.Env(), {
       const auto paths = trainer_->save(ToString(info[0], "dir"), trainer_->step() + trainer_->resume_step());
       auto arr = Napi::Array::New(info.Env(), paths.size());
@@ -81,7 +91,26 @@ class OpenaiTrainerWrap : public Napi::ObjectWrap<OpenaiTrainerWrap> {
     })
   }
 
+  // runLoop(data, labels?, {batchSize, steps, logInterval, saveInterval, outDir, randomFlip}, onLog, onSave) -> {promise, cancel}
+  Napi::Value RunLoop(const Napi::CallbackInfo& info) {
+    CheckIdle(info.Env(), "runLoop");
+    GD_GUARD(info.Env(), {
+      const Napi::Value o = info[2];
+      OpenaiLoopOptions opts;
+      opts.batch_size = ToInt(Option(o, "batchSize"), "batchSize");
+      opts.steps = ToInt(Option(o, "steps"), "steps");
+      opts.log_interval = ToInt(Option(o, "logInterval"), "logInterval");
+      opts.save_interval = ToInt(Option(o, "saveInterval"), "saveInterval");
+      opts.out_dir = ToString(Option(o, "outDir"), "outDir");
+      opts.random_flip = ToBool(Option(o, "randomFlip"), "randomFlip");
+      at::Tensor images = TensorWrap::From(info[0], "data");
+      at::Tensor labels = Optional(info[1], "labels");
+      return StartOpenaiLoop(info.Env(), trainer_, busy_, images, labels, std::move(opts), info[3], info[4]);
+    })
+  }
+
   std::shared_ptr<OpenaiTrainStep> trainer_;
+  std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 thread_local std::shared_ptr<OpenaiTrainStep>* OpenaiTrainerWrap::pending = nullptr;
