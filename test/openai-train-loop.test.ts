@@ -52,7 +52,7 @@ describe('openai TrainLoop.runLoop', () => {
   });
 
   it('lr_anneal_steps ends the run; a run resumed from a saved step continues to it as theirs (their numbering: model{k} holds k + 1 steps)', async () => {
-    const dir = fs.mkdtempSync(path.join(tmp, 'anneal-'));
+    const dir = path.join(tmp, 'anneal', 'made-by-runLoop');
     const data = torch.rand([8, 3, 8, 8]).mul(2).sub(1);
     const labels = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7]);
     const flags = { lr: 1e-3, batch_size: 4, lr_anneal_steps: 6, save_interval: 4, ema_rate: '0.9' };

@@ -93,7 +93,7 @@ export interface RunLoopOptions {
   logInterval?: number;
   /** Default: the flags' save_interval. */
   saveInterval?: number;
-  /** Where their save() writes (model{N}.pt, ema_{rate}_{N}.pt, opt{N}.pt); none: nothing is saved. */
+  /** Where their save() writes (model{N}.pt, ema_{rate}_{N}.pt, opt{N}.pt), made when missing; none: nothing is saved. */
   outDir?: string;
   /** Flip each drawn image left-right with probability 1/2, as their load_data; default true. */
   randomFlip?: boolean;

@@ -1,6 +1,8 @@
 #include "diffusion/openai_train_loop.h"
 
+#include <filesystem>
 #include <stdexcept>
+#include <system_error>
 
 namespace gd {
 
@@ -57,6 +59,12 @@ OpenaiLoopResult run_openai_loop(OpenaiTrainStep& trainer, const at::Tensor& ima
   }
   if (o.log_interval < 1 || o.save_interval < 1) throw std::invalid_argument("log_interval and save_interval must be >= 1");
   if (o.steps < 0) throw std::invalid_argument("steps must be >= 0");
+  if (!o.out_dir.empty()) {
+    // As their logger.configure(dir) does: the folder is made when missing.
+    std::error_code ec;
+    std::filesystem::create_directories(o.out_dir, ec);
+    if (ec) throw std::runtime_error("outDir " + o.out_dir + " cannot be made: " + ec.message());
+  }
   const at::Tensor y_all = labels.defined() ? labels.to(at::kLong) : at::Tensor();
   Batches batches(images, y_all, o.batch_size, o.random_flip, trainer.generator());
   const int64_t anneal = trainer.lr_anneal_steps();
