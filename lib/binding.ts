@@ -84,12 +84,18 @@ export interface NativeOpenaiTrainer {
   resumeStep(): number;
   save(dir: string): string[];
   runLoop(
-    data: Tensor,
+    data: Tensor | undefined,
     labels: Tensor | undefined,
     options: { batchSize: number; steps: number; logInterval: number; saveInterval: number; outDir: string; randomFlip: boolean },
     onLog: (log: Record<string, number>) => void,
     onSave: (save: { step: number; files: string[] }) => void,
-  ): { promise: Promise<{ stepsRun: number; step: number; resumeStep: number; saved: number[] }>; cancel(): void };
+  ): {
+    promise: Promise<{ stepsRun: number; step: number; resumeStep: number; saved: number[] }>;
+    cancel(): void;
+    /** Only when data is undefined. */
+    push?(batch: Tensor, y: Tensor | undefined): Promise<boolean>;
+    close?(): void;
+  };
 }
 
 export interface NativeScheduleSampler {

@@ -121,4 +121,54 @@ describe('openai TrainLoop.runLoop', () => {
     assert.strictEqual(r.stepsRun, 2);
     [net, data, labels].forEach((x) => x.dispose());
   });
+
+  it('batches from an (async) iterable: taken in order, each once (the weights of runStep on the same batches), the run ending with them; a throwing iterable rejects the run with its error', async () => {
+    const make = (k: number): { batch: ReturnType<typeof torch.rand>; y: ReturnType<typeof torch.tensor> } => {
+      torch.manualSeed(50 + k);
+      return { batch: torch.rand([4, 3, 8, 8]).mul(2).sub(1), y: torch.tensor([k % 10, 1, 2, 3]) };
+    };
+    const list = [0, 1, 2, 3, 4].map(make);
+    const flags = { lr: 1e-3, batch_size: 4, seed: 9, save_interval: 3, ema_rate: '0.9' };
+    const a = jit.load(NET);
+    const viaLoop = new openai.TrainLoop(openai.createGaussianDiffusion(a, { learn_sigma: true, image_size: 8 }), flags);
+    async function* gen(): AsyncGenerator<{ batch: ReturnType<typeof torch.rand>; y: ReturnType<typeof torch.tensor> }> {
+      for (const b of list) {
+        await new Promise((r) => setImmediate(r));
+        yield b;
+      }
+    }
+    const dir = path.join(tmp, 'batches');
+    const r = await viaLoop.runLoop({ batches: gen(), outDir: dir, logInterval: 1 });
+    assert.deepStrictEqual(r, { stepsRun: 5, step: 5, resumeStep: 0, saved: [0, 3, 5] });
+    const b = jit.load(NET);
+    const viaSteps = new openai.TrainLoop(openai.createGaussianDiffusion(b, { learn_sigma: true, image_size: 8 }), flags);
+    for (const x of list) viaSteps.runStep(x.batch, { y: x.y });
+    let worst = 0;
+    torch.tidy(() => {
+      const pa = a.namedParameters();
+      const pb = b.namedParameters();
+      for (const k of Object.keys(pa)) {
+        const u = pa[k].data() as Float32Array;
+        const v = pb[k].data() as Float32Array;
+        for (let i = 0; i < u.length; i++) worst = Math.max(worst, Math.abs(u[i] - v[i]));
+      }
+    });
+    console.log(`      5 batches from an async generator: the weights of 5 runStep calls on them within ${worst}; saved ${r.saved.join(', ')}`);
+    assert.strictEqual(worst, 0);
+    // A plain array is an iterable too; steps stops before it ends.
+    const r2 = await viaSteps.runLoop({ batches: list, steps: 2 });
+    assert.strictEqual(r2.stepsRun, 2);
+    function* broken(): Generator<{ batch: ReturnType<typeof torch.rand>; y: ReturnType<typeof torch.tensor> }> {
+      yield list[0];
+      throw new Error('the data source broke');
+    }
+    await assert.rejects(viaSteps.runLoop({ batches: broken() }), /the data source broke/);
+    await assert.rejects(viaSteps.runLoop({ batches: [{ batch: list[0].batch, label: list[0].y }] as never }), /runLoop: batch 0 of batches: unknown option 'label'/);
+    await assert.rejects(viaSteps.runLoop({ batches: list, data: list[0].batch }), /runLoop: give either data \(a Tensor of images\) or batches/);
+    [a, b].forEach((m) => m.dispose());
+    list.forEach((x) => {
+      x.batch.dispose();
+      x.y.dispose();
+    });
+  });
 });

@@ -15,4 +15,4 @@ export type { Flags, FlagValue } from './flags';
 export { createGaussianDiffusion, createModelAndDiffusion, spaceTimesteps } from './diffusion';
 export type { OpenAIDiffusionFlags } from './diffusion';
 export { TrainLoop, trainFlags } from './train';
-export type { OpenAITrainFlags, RunStepOptions, RunLoopOptions, RunLoopResult } from './train';
+export type { OpenAITrainFlags, RunStepOptions, RunLoopOptions, RunLoopResult, TrainBatch } from './train';

@@ -82,9 +82,21 @@ export interface RunStepOptions {
   noise?: Tensor;
 }
 
+/** A batch of runLoop's `batches`: images [B, C, H, W] in [-1, 1] and, for a class-conditional model, labels. */
+export interface TrainBatch {
+  batch: Tensor;
+  y?: Tensor;
+}
+
 export interface RunLoopOptions {
   /** Training images, float [N, C, H, W] in [-1, 1]; batches of the flags' batch_size are drawn from them. */
-  data: Tensor;
+  data?: Tensor;
+  /**
+   * Instead of data: the batches themselves, from an iterable or async iterable (a generator
+   * reading files, say), taken as they come, at most two ahead of the loop; the run ends when it
+   * ends. The tensors must stay alive until the loop has taken them.
+   */
+  batches?: Iterable<TrainBatch> | AsyncIterable<TrainBatch>;
   /** Class labels, int64 [N], of a class-conditional model. */
   labels?: Tensor;
   /** Steps this call takes at most (their loop has no such limit); default: until lr_anneal_steps, or until aborted. */
@@ -113,6 +125,29 @@ export interface RunLoopResult {
   resumeStep: number;
   /** N of each checkpoint written, in order. */
   saved: number[];
+}
+
+// Feeds runLoop's batches to the native loop, at most two ahead of it, and closes the queue at the
+// end of the iterable; an error (the iterable's, or a bad batch) the caller turns into the run's
+// rejection.
+async function pump(batches: Iterable<TrainBatch> | AsyncIterable<TrainBatch>, handle: ReturnType<NativeOpenaiTrainer['runLoop']>): Promise<void> {
+  const push = handle.push as NonNullable<typeof handle.push>;
+  const ahead: Promise<boolean>[] = [];
+  if (batches === null || typeof batches !== 'object' || !(Symbol.asyncIterator in batches || Symbol.iterator in batches)) {
+    throw new TypeError('runLoop: batches must be an iterable or async iterable of { batch, y }');
+  }
+  let k = 0;
+  for await (const b of batches as AsyncIterable<TrainBatch>) {
+    if (b === null || typeof b !== 'object' || !(b.batch instanceof Tensor) || (b.y !== undefined && !(b.y instanceof Tensor))) {
+      throw new TypeError(`runLoop: batch ${k} of batches is not { batch: Tensor, y?: Tensor }`);
+    }
+    checkOptionKeys<TrainBatch>(`runLoop: batch ${k} of batches`, b, { batch: true, y: true });
+    ahead.push(push(b.batch, b.y));
+    k++;
+    if (ahead.length >= 2 && !(await ahead.shift())) break;  // the run has ended
+  }
+  // Only at a normal end: on an error the run is cancelled instead (closing would end it well).
+  (handle.close as NonNullable<typeof handle.close>)();
 }
 
 /**
@@ -160,10 +195,12 @@ export class TrainLoop {
     let handle: ReturnType<NativeOpenaiTrainer['runLoop']>;
     try {
       checkOptionKeys<RunLoopOptions>('runLoop', options, {
-        data: true, labels: true, steps: true, logInterval: true, saveInterval: true, outDir: true, randomFlip: true, onLog: true, onSave: true, signal: true,
+        data: true, batches: true, labels: true, steps: true, logInterval: true, saveInterval: true, outDir: true, randomFlip: true, onLog: true, onSave: true, signal: true,
       });
-      if (!(options.data instanceof Tensor)) throw new TypeError('runLoop: options.data must be a Tensor of images [N, C, H, W]');
+      if ((options.data === undefined) === (options.batches === undefined)) throw new TypeError('runLoop: give either data (a Tensor of images) or batches (an iterable of { batch, y })');
+      if (options.data !== undefined && !(options.data instanceof Tensor)) throw new TypeError('runLoop: options.data must be a Tensor of images [N, C, H, W]');
       if (options.labels !== undefined && !(options.labels instanceof Tensor)) throw new TypeError('runLoop: options.labels must be an int64 Tensor [N]');
+      if (options.batches !== undefined && options.labels !== undefined) throw new TypeError('runLoop: with batches, labels come in each batch as y');
       const int = (v: unknown, name: string, min: number): number => {
         if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new RangeError(`runLoop: ${name} must be an integer >= ${min}; got ${String(v)}`);
         return v;
@@ -183,7 +220,18 @@ export class TrainLoop {
     const signal = options.signal;
     const onAbort = (): void => handle.cancel();
     signal?.addEventListener('abort', onAbort, { once: true });
-    return handle.promise.finally(() => signal?.removeEventListener('abort', onAbort));
+    let pumpError: { error: unknown } | undefined;
+    if (options.batches !== undefined) {
+      pump(options.batches, handle).catch((error) => {
+        pumpError = { error };
+        handle.cancel();
+      });
+    }
+    return handle.promise
+      .catch((err) => {
+        throw pumpError ? pumpError.error : err;
+      })
+      .finally(() => signal?.removeEventListener('abort', onAbort));
   }
 
   /** Steps taken by this loop (their self.step; a resumed run starts again at 0). */

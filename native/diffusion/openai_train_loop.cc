@@ -1,6 +1,7 @@
 #include "diffusion/openai_train_loop.h"
 
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <system_error>
 
@@ -47,15 +48,17 @@ class Batches {
 
 OpenaiLoopResult run_openai_loop(OpenaiTrainStep& trainer, const at::Tensor& images, const at::Tensor& labels,
                                  const OpenaiLoopOptions& o) {
-  if (!images.defined() || images.dim() != 4 || !images.is_floating_point()) {
-    throw std::invalid_argument("data must be float images [N, C, H, W] in [-1, 1]");
-  }
-  if (o.batch_size < 1 || o.batch_size > images.size(0)) {
-    throw std::invalid_argument("batch_size must be in [1, " + std::to_string(images.size(0)) + "] (the images in data); got " +
-                                std::to_string(o.batch_size));
-  }
-  if (labels.defined() && (labels.dim() != 1 || labels.size(0) != images.size(0))) {
-    throw std::invalid_argument("labels must be int64 [N] with one label per image of data (" + std::to_string(images.size(0)) + ")");
+  if (!o.next_batch) {
+    if (!images.defined() || images.dim() != 4 || !images.is_floating_point()) {
+      throw std::invalid_argument("data must be float images [N, C, H, W] in [-1, 1]");
+    }
+    if (o.batch_size < 1 || o.batch_size > images.size(0)) {
+      throw std::invalid_argument("batch_size must be in [1, " + std::to_string(images.size(0)) + "] (the images in data); got " +
+                                  std::to_string(o.batch_size));
+    }
+    if (labels.defined() && (labels.dim() != 1 || labels.size(0) != images.size(0))) {
+      throw std::invalid_argument("labels must be int64 [N] with one label per image of data (" + std::to_string(images.size(0)) + ")");
+    }
   }
   if (o.log_interval < 1 || o.save_interval < 1) throw std::invalid_argument("log_interval and save_interval must be >= 1");
   if (o.steps < 0) throw std::invalid_argument("steps must be >= 0");
@@ -66,7 +69,8 @@ OpenaiLoopResult run_openai_loop(OpenaiTrainStep& trainer, const at::Tensor& ima
     if (ec) throw std::runtime_error("outDir " + o.out_dir + " cannot be made: " + ec.message());
   }
   const at::Tensor y_all = labels.defined() ? labels.to(at::kLong) : at::Tensor();
-  Batches batches(images, y_all, o.batch_size, o.random_flip, trainer.generator());
+  std::optional<Batches> batches;
+  if (!o.next_batch) batches.emplace(images, y_all, o.batch_size, o.random_flip, trainer.generator());
   const int64_t anneal = trainer.lr_anneal_steps();
   OpenaiLoopResult result;
   auto save = [&](int64_t number) {
@@ -78,8 +82,15 @@ OpenaiLoopResult run_openai_loop(OpenaiTrainStep& trainer, const at::Tensor& ima
   trainer.dump_log();  // what runStep calls logged before belongs to no dump of this run
   while (anneal == 0 || trainer.step() + trainer.resume_step() < anneal) {
     if (o.steps > 0 && result.steps_run == o.steps) break;
-    auto [x, y] = batches.next();
-    trainer.run(x, y);
+    std::pair<at::Tensor, at::Tensor> batch;
+    if (batches) {
+      batch = batches->next();
+    } else {
+      auto given = o.next_batch();
+      if (!given) break;
+      batch = std::move(*given);
+    }
+    trainer.run(batch.first, batch.second);
     ++result.steps_run;
     // Their self.step during the step: the count before run_loop's increment.
     const int64_t s = trainer.step() - 1;

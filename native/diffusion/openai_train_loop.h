@@ -8,7 +8,9 @@
 #include <ATen/ATen.h>
 
 #include <functional>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "diffusion/openai_train_step.h"
@@ -29,6 +31,9 @@ struct OpenaiLoopOptions {
   std::function<void(int64_t, const std::vector<std::string>&)> on_save;
   // Called after each step (and its log and save); throws to stop the run there.
   std::function<void()> after_step;
+  // Instead of images: the next batch (images, labels or undefined), or nothing when the data
+  // has ended, which ends the run as lr_anneal_steps would.
+  std::function<std::optional<std::pair<at::Tensor, at::Tensor>>()> next_batch;
 };
 
 struct OpenaiLoopResult {
@@ -36,7 +41,8 @@ struct OpenaiLoopResult {
   std::vector<int64_t> saved;  // the numbers of the checkpoints written, in order
 };
 
-// images: float [N, C, H, W] in [-1, 1]; labels: int64 [N] or undefined (unconditional).
+// images: float [N, C, H, W] in [-1, 1]; labels: int64 [N] or undefined (unconditional). Both
+// undefined when options.next_batch gives the batches.
 OpenaiLoopResult run_openai_loop(OpenaiTrainStep& trainer, const at::Tensor& images, const at::Tensor& labels,
                                  const OpenaiLoopOptions& options);
 

@@ -1,7 +1,15 @@
 #include "js/openai_loop_job.h"
 
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <optional>
+#include <mutex>
+
 #include "js/common.h"
 #include "js/js_job.h"
+#include "js/tensor_wrap.h"
 
 namespace gd::js {
 
@@ -20,7 +28,58 @@ class OpenaiLoopJob : public JsJob {
 
   Napi::FunctionReference on_log, on_save;
 
+  // JS thread: queues a batch for the loop thread; the promise settles when it is taken.
+  Napi::Value Push(Napi::Env env, at::Tensor x, at::Tensor y) {
+    auto deferred = Napi::Promise::Deferred::New(env);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (closed_ || ended_) {
+        deferred.Resolve(Napi::Boolean::New(env, false));
+        return deferred.Promise();
+      }
+      queue_.push_back({next_id_, std::move(x), std::move(y)});
+    }
+    waiting_.emplace(next_id_++, deferred);
+    ready_.notify_one();
+    return deferred.Promise();
+  }
+  void Close() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      closed_ = true;
+    }
+    ready_.notify_one();
+  }
+
  private:
+  struct Pushed {
+    int64_t id;
+    at::Tensor x, y;
+  };
+
+  // Loop thread: the next pushed batch, waiting for one (and noticing an abort meanwhile).
+  std::optional<std::pair<at::Tensor, at::Tensor>> NextPushed() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (queue_.empty() && !closed_) {
+      if (cancelled()) throw JobAborted();
+      ready_.wait_for(lock, std::chrono::milliseconds(10));
+    }
+    if (queue_.empty()) return std::nullopt;
+    Pushed p = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    const int64_t id = p.id;
+    PostToJs([this, id](Napi::Env env) { Settle(env, id, true); });
+    return std::make_pair(std::move(p.x), std::move(p.y));
+  }
+
+  void Settle(Napi::Env env, int64_t id, bool taken) {
+    auto it = waiting_.find(id);
+    if (it == waiting_.end()) return;
+    it->second.Resolve(Napi::Boolean::New(env, taken));
+    waiting_.erase(it);
+  }
+
   void Work() override {
     struct Idle {
       std::atomic<bool>& busy;
@@ -44,6 +103,7 @@ class OpenaiLoopJob : public JsJob {
     options_.after_step = [this] {
       if (cancelled()) throw JobAborted();
     };
+    if (pushed_) options_.next_batch = [this] { return NextPushed(); };
     result_ = run_openai_loop(*trainer_, images_, labels_, options_);
   }
 
@@ -78,7 +138,26 @@ class OpenaiLoopJob : public JsJob {
   void BeforeSettle() override {
     on_log.Reset();
     on_save.Reset();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ended_ = true;
+      queue_.clear();
+    }
+    // Batches the run never took: their pushes settle false.
+    for (auto& [id, deferred] : waiting_) deferred.Resolve(Napi::Boolean::New(deferred.Env(), false));
+    waiting_.clear();
   }
+
+ public:
+  bool pushed_ = false;
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<Pushed> queue_;
+  bool closed_ = false, ended_ = false;
+  std::map<int64_t, Napi::Promise::Deferred> waiting_;  // JS thread only
+  int64_t next_id_ = 0;
 
   std::shared_ptr<OpenaiTrainStep> trainer_;
   std::shared_ptr<std::atomic<bool>> busy_;
@@ -91,17 +170,40 @@ class OpenaiLoopJob : public JsJob {
 
 Napi::Object StartOpenaiLoop(Napi::Env env, std::shared_ptr<OpenaiTrainStep> trainer, std::shared_ptr<std::atomic<bool>> busy,
                              at::Tensor images, at::Tensor labels, OpenaiLoopOptions options, Napi::Value on_log,
-                             Napi::Value on_save) {
+                             Napi::Value on_save, bool pushed) {
   auto job = std::make_shared<OpenaiLoopJob>(env, std::move(trainer), busy, std::move(images), std::move(labels), std::move(options));
   if (on_log.IsFunction()) job->on_log = Napi::Persistent(on_log.As<Napi::Function>());
   if (on_save.IsFunction()) job->on_save = Napi::Persistent(on_save.As<Napi::Function>());
+  job->pushed_ = pushed;
   *busy = true;
+  Napi::Object handle;
   try {
-    return JsJob::Start(env, job);
+    handle = JsJob::Start(env, job);
   } catch (...) {
     *busy = false;
     throw;
   }
+  if (pushed) {
+    std::weak_ptr<OpenaiLoopJob> weak = job;
+    handle.Set("push", Napi::Function::New(env, [weak](const Napi::CallbackInfo& info) -> Napi::Value {
+                 GD_GUARD(info.Env(), {
+                   at::Tensor x = TensorWrap::From(info[0], "batch");
+                   at::Tensor y = IsMissing(info[1]) ? at::Tensor() : TensorWrap::From(info[1], "y");
+                   auto job = weak.lock();
+                   if (!job) {
+                     auto done = Napi::Promise::Deferred::New(info.Env());
+                     done.Resolve(Napi::Boolean::New(info.Env(), false));
+                     return done.Promise();
+                   }
+                   return job->Push(info.Env(), std::move(x), std::move(y));
+                 })
+               }));
+    handle.Set("close", Napi::Function::New(env, [weak](const Napi::CallbackInfo& info) -> Napi::Value {
+                 if (auto job = weak.lock()) job->Close();
+                 return info.Env().Undefined();
+               }));
+  }
+  return handle;
 }
 
 }  // namespace gd::js

@@ -12,9 +12,12 @@
 namespace gd::js {
 
 // Starts the run; returns {promise, cancel()}. `busy` is true from now until the run no longer
-// touches the trainer (the trainer's other methods refuse to run meanwhile).
+// touches the trainer (the trainer's other methods refuse to run meanwhile). With `pushed` (no
+// images), the batches come from JS: the object also has push(batch, y?) -> Promise<boolean>
+// (true once the loop has taken that batch, false if the run ended first) and close() (no more
+// batches: the run ends when it has taken those pushed).
 Napi::Object StartOpenaiLoop(Napi::Env env, std::shared_ptr<OpenaiTrainStep> trainer, std::shared_ptr<std::atomic<bool>> busy,
                              at::Tensor images, at::Tensor labels, OpenaiLoopOptions options, Napi::Value on_log,
-                             Napi::Value on_save);
+                             Napi::Value on_save, bool pushed);
 
 }  // namespace gd::js

@@ -103,9 +103,11 @@ class OpenaiTrainerWrap : public Napi::ObjectWrap<OpenaiTrainerWrap> {
       opts.save_interval = ToInt(Option(o, "saveInterval"), "saveInterval");
       opts.out_dir = ToString(Option(o, "outDir"), "outDir");
       opts.random_flip = ToBool(Option(o, "randomFlip"), "randomFlip");
-      at::Tensor images = TensorWrap::From(info[0], "data");
+      // No data: the batches are pushed from JS.
+      const bool pushed = IsMissing(info[0]);
+      at::Tensor images = pushed ? at::Tensor() : TensorWrap::From(info[0], "data");
       at::Tensor labels = Optional(info[1], "labels");
-      return StartOpenaiLoop(info.Env(), trainer_, busy_, images, labels, std::move(opts), info[3], info[4]);
+      return StartOpenaiLoop(info.Env(), trainer_, busy_, images, labels, std::move(opts), info[3], info[4], pushed);
     })
   }
 
