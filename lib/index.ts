@@ -24,6 +24,8 @@ export type { ReadStateDictOptions, WriteStateDictOptions } from './checkpoint';
 export { trainDiffusion, trainClassifier, loadFashionMnist } from './train';
 export type { TrainOptions, DiffusionTrainOptions, ClassifierTrainOptions, TrainResult, TrainProgress, FashionMnist } from './train';
 export { saveImage, toPNG, loadImage } from './image';
+export { loadImageFolder, listImageFiles } from './image-folder';
+export type { ImageFolder, ImageFolderOptions } from './image-folder';
 export type { ImageGridOptions, LoadImageOptions } from './image';
 export { repaintSchedule } from './editing';
 export type { EditOptions } from './editing';
