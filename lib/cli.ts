@@ -15,6 +15,7 @@ import { DEFAULT_MODEL, loadPretrained } from './pretrained';
 import { trainRecipePart } from './recipe';
 import { checkFastSteps, CliError, existing, flagName, MAX_IMAGES, progressReporter, SamplerFlags, samplerOptions, stepsText, writableOut } from './cli-util';
 import { OpenAISampleOptions, sampleOpenAI } from './cli-openai';
+import { trainOpenAI } from './cli-train-openai';
 import { isFastSampler, SAMPLERS } from './samplers';
 import { Tensor } from './tensor';
 import * as torch from './torch';
@@ -327,16 +328,35 @@ export function buildProgram(): Command {
     });
   program
     .command('train')
-    .description('retrain the shipped Fashion-MNIST model with its recipe (needs apt-get install dataset-fashion-mnist)')
-    .argument('<part>', 'unet, classifier or all')
-    .option('--steps <n>', 'steps to reach (default: the recipe)', int('--steps'))
+    .description('retrain the shipped Fashion-MNIST model with its recipe (needs apt-get install dataset-fashion-mnist), ' +
+      'or with --openai train an openai/guided-diffusion model on a folder of images as their image_train.py')
+    .argument('[part]', 'unet, classifier or all (the shipped model\'s recipe; not with --openai)')
+    .option('--openai <flags>', 'their README\'s "$MODEL_FLAGS $DIFFUSION_FLAGS $TRAIN_FLAGS" as one string: train as image_train.py')
+    .option('--data-dir <dir>', 'with --openai: the images (.png/.jpg/.jpeg/.gif, recursively; class from the name before the first _)')
+    .option('--skip-bad-files', 'with --openai: leave out images that do not decode (default: stop, naming the file)')
+    .option('--seed <n>', 'with --openai: seed of the fresh weights and of the draws of batches, timesteps and noise (reproducible runs)', int('--seed', 0))
+    .option('--steps <n>', 'steps to reach (default: the recipe); with --openai: steps to take (default: until lr_anneal_steps, or Ctrl-C)', int('--steps'))
     .option('--minutes <m>', 'stop each part after this long', num('--minutes'))
     .option('--limit <n>', 'train on the first N images only', int('--limit'))
-    .option('--out-dir <dir>', 'where to install the model (default: the package\'s models/fashion-mnist)')
+    .option('--out-dir <dir>', 'where to install the model (default: the package\'s models/fashion-mnist); with --openai: where checkpoints go (their OPENAI_LOGDIR)')
     .option('--cache-dir <dir>', 'where checkpoints go and resume from (default: .gd-cache/train)')
     .option('--threads <n>', 'LibTorch intra-op threads', int('--threads'), 1)
     .option('--nproc-per-node <n>', 'data-parallel over n processes (the recipe\'s batch split over them: the same training)', int('--nproc-per-node'))
-    .action(async (part: string, flags: { steps?: number; minutes?: number; limit?: number; outDir?: string; cacheDir?: string; threads: number; nprocPerNode?: number }) => {
+    .action(async (part: string | undefined, flags: { steps?: number; minutes?: number; limit?: number; outDir?: string; cacheDir?: string; threads: number; nprocPerNode?: number;
+      openai?: string; dataDir?: string; skipBadFiles?: boolean; seed?: number }, cmd: Command) => {
+      if (flags.openai !== undefined) {
+        if (part !== undefined) throw new CliError(`train --openai takes no part ('${part}'): the model is the one the flags describe`);
+        const given = (option: string): boolean => cmd.getOptionValueSource(option) === 'cli';
+        const notWith = ['minutes', 'limit', 'cacheDir', 'nprocPerNode'].find(given);
+        if (notWith) throw new CliError(`${flagName(notWith)} does not apply with --openai`);
+        // Ctrl-C ends the run after its current step, as an abort: the last save stays the newest checkpoint.
+        const stop = new AbortController();
+        process.once('SIGINT', () => stop.abort());
+        return trainOpenAI({ openai: flags.openai, dataDir: flags.dataDir, outDir: flags.outDir, steps: flags.steps, threads: given('threads') ? flags.threads : undefined, skipBadFiles: flags.skipBadFiles, seed: flags.seed }, stop.signal);
+      }
+      const onlyOpenAI = (['dataDir', 'skipBadFiles', 'seed'] as const).find((k) => flags[k] !== undefined);
+      if (onlyOpenAI) throw new CliError(`${flagName(onlyOpenAI)} needs --openai "$MODEL_FLAGS $DIFFUSION_FLAGS $TRAIN_FLAGS"`);
+      if (part === undefined) throw new CliError("train needs a part (unet, classifier or all), or --openai \"$MODEL_FLAGS $DIFFUSION_FLAGS $TRAIN_FLAGS\" --data-dir DIR");
       if (!['unet', 'classifier', 'all'].includes(part)) throw new CliError(`unknown part '${part}'; expected unet, classifier or all`);
       // A time limit would stop each rank at its own step, and the others would then wait for it.
       if (flags.nprocPerNode !== undefined && flags.minutes !== undefined) throw new CliError('--minutes cannot be combined with --nproc-per-node; use --steps');

@@ -1,0 +1,117 @@
+// guided-diffusion train --openai "$MODEL_FLAGS $DIFFUSION_FLAGS $TRAIN_FLAGS" --data-dir imgs/
+// --out-dir ckpts/: openai/guided-diffusion's image_train.py, the flag strings of their README
+// taken as they are. Their logger's keys go to stderr every log_interval steps; their save()
+// writes model/ema/opt files to --out-dir (their OPENAI_LOGDIR); resume_checkpoint resumes.
+import { SingleBar } from 'cli-progress';
+import { CliError } from './cli-util';
+import { loadImageFolder } from './image-folder';
+import { createGaussianDiffusion, toBool } from './openai/diffusion';
+import { createModel, Flags, MODEL_FLAG_DEFAULTS, parseFlags } from './openai/flags';
+import { TrainLoop } from './openai/train';
+import * as torch from './torch';
+
+const DIFFUSION_FLAGS = ['learn_sigma', 'diffusion_steps', 'noise_schedule', 'timestep_respacing', 'use_kl', 'predict_xstart', 'rescale_timesteps', 'rescale_learned_sigmas'];
+// image_train.py's create_argparser, less the model and diffusion flags.
+const TRAIN_FLAGS = ['data_dir', 'schedule_sampler', 'lr', 'weight_decay', 'lr_anneal_steps', 'batch_size', 'microbatch', 'ema_rate', 'log_interval', 'save_interval', 'resume_checkpoint', 'use_fp16', 'fp16_scale_growth'];
+const LOOP_FLAGS = ['schedule_sampler', 'lr', 'weight_decay', 'lr_anneal_steps', 'batch_size', 'microbatch', 'ema_rate', 'log_interval', 'save_interval', 'resume_checkpoint'];
+const KNOWN = new Set([...Object.keys(MODEL_FLAG_DEFAULTS), ...DIFFUSION_FLAGS, ...TRAIN_FLAGS]);
+
+export interface OpenAITrainCliOptions {
+  openai: string;
+  dataDir?: string;
+  outDir?: string;
+  steps?: number;
+  threads?: number;
+  skipBadFiles?: boolean;
+  /** Seeds the fresh weights (torch.manualSeed) and the loop's draws. */
+  seed?: number;
+}
+
+function trainScriptFlags(str: string): Flags {
+  let parsed: Flags;
+  try {
+    parsed = parseFlags(str);
+  } catch (err) {
+    throw new CliError(`--openai: ${(err as Error).message.replace(/^parseFlags: /, '')}`);
+  }
+  const out: Flags = {};
+  for (const [raw, value] of Object.entries(parsed)) {
+    const name = raw.replace(/-/g, '_');
+    if (!KNOWN.has(name)) throw new CliError(`--openai: unknown flag --${raw} (not a flag of their image_train.py)`);
+    out[name] = value;
+  }
+  return out;
+}
+
+function logLine(log: Record<string, number>): string {
+  const keys = Object.keys(log).filter((k) => k !== 'step').sort();
+  return `step ${log.step} | ` + keys.map((k) => `${k} ${Number.isInteger(log[k]) ? log[k] : log[k].toPrecision(4)}`).join(' | ');
+}
+
+export async function trainOpenAI(o: OpenAITrainCliOptions, signal?: AbortSignal): Promise<void> {
+  const f = trainScriptFlags(o.openai);
+  if (f.use_fp16 !== undefined && toBool(f.use_fp16, '--use_fp16')) {
+    throw new CliError('--use_fp16 True: fp16 training with loss scaling is not supported yet; train in float32 (use_fp16 False)');
+  }
+  if (o.dataDir !== undefined && f.data_dir !== undefined && o.dataDir !== String(f.data_dir)) {
+    throw new CliError(`--data-dir ${o.dataDir} and --data_dir ${f.data_dir} in the flags disagree`);
+  }
+  const dataDir = o.dataDir ?? (f.data_dir === undefined ? undefined : String(f.data_dir));
+  if (!dataDir) throw new CliError('train --openai needs --data-dir: a folder of .png/.jpg images (classes from the file names, as their image_datasets.py)');
+  const outDir = o.outDir ?? process.env.OPENAI_LOGDIR;
+  if (!outDir) throw new CliError('train --openai needs --out-dir (or OPENAI_LOGDIR, as their logger): where checkpoints go');
+  if (o.threads) torch.setNumThreads(o.threads);
+
+  const modelFlags: Flags = {};
+  const loopFlags: Record<string, string | number> = {};
+  for (const [k, v] of Object.entries(f)) {
+    if (LOOP_FLAGS.includes(k)) loopFlags[k] = typeof v === 'boolean' ? String(v) : v;
+    else if (k !== 'data_dir' && k !== 'fp16_scale_growth') modelFlags[k] = v;
+  }
+  if (o.seed !== undefined) {
+    torch.manualSeed(o.seed);
+    loopFlags.seed = o.seed;
+  }
+  const model = createModel(modelFlags);
+  try {
+    const numClasses = model.attribute('num_classes');
+    const classCond = typeof numClasses === 'number' && numClasses > 0;
+    const imageSize = Number(modelFlags.image_size ?? MODEL_FLAG_DEFAULTS.image_size);
+    const data = await loadImageFolder(dataDir, { imageSize, classCond, channels: 3, onBadFile: o.skipBadFiles ? 'skip' : 'error' }).catch((err: Error) => {
+      throw new CliError(err.message);
+    });
+    try {
+      if (data.skipped.length > 0) process.stderr.write(`skipped ${data.skipped.length} files that do not decode, e.g. ${data.skipped[0].file}: ${data.skipped[0].reason}\n`);
+      if (classCond && data.classes!.length > (numClasses as number)) {
+        throw new CliError(`${data.classes!.length} classes in the file names, more than the model's ${numClasses}`);
+      }
+      process.stderr.write(`${data.files.length} images of ${imageSize}x${imageSize}${classCond ? `, ${data.classes!.length} classes` : ''} from ${dataDir}\n`);
+      let loop: TrainLoop;
+      try {
+        loop = new TrainLoop(createGaussianDiffusion(model, modelFlags), loopFlags);
+      } catch (err) {
+        throw new CliError((err as Error).message);
+      }
+      const bar = process.stderr.isTTY && o.steps ? new SingleBar({ format: 'training [{bar}] {value}/{total} steps | loss {loss} | {duration_formatted}', stream: process.stderr }) : undefined;
+      bar?.start(o.steps!, 0, { loss: '' });
+      const start = loop.step;
+      const run = await loop.runLoop({
+        data: data.images, labels: data.labels, steps: o.steps, outDir, signal,
+        onLog: (log) => {
+          if (bar) bar.update(log.step + 1 - start, { loss: log.loss.toPrecision(4) });
+          else process.stderr.write(logLine(log) + '\n');
+        },
+        onSave: (s) => {
+          if (!bar) process.stderr.write(`saved ${s.files.join(', ')}\n`);
+        },
+      });
+      bar?.stop();
+      process.stderr.write(`trained ${run.stepsRun} steps, to step ${run.resumeStep + run.step}; checkpoints ${run.saved.map((n) => String(n).padStart(6, '0')).join(', ')} in ${outDir}\n`);
+    } finally {
+      data.images.dispose();
+      data.labels?.dispose();
+    }
+  } finally {
+    model.dispose();
+  }
+}
