@@ -51,7 +51,8 @@ describe('CLI: train --openai (their image_train.py)', () => {
     const names = ['model', 'ema_0.9999_', 'opt'].flatMap((p) => ['000000', '000002', '000004'].map((n) => `${p}${n}.pt`)).sort();
     assert.deepStrictEqual(fs.readdirSync(out).sort(), names);
 
-    // The same run through the library.
+    // The same run through the library, on one thread as the CLI's (the sums' order is the same).
+    const threads = torch.getNumThreads();
     torch.setNumThreads(1);
     const lib = path.join(tmp, 'lib');
     const flags = openai.parseFlags(ALL);
@@ -59,7 +60,11 @@ describe('CLI: train --openai (their image_train.py)', () => {
     const { model, diffusion } = openai.createModelAndDiffusion(flags);
     const folder = await loadImageFolder(data, { imageSize: 32, classCond: true });
     const loop = new openai.TrainLoop(diffusion, { lr: 1e-3, batch_size: 8, log_interval: 2, save_interval: 2, seed: 7 });
-    await loop.runLoop({ data: folder.images, labels: folder.labels, steps: 4, outDir: lib });
+    try {
+      await loop.runLoop({ data: folder.images, labels: folder.labels, steps: 4, outDir: lib });
+    } finally {
+      torch.setNumThreads(threads);
+    }
     let same = 0;
     for (const n of names) {
       assert.ok(fs.readFileSync(path.join(out, n)).equals(fs.readFileSync(path.join(lib, n))), `${n} differs`);

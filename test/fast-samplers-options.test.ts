@@ -5,7 +5,7 @@
 import * as assert from 'assert';
 import * as path from 'path';
 import { Classifier, GaussianDiffusion, jit, openai, SampleOptions, torch, Unet } from '../lib';
-import { FIXTURES } from './helpers';
+import { collectedMemory, FIXTURES } from './helpers';
 
 const toy = jit.load(path.join(FIXTURES, 'diffusion', 'toy_model.pt'));
 const toyOut = (x: number, t: number): number => Math.tanh(x) * 0.5 + t * 0.01;
@@ -151,7 +151,7 @@ describe('fast samplers: seeds, progress, abort, memory', () => {
   });
 
   it('aborting stops a fast sampler within a step; no tensor outlives the runs', async () => {
-    const before = torch.memory();
+    const before = await collectedMemory();
     const controller = new AbortController();
     await assert.rejects(
       d.sample({ batchSize: 1, sampler: 'unipc', steps: 50, onProgress: ({ step }) => step === 2 && controller.abort(new Error('stop')), signal: controller.signal }),
@@ -159,7 +159,7 @@ describe('fast samplers: seeds, progress, abort, memory', () => {
     );
     const img = await d.sample({ batchSize: 1, sampler: 'dpm-solver', steps: 6, method: 'singlestep', order: 3, seed: 2 });
     img.dispose();
-    assert.deepStrictEqual(torch.memory(), before);
+    assert.deepStrictEqual(await collectedMemory(), before);
   });
 
   it('a JS condFn gets float timesteps and its errors reject the sample', async () => {

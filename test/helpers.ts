@@ -100,3 +100,16 @@ export function mixedTensorOp(i: number): void {
     }
   }
 }
+
+/**
+ * torch.memory() once earlier tests' garbage is collected: a tensor left to the GC by another
+ * test can be freed in the middle of this one, and a baseline that counted it is then too high.
+ */
+export async function collectedMemory(): Promise<{ tensors: number; bytes: number }> {
+  const gc = (global as { gc?: () => void }).gc;
+  for (let i = 0; i < 2; i++) {
+    gc?.();
+    for (let k = 0; k < 3; k++) await new Promise((r) => setImmediate(r));
+  }
+  return torch.memory();
+}
