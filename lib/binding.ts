@@ -82,6 +82,7 @@ export interface NativeOpenaiClassifierTrainer {
   runStep(batch: Tensor, y: Tensor, t?: Tensor, noise?: Tensor): Record<string, number>;
   evaluate(batch: Tensor, y: Tensor, t?: Tensor, noise?: Tensor): Record<string, number>;
   step(): number;
+  save(dir: string): string[];
 }
 
 export interface NativeOpenaiTrainer {

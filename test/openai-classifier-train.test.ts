@@ -4,10 +4,12 @@
 // give their logged keys and their saved weights (fixture:
 // scripts/fixtures/openai_classifier_train.py).
 import * as assert from 'assert';
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { GaussianDiffusion, openai, readStateDict, torch, Tensor } from '../lib';
-import { FIXTURES, readF32 } from './helpers';
+import { FIXTURES, readF32, testPython } from './helpers';
 
 const DIR = path.join(FIXTURES, 'openai-classifier');
 const fixture = JSON.parse(fs.readFileSync(path.join(DIR, 'classifier.json'), 'utf8'));
@@ -70,6 +72,44 @@ describe('openai ClassifierTrainLoop (classifier_train.py)', () => {
       assert.strictEqual(torch.memory().tensors, before, 'tensors left alive');
     });
   }
+
+  it('save(dir) writes their save_model files: model{N}.pt with the weights, opt{N}.pt that AdamW.load_state_dict takes', function () {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gd-classifier-ckpt-'));
+    try {
+      torch.tidy(() => {
+        const { net, diffusion } = setup();
+        const loop = new openai.ClassifierTrainLoop(net, diffusion, { ...fixture.flags });
+        assert.throws(() => loop.save(dir), /save: no step taken yet/);
+        (fixture.steps as Record<string, { y: number[]; t: number[] }>[]).forEach((s, k) => {
+          loop.runStep(tensorOf(`train${k}/batch`), int64(s.train.y), { t: int64(s.train.t), noise: tensorOf(`train${k}/noise`) });
+        });
+        assert.deepStrictEqual(loop.save(dir).map((f) => path.basename(f)), ['model000001.pt', 'opt000001.pt']);
+        const back = readStateDict(path.join(dir, 'model000001.pt'));
+        const ours = net.stateDict();
+        assert.deepStrictEqual(Object.keys(back), Object.keys(ours));
+        for (const key of Object.keys(ours)) assert.strictEqual(ours[key].sub(back[key]).abs().max().item(), 0, key);
+      });
+      if (spawnSync(testPython(), ['-c', 'import torch'], { encoding: 'utf8' }).status !== 0) return this.skip();
+      const script = `
+import sys, torch
+d = sys.argv[1]
+m = torch.load(d + "/model000001.pt", weights_only=True)
+o = torch.load(d + "/opt000001.pt", weights_only=True)
+params = [torch.nn.Parameter(t.clone()) for t in m.values()]
+opt = torch.optim.AdamW(params, lr=1, weight_decay=0)
+opt.load_state_dict(o)
+g = opt.param_groups[0]
+print(len(m), len(o["state"]), g["lr"], g["weight_decay"], g["betas"], float(opt.state[params[0]]["step"]))
+`;
+      const r = spawnSync(testPython(), ['-c', script, dir], { encoding: 'utf8' });
+      assert.strictEqual(r.status, 0, r.stderr);
+      // Their set_annealed_lr before step 1 of 2: 1e-3 * (1 - 1/2).
+      assert.strictEqual(r.stdout.trim(), '55 55 0.0005 0.05 (0.9, 0.999) 2.0');
+      console.log(`      torch.load + AdamW.load_state_dict: ${r.stdout.trim()}`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it('names bad flags, bad labels and draws given to an unnoised classifier', () => {
     torch.tidy(() => {

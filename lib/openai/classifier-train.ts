@@ -117,6 +117,16 @@ export class ClassifierTrainLoop {
     return this.native.step();
   }
 
+  /**
+   * Their save_model into dir after the steps taken: model{N}.pt (the classifier's state dict)
+   * and opt{N}.pt (AdamW's state_dict), N = the last step's index as six digits (their loop
+   * variable: 000001 after two steps). Returns the paths written.
+   */
+  save(dir: string): string[] {
+    if (typeof dir !== 'string' || dir === '') throw new TypeError(`ClassifierTrainLoop.save: expected a folder path but received ${JSON.stringify(dir)}`);
+    return this.native.save(dir);
+  }
+
   private draws(who: string, options: ClassifierStepOptions): [Tensor | undefined, Tensor | undefined] {
     if (options === null || typeof options !== 'object') throw new TypeError(`${who}: expected an options object such as { t, noise }`);
     checkOptionKeys<ClassifierStepOptions>(who, options, { t: true, noise: true });

@@ -7,6 +7,9 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <filesystem>
+
+#include "diffusion/openai_checkpoint_files.h"
 #include "diffusion/training.h"
 
 namespace gd {
@@ -118,6 +121,7 @@ StepLog OpenaiClassifierStep::run(const at::Tensor& x0, const at::Tensor& y, con
   log.add("grad_norm", grad_norm);
   log.add("param_norm", param_norm);
   adam_.set_hyper(hyper);
+  hyper_ = hyper;
   {
     at::NoGradGuard no_grad;
     adam_.step();
@@ -128,6 +132,16 @@ StepLog OpenaiClassifierStep::run(const at::Tensor& x0, const at::Tensor& y, con
   out["samples"] = static_cast<double>((step_ + 1) * x0.size(0));
   ++step_;
   return out;
+}
+
+std::vector<std::string> OpenaiClassifierStep::save(const std::string& dir) const {
+  if (step_ == 0) throw std::invalid_argument("save: no step taken yet (their save_model names the files by the last step)");
+  const std::string n = openai_step_name(step_ - 1);
+  const std::string model = (std::filesystem::path(dir) / ("model" + n + ".pt")).string();
+  const std::string opt = (std::filesystem::path(dir) / ("opt" + n + ".pt")).string();
+  checkpoints::WriteTorchSave(model, openai_state_dict(classifier_, params_));
+  checkpoints::WriteTorchSave(opt, adamw_state_dict(adam_, hyper_));
+  return {model, opt};
 }
 
 StepLog OpenaiClassifierStep::evaluate(const at::Tensor& x0, const at::Tensor& y, const at::Tensor& t, const at::Tensor& noise) {

@@ -44,6 +44,10 @@ class OpenaiClassifierStep {
                    const at::Tensor& noise = at::Tensor());
 
   int64_t step() const { return step_; }
+  // Their save_model after the steps taken: model{N:06d}.pt (the state dict) and opt{N:06d}.pt
+  // (AdamW's state_dict, lr as the last step's) in dir, N = the last step's index (their loop
+  // variable: 1 after two steps). Returns the paths written; throws before the first step.
+  std::vector<std::string> save(const std::string& dir) const;
 
  private:
   // forward_backward_log: logs into `log` under prefix; backward when training.
@@ -57,6 +61,7 @@ class OpenaiClassifierStep {
   at::Generator generator_;
   std::vector<at::Tensor> params_;
   FusedAdam adam_;
+  AdamHyper hyper_;  // the last step's (annealed lr)
   int64_t step_ = 0;
 };
 

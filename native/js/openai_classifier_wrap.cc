@@ -1,5 +1,5 @@
 // NativeOpenaiClassifierTrainer: runStep(x0, y, t?, noise?) and evaluate(x0, y, t?, noise?) ->
-// their logged keys; step().
+// their logged keys; step(); save(dir) -> the paths written.
 #include "js/openai_classifier_wrap.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -31,6 +31,7 @@ class OpenaiClassifierTrainerWrap : public Napi::ObjectWrap<OpenaiClassifierTrai
                            InstanceMethod<&OpenaiClassifierTrainerWrap::RunStep>("runStep"),
                            InstanceMethod<&OpenaiClassifierTrainerWrap::Evaluate>("evaluate"),
                            InstanceMethod<&OpenaiClassifierTrainerWrap::Step>("step"),
+                           InstanceMethod<&OpenaiClassifierTrainerWrap::Save>("save"),
                        });
   }
 
@@ -60,6 +61,15 @@ class OpenaiClassifierTrainerWrap : public Napi::ObjectWrap<OpenaiClassifierTrai
   }
 
   Napi::Value Step(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(trainer_->step())); }
+
+  Napi::Value Save(const Napi::CallbackInfo& info) {
+    GD_GUARD(info.Env(), {
+      const auto paths = trainer_->save(ToString(info[0], "dir"));
+      auto arr = Napi::Array::New(info.Env(), paths.size());
+      for (size_t i = 0; i < paths.size(); ++i) arr.Set(static_cast<uint32_t>(i), Napi::String::New(info.Env(), paths[i]));
+      return arr;
+    })
+  }
 
   std::shared_ptr<OpenaiClassifierStep> trainer_;
 };
