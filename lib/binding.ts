@@ -69,12 +69,20 @@ export interface NativeDiffusion {
   pLosses(x0: Tensor, t: Tensor, noise: Tensor): Tensor;
   trainingLosses(x0: Tensor, t: Tensor, lossType: string, noise?: Tensor, y?: Tensor): { loss: Tensor; mse?: Tensor; vb?: Tensor };
   openaiTrainer(options: object): NativeOpenaiTrainer;
+  openaiClassifierTrainer(classifier: NativeModule, options: object): NativeOpenaiClassifierTrainer;
   predict(x: Tensor, t: Tensor, y?: Tensor): { eps: Tensor; x0: Tensor; mean: Tensor; variance: Tensor; logVariance: Tensor };
   /** Steps of the (respaced) schedule, and the sampling steps. */
   timesteps(): { timesteps: number; samplingTimesteps: number };
   /** Where it samples: the device option, else the model's. */
   device(): Device;
   cudaGraph(): boolean;
+}
+
+export interface NativeOpenaiClassifierTrainer {
+  runStep(batch: Tensor, y: Tensor, t?: Tensor, noise?: Tensor): Record<string, number>;
+  evaluate(batch: Tensor, y: Tensor, t?: Tensor, noise?: Tensor): Record<string, number>;
+  step(): number;
+  save(dir: string): string[];
 }
 
 export interface NativeOpenaiTrainer {

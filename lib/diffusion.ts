@@ -1,6 +1,6 @@
 // GaussianDiffusion: a model, its noise schedule and sample(), mirroring the reference's
 // Python class. One native object holds the schedule and runs the sampling loop.
-import { binding, Device, NativeDiffusion, NativeOpenaiTrainer, NativeSampleRequest } from './binding';
+import { binding, Device, NativeDiffusion, NativeOpenaiClassifierTrainer, NativeOpenaiTrainer, NativeSampleRequest } from './binding';
 import { EDIT_KEYS, EditOptions, editRequest } from './editing';
 import { checkClassifierKwargs, classifierCondFn, classifierGuidance, CondFn } from './guidance';
 import { Module } from './module';
@@ -469,6 +469,11 @@ export class GaussianDiffusion {
   /** @internal openai's TrainLoop step over this diffusion (lib/openai/train.ts builds the options). */
   openaiTrainer(options: object): NativeOpenaiTrainer {
     return this.native.openaiTrainer(options);
+  }
+
+  /** @internal classifier_train.py's step over this diffusion's schedule (lib/openai/classifier-train.ts). */
+  openaiClassifierTrainer(classifier: Module, options: object): NativeOpenaiClassifierTrainer {
+    return this.native.openaiClassifierTrainer(classifier.native, options);
   }
 
   /** The schedule's buffers (betas, alphasCumprod, posterior coefficients ...), float32 (T,). */

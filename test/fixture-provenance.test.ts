@@ -18,6 +18,7 @@ const REFERENCE: Record<string, RegExp> = {
   'openai-sampling': /openai\/guided-diffusion$/,
   'openai-training': /openai\/guided-diffusion$/,
   'openai-resume': /openai\/guided-diffusion$/,
+  'openai-classifier': /openai\/guided-diffusion$/,
   lucidrains: /lucidrains\/denoising-diffusion-pytorch$/,
   'lucidrains-cfg': /lucidrains\/denoising-diffusion-pytorch$/,
   repaint: /andreas128\/RePaint$/,

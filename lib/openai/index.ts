@@ -15,4 +15,6 @@ export type { Flags, FlagValue } from './flags';
 export { createGaussianDiffusion, createModelAndDiffusion, spaceTimesteps } from './diffusion';
 export type { OpenAIDiffusionFlags } from './diffusion';
 export { TrainLoop, trainFlags } from './train';
+export { ClassifierTrainLoop, classifierTrainFlags } from './classifier-train';
+export type { ClassifierTrainFlags, ClassifierStepOptions } from './classifier-train';
 export type { OpenAITrainFlags, RunStepOptions, RunLoopOptions, RunLoopResult, TrainBatch } from './train';

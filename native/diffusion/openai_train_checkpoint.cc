@@ -11,6 +11,7 @@
 #include "checkpoints/torch_save.h"
 #include "checkpoints/torch_save_writer.h"
 #include "checkpoints/zip_archive.h"
+#include "diffusion/openai_checkpoint_files.h"
 #include "diffusion/openai_train_step.h"
 #include "models/jit_builder.h"
 
@@ -51,12 +52,6 @@ std::string python_float(double v) {
     out += ex;
   }
   return (negative ? "-" : "") + out;
-}
-
-std::string step_name(int64_t n) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%06lld", static_cast<long long>(n));
-  return buf;
 }
 
 // parse_resume_step_from_filename: the text after the last "model", up to its first ".", as an
@@ -107,45 +102,37 @@ double number(const checkpoints::Value* v, const std::string& file, const std::s
 
 }  // namespace
 
-std::vector<std::string> OpenaiTrainStep::save(const std::string& dir, int64_t number) const {
-  const auto names = param_names();
-  std::vector<std::pair<std::string, at::Tensor>> buffers;
-  for (const auto& b : denoiser_.module().named_buffers(true)) buffers.emplace_back(b.name, b.value);
-  // master_params_to_state_dict: the model's state dict with its parameters replaced.
-  auto state_dict = [&](const std::vector<at::Tensor>& params) {
-    std::vector<std::pair<std::string, at::Tensor>> named;
-    for (size_t i = 0; i < names.size(); ++i) named.emplace_back(names[i], params[i]);
-    named.insert(named.end(), buffers.begin(), buffers.end());
-    return checkpoints::SaveValue::StateDict(named);
-  };
-  std::vector<std::string> written;
-  auto write = [&](const std::string& name, const checkpoints::SaveValue& value) {
-    const std::string path = in_dir(dir, name);
-    checkpoints::WriteTorchSave(path, value);
-    written.push_back(path);
-  };
-  write("model" + step_name(number) + ".pt", state_dict(params_));
-  for (size_t r = 0; r < ema_.size(); ++r) {
-    write("ema_" + python_float(options_.ema_rate[r]) + "_" + step_name(number) + ".pt", state_dict(ema_[r]));
-  }
-  // torch.optim.AdamW.state_dict(): per parameter index that has taken a step its step count and
-  // moments; one param_group with the hyper-parameters of the next step.
+std::string openai_step_name(int64_t n) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%06lld", static_cast<long long>(n));
+  return buf;
+}
+
+checkpoints::SaveValue openai_state_dict(const torch::jit::Module& model, const std::vector<at::Tensor>& params) {
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  size_t i = 0;
+  for (const auto& p : model.named_parameters(true)) named.emplace_back(p.name, params.at(i++));
+  for (const auto& b : model.named_buffers(true)) named.emplace_back(b.name, b.value);
+  return checkpoints::SaveValue::StateDict(named);
+}
+
+checkpoints::SaveValue adamw_state_dict(const FusedAdam& adam, const AdamHyper& hyper) {
   using V = checkpoints::SaveValue;
   std::vector<std::pair<V, V>> state;
   std::vector<V> indices;
-  for (size_t i = 0; i < params_.size(); ++i) {
+  for (size_t i = 0; i < adam.params().size(); ++i) {
     indices.push_back(V::Int(static_cast<int64_t>(i)));
-    const FusedAdam::ParamState s = adam_.state(i);
+    const FusedAdam::ParamState s = adam.state(i);
     if (s.step.item<double>() == 0) continue;
     state.emplace_back(V::Int(static_cast<int64_t>(i)),
                        V::Dict({{V::Str("step"), V::Tensor(s.step.detach().clone())},
                                 {V::Str("exp_avg"), V::Tensor(s.exp_avg)},
                                 {V::Str("exp_avg_sq"), V::Tensor(s.exp_avg_sq)}}));
   }
-  const V group = V::Dict({{V::Str("lr"), V::Float(hyper_.lr)},
-                           {V::Str("betas"), V::Tuple({V::Float(hyper_.beta1), V::Float(hyper_.beta2)})},
-                           {V::Str("eps"), V::Float(hyper_.eps)},
-                           {V::Str("weight_decay"), V::Float(hyper_.weight_decay)},
+  const V group = V::Dict({{V::Str("lr"), V::Float(hyper.lr)},
+                           {V::Str("betas"), V::Tuple({V::Float(hyper.beta1), V::Float(hyper.beta2)})},
+                           {V::Str("eps"), V::Float(hyper.eps)},
+                           {V::Str("weight_decay"), V::Float(hyper.weight_decay)},
                            {V::Str("amsgrad"), V::Bool(false)},
                            {V::Str("maximize"), V::Bool(false)},
                            {V::Str("foreach"), V::None()},
@@ -154,7 +141,21 @@ std::vector<std::string> OpenaiTrainStep::save(const std::string& dir, int64_t n
                            {V::Str("fused"), V::None()},
                            {V::Str("decoupled_weight_decay"), V::Bool(true)},
                            {V::Str("params"), V::List(indices)}});
-  write("opt" + step_name(number) + ".pt", V::Dict({{V::Str("state"), V::Dict(state)}, {V::Str("param_groups"), V::List({group})}}));
+  return V::Dict({{V::Str("state"), V::Dict(state)}, {V::Str("param_groups"), V::List({group})}});
+}
+
+std::vector<std::string> OpenaiTrainStep::save(const std::string& dir, int64_t number) const {
+  std::vector<std::string> written;
+  auto write = [&](const std::string& name, const checkpoints::SaveValue& value) {
+    const std::string path = in_dir(dir, name);
+    checkpoints::WriteTorchSave(path, value);
+    written.push_back(path);
+  };
+  write("model" + openai_step_name(number) + ".pt", openai_state_dict(denoiser_.module(), params_));
+  for (size_t r = 0; r < ema_.size(); ++r) {
+    write("ema_" + python_float(options_.ema_rate[r]) + "_" + openai_step_name(number) + ".pt", openai_state_dict(denoiser_.module(), ema_[r]));
+  }
+  write("opt" + openai_step_name(number) + ".pt", adamw_state_dict(adam_, hyper_));
   return written;
 }
 
@@ -170,7 +171,7 @@ void OpenaiTrainStep::resume(const std::string& model_path) {
   const auto names = param_names();
   at::NoGradGuard no_grad;
   for (size_t r = 0; r < ema_.size(); ++r) {
-    const std::string file = in_dir(dir, "ema_" + python_float(options_.ema_rate[r]) + "_" + step_name(resume_step_) + ".pt");
+    const std::string file = in_dir(dir, "ema_" + python_float(options_.ema_rate[r]) + "_" + openai_step_name(resume_step_) + ".pt");
     if (resume_step_ == 0 || !fs::exists(file)) {
       for (size_t i = 0; i < params_.size(); ++i) ema_[r][i].copy_(params_[i]);
       continue;
@@ -184,7 +185,7 @@ void OpenaiTrainStep::resume(const std::string& model_path) {
       ema_[r][i].copy_(it->second);
     }
   }
-  const std::string opt = in_dir(dir, "opt" + step_name(resume_step_) + ".pt");
+  const std::string opt = in_dir(dir, "opt" + openai_step_name(resume_step_) + ".pt");
   if (resume_step_ == 0 || !fs::exists(opt)) return;
   // Read whole before anything is changed: a bad file leaves the fresh state as it was.
   struct Loaded {

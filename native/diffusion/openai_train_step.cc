@@ -8,17 +8,14 @@
 
 namespace gd {
 
-namespace {
-
 std::vector<at::Tensor> model_parameters(const torch::jit::Module& model) {
   std::vector<at::Tensor> out;
   for (const auto& p : model.named_parameters(/*recurse=*/true)) out.push_back(p.value);
   return out;
 }
 
-// log_loss_dict: each term's weighted mean, and each sample's value under its quartile of t.
-void log_terms(MeanLog& log, const std::vector<std::pair<std::string, at::Tensor>>& terms, const at::Tensor& t,
-               int64_t timesteps) {
+void log_loss_dict(MeanLog& log, const std::vector<std::pair<std::string, at::Tensor>>& terms, const at::Tensor& t,
+                   int64_t timesteps) {
   const at::Tensor ts = t.to(at::kCPU, at::kLong).contiguous();
   for (const auto& [key, values] : terms) {
     const at::Tensor v = values.detach().to(at::kCPU, at::kDouble).contiguous();
@@ -30,7 +27,19 @@ void log_terms(MeanLog& log, const std::vector<std::pair<std::string, at::Tensor
   }
 }
 
-}  // namespace
+std::pair<double, double> grad_and_param_norm(const std::vector<at::Tensor>& params) {
+  at::NoGradGuard no_grad;
+  double grad_sq = 0, param_sq = 0;
+  for (const auto& p : params) {
+    const double pn = p.norm(2).item<double>();
+    param_sq += pn * pn;
+    if (p.grad().defined()) {
+      const double gn = p.grad().norm(2).item<double>();
+      grad_sq += gn * gn;
+    }
+  }
+  return {std::sqrt(grad_sq), std::sqrt(param_sq)};
+}
 
 OpenaiTrainStep::OpenaiTrainStep(Denoiser denoiser, Schedule schedule, LossType loss_type, OpenaiTrainOptions options,
                                  std::shared_ptr<ScheduleSampler> sampler, at::Generator generator)
@@ -111,7 +120,7 @@ StepLog OpenaiTrainStep::run(const at::Tensor& x0, const at::Tensor& y, const at
       std::vector<std::pair<std::string, at::Tensor>> logged{{"loss", terms.loss * w}};
       if (terms.mse.defined()) logged.emplace_back("mse", terms.mse * w);
       if (terms.vb.defined()) logged.emplace_back("vb", terms.vb * w);
-      log_terms(log, logged, t, schedule_.timesteps);
+      log_loss_dict(log, logged, t, schedule_.timesteps);
       const double value = loss.item<double>();
       if (!std::isfinite(value)) {
         throw std::runtime_error("the loss is not finite (" + std::to_string(value) + ") at step " + std::to_string(step_ + 1) +
@@ -126,17 +135,9 @@ StepLog OpenaiTrainStep::run(const at::Tensor& x0, const at::Tensor& y, const at
   model.train(was_training);
 
   at::NoGradGuard no_grad;
-  double grad_sq = 0, param_sq = 0;
-  for (const auto& p : params_) {
-    const double pn = p.norm(2).item<double>();
-    param_sq += pn * pn;
-    if (p.grad().defined()) {
-      const double gn = p.grad().norm(2).item<double>();
-      grad_sq += gn * gn;
-    }
-  }
-  log.add("grad_norm", std::sqrt(grad_sq));
-  log.add("param_norm", std::sqrt(param_sq));
+  const auto [grad_norm, param_norm] = grad_and_param_norm(params_);
+  log.add("grad_norm", grad_norm);
+  log.add("param_norm", param_norm);
   window_.add(log);
   StepLog out;
   log.into(out);

@@ -56,6 +56,16 @@ class MeanLog {
   std::map<std::string, std::pair<double, int64_t>> acc_;
 };
 
+// The module's parameters in named_parameters order (what their optimizer gets).
+std::vector<at::Tensor> model_parameters(const torch::jit::Module& model);
+// Their log_loss_dict: each term's mean, and each sample's value under its quartile of t
+// (int(4 t / timesteps)), into log as logkv_mean does.
+void log_loss_dict(MeanLog& log, const std::vector<std::pair<std::string, at::Tensor>>& terms, const at::Tensor& t,
+                   int64_t timesteps);
+// Their _compute_norms (fp32): the global L2 norms of the gradients (parameters without one
+// skipped) and of the parameters.
+std::pair<double, double> grad_and_param_norm(const std::vector<at::Tensor>& params);
+
 class OpenaiTrainStep {
  public:
   // Trains denoiser.module()'s parameters (all of them, in named_parameters order).

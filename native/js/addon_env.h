@@ -24,6 +24,7 @@ struct AddonEnv {
   Napi::FunctionReference module_class;
   Napi::FunctionReference diffusion_class;
   Napi::FunctionReference openai_trainer_class;  // made on first use (js/openai_train_wrap.cc)
+  Napi::FunctionReference openai_classifier_trainer_class;  // made on first use (js/openai_classifier_wrap.cc)
   // torch.tidy scopes: a stack of sets of the tensors created while each scope was open.
   std::vector<std::unordered_set<TensorWrap*>> scopes;
   // Live JS tensors and their bytes (torch.memory()).

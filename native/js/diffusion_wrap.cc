@@ -11,6 +11,7 @@
 #include "js/addon_env.h"
 #include "js/common.h"
 #include "js/module_wrap.h"
+#include "js/openai_classifier_wrap.h"
 #include "js/openai_train_wrap.h"
 #include "js/sample_job.h"
 #include "js/tensor_wrap.h"
@@ -34,6 +35,7 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
                                          InstanceMethod<&DiffusionWrap::PLosses>("pLosses"),
                                          InstanceMethod<&DiffusionWrap::TrainingLosses>("trainingLosses"),
                                          InstanceMethod<&DiffusionWrap::OpenaiTrainer>("openaiTrainer"),
+                                         InstanceMethod<&DiffusionWrap::OpenaiClassifierTrainer>("openaiClassifierTrainer"),
                                          InstanceMethod<&DiffusionWrap::Predict>("predict"),
                                          InstanceMethod<&DiffusionWrap::DeviceName>("device"),
                                          InstanceMethod<&DiffusionWrap::CudaGraph>("cudaGraph"),
@@ -357,6 +359,11 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
   // openaiTrainer(options): their TrainLoop's step over this diffusion's model and schedule.
   Napi::Value OpenaiTrainer(const Napi::CallbackInfo& info) {
     GD_GUARD(info.Env(), { return NewOpenaiTrainer(info.Env(), *denoiser_, *schedule_, info[0]); })
+  }
+
+  // openaiClassifierTrainer(classifier, options): classifier_train.py's step over this diffusion's schedule.
+  Napi::Value OpenaiClassifierTrainer(const Napi::CallbackInfo& info) {
+    GD_GUARD(info.Env(), { return NewOpenaiClassifierTrainer(info.Env(), ModuleWrap::From(info[0], "classifier"), *schedule_, info[1]); })
   }
 
   // predict(x, t, y?) -> {eps, x0, mean, variance, logVariance}: one model call at step t

@@ -1,0 +1,68 @@
+// One step of openai/guided-diffusion's classifier_train.py (fp32): their forward_backward_log
+// (t from the schedule sampler and x_t = q_sample(x0, t, noise) when noised, else t = 0;
+// logits = classifier(x_t, t); cross entropy; the batch in microbatches whose losses are scaled
+// by their share of the batch, so the gradient is the full batch's mean) and AdamW's step after
+// their set_annealed_lr. evaluate() is their "val" pass: the same losses, no gradient, no step.
+// Blocks: a caller runs it on a worker thread (or synchronously, as the JS runStep does).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <torch/script.h>
+
+#include <memory>
+
+#include "diffusion/openai_train_step.h"
+#include "diffusion/optim.h"
+#include "diffusion/schedule.h"
+#include "diffusion/schedule_sampler.h"
+
+namespace gd {
+
+struct OpenaiClassifierTrainOptions {
+  double lr = 3e-4;
+  double weight_decay = 0;  // AdamW's; betas (0.9, 0.999), eps 1e-8 (torch's defaults, theirs)
+  int64_t microbatch = 0;   // <= 0: the whole batch at once
+  bool noised = true;
+  int64_t iterations = 150000;
+  bool anneal_lr = false;   // lr * (1 - step / iterations), set before each step
+};
+
+class OpenaiClassifierStep {
+ public:
+  // Trains all of classifier's parameters (named_parameters order); forward(x, t) -> logits.
+  OpenaiClassifierStep(torch::jit::Module classifier, Schedule schedule, OpenaiClassifierTrainOptions options,
+                       std::shared_ptr<ScheduleSampler> sampler, at::Generator generator);
+
+  // One training step on x0 [B, C, H, W] in [-1, 1] with labels y int64 [B]. t and noise
+  // undefined: drawn (t by the sampler, noise randn, from the generator). Returns their logged
+  // keys: train_loss, train_acc@1, train_acc@5 (5 classes or more), each also per quartile of t
+  // (_q0.._q3, as their log_loss_dict), grad_norm, param_norm, step, samples.
+  StepLog run(const at::Tensor& x0, const at::Tensor& y, const at::Tensor& t = at::Tensor(),
+              const at::Tensor& noise = at::Tensor());
+  // Their val pass (model.eval(), no_grad): val_loss, val_acc@1, val_acc@5 and their quartiles.
+  StepLog evaluate(const at::Tensor& x0, const at::Tensor& y, const at::Tensor& t = at::Tensor(),
+                   const at::Tensor& noise = at::Tensor());
+
+  int64_t step() const { return step_; }
+  // Their save_model after the steps taken: model{N:06d}.pt (the state dict) and opt{N:06d}.pt
+  // (AdamW's state_dict, lr as the last step's) in dir, N = the last step's index (their loop
+  // variable: 1 after two steps). Returns the paths written; throws before the first step.
+  std::vector<std::string> save(const std::string& dir) const;
+
+ private:
+  // forward_backward_log: logs into `log` under prefix; backward when training.
+  void forward_backward_log(const at::Tensor& x0, const at::Tensor& y, const at::Tensor& t_given,
+                            const at::Tensor& noise_given, const std::string& prefix, MeanLog& log);
+
+  torch::jit::Module classifier_;
+  Schedule schedule_;
+  OpenaiClassifierTrainOptions options_;
+  std::shared_ptr<ScheduleSampler> sampler_;
+  at::Generator generator_;
+  std::vector<at::Tensor> params_;
+  FusedAdam adam_;
+  AdamHyper hyper_;  // the last step's (annealed lr)
+  int64_t step_ = 0;
+};
+
+}  // namespace gd
