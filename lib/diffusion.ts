@@ -2,7 +2,7 @@
 // Python class. One native object holds the schedule and runs the sampling loop.
 import { binding, Device, NativeDiffusion, NativeOpenaiTrainer, NativeSampleRequest } from './binding';
 import { EDIT_KEYS, EditOptions, editRequest } from './editing';
-import { checkClassifierKwargs, classifierCondFn, classifierGuidance, CondFn } from './guidance';
+import { checkClassifierKwargs, classifierCondFn, classifierGuidance, CondFn, GuidanceContext } from './guidance';
 import { Module } from './module';
 import { checkKeyList, checkOptionKeys, KeysOf } from './option-keys';
 import { checkOptionsApply, checkSamplerChoice, checkSamplerName, FastSamplerOptions, fastSamplerRequest, isFastSampler, SamplerChoice, SamplerName, TAKEN_BY } from './samplers';
@@ -375,7 +375,7 @@ export class GaussianDiffusion {
       } else if (condFn) {
         if (condFn === (classifierCondFn as unknown)) checkClassifierKwargs(options.guidanceKwargs, batchSize);
         const kwargs = options.guidanceKwargs as K;
-        request.condFn = (x: Tensor, t: Tensor) => condFn(x, t, kwargs);
+        request.condFn = (x: Tensor, t: Tensor, context: GuidanceContext) => condFn(x, t, kwargs, context);
       }
       const onProgress = options.onProgress;
       if (onProgress) request.onProgress = (step, total, t) => onProgress({ step: step + 1, total, t });

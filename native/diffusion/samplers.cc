@@ -65,9 +65,17 @@ class Noise {
 
 // The guidance sees the model's timesteps (a respaced schedule's map applied), as openai's
 // _WrappedModel gives its cond_fn.
+// The context holds the prediction the step is taken from (x0 as the sampler clipped it).
 at::Tensor guided_gradient(Guidance& guidance, const Schedule& s, const at::Tensor& input, const at::Tensor& t,
-                           int64_t step, int64_t t_value) {
-  return checked_gradient(guidance, input, s.timestep_map.apply(t), step, static_cast<double>(t_value));
+                           int64_t step, int64_t t_value, int64_t total, const Prediction& p) {
+  GuidanceContext context;
+  context.x0 = p.x0;
+  context.eps = p.eps;
+  context.alpha_bar = s.alphas_cumprod[t_value].item<double>();
+  context.sigma = std::sqrt(1 - context.alpha_bar);
+  context.step = step;
+  context.total = total;
+  return checked_gradient(guidance, input, s.timestep_map.apply(t), step, static_cast<double>(t_value), context);
 }
 
 at::Tensor finish(const std::vector<at::Tensor>& all, const at::Tensor& x, const SampleOptions& o) {
@@ -175,7 +183,7 @@ at::Tensor sample_ancestral(const Denoiser& denoiser, const Schedule& schedule, 
     at::Tensor mean = posterior_mean(s, p.x0, x, t);
     if (guidance) {
       const at::Tensor& input = o.cond_input == SampleOptions::CondInput::Mean ? mean : x;
-      at::Tensor g = guided_gradient(*guidance, s, input, t, step, t_value);
+      at::Tensor g = guided_gradient(*guidance, s, input, t, step, t_value, total, p);
       mean = condition_mean(mean, p.variance, g);
     }
     if (t_value > 0) {
@@ -242,7 +250,7 @@ at::Tensor sample_ddim(const Denoiser& denoiser, const Schedule& schedule, Guida
                                        o.clip_denoised);
     x0_prev = p.x0;  // the model's own (unguided) x0, as in the ancestral sampler
     if (guidance) {
-      p = condition_score(s, x, t, p, guided_gradient(*guidance, s, x, t, step, t_value));
+      p = condition_score(s, x, t, p, guided_gradient(*guidance, s, x, t, step, t_value, total, p));
       if (o.clip_after_guidance) p.x0 = p.x0.clamp(-1.0, 1.0);
     }
     if (t_next < 0) {
@@ -308,6 +316,7 @@ at::Tensor sample_fast(const Denoiser& denoiser, const Schedule& schedule, Guida
   const Schedule s = schedule.to(o.device);
   const Noise noise(o);
   EpsModel model(denoiser, s, guidance, o.cuda_graph);
+  model.set_total_steps(o.fast.steps);
   auto draw = [&noise](at::IntArrayRef shape) { return noise(shape); };
   const Edit edit(o, draw);
   FastSampling run{model, o, draw, edit, {}};
