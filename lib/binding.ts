@@ -54,6 +54,8 @@ export interface NativeSampleRequest extends FastSamplerRequest, EditRequest {
   stepTimeoutMs?: number;
   condFn?: (x: Tensor, t: Tensor, context: GuidanceContext) => unknown;
   condInput: 'mean' | 'x';
+  /** guidanceInput 'x0' (lib/x0-guidance.ts has checked it): condFn returns a loss on x0. */
+  x0GuidanceScale?: number;
   classifierGuidance?: { classifier: NativeModule; y: Tensor; classifierScale: number };
   modelKwargs?: { y?: Tensor };
   /** Classifier-free guidance (lib/diffusion.ts has checked it). */

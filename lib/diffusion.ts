@@ -2,6 +2,7 @@
 // Python class. One native object holds the schedule and runs the sampling loop.
 import { binding, Device, NativeDiffusion, NativeOpenaiTrainer, NativeSampleRequest } from './binding';
 import { EDIT_KEYS, EditOptions, editRequest } from './editing';
+import { x0GuidanceScale } from './x0-guidance';
 import { checkClassifierKwargs, classifierCondFn, classifierGuidance, CondFn, GuidanceContext } from './guidance';
 import { Module } from './module';
 import { checkKeyList, checkOptionKeys, KeysOf } from './option-keys';
@@ -133,6 +134,16 @@ export interface SampleOptions<K = unknown> extends FastSamplerOptions, EditOpti
    * default: the diffusion's condFnInput.
    */
   condFnInput?: 'mean' | 'x';
+  /**
+   * 'x0': condFn(x0, t, guidanceKwargs, context) gets the predicted clean image (a tensor that
+   * requires grad; grad mode is on during the call) and returns a loss, a scalar or one per
+   * image; the sampler takes its gradient with respect to x_t through the model and steps with
+   * eps + guidanceScale * sqrt(1 - alphaBar) * grad (Universal Guidance's forward guidance;
+   * docs/guidance.md). DDIM only. Default: condFn returns the gradient itself.
+   */
+  guidanceInput?: 'x0';
+  /** With guidanceInput 'x0': the scale s of the loss's gradient; default 1. */
+  guidanceScale?: number;
   /** Extra inputs of the model's forward: y, the class labels (int64 (B,)) of a class-conditional model. */
   modelKwargs?: { y?: Tensor };
   /**
@@ -183,7 +194,7 @@ export interface SampleOptions<K = unknown> extends FastSamplerOptions, EditOpti
 }
 
 const SAMPLE_KEYS = new Set([
-  'batchSize', 'returnAllTimesteps', 'condFn', 'guidanceKwargs', 'condFnInput', 'modelKwargs', 'cfgScale', 'rescaledPhi', 'nullClass', 'sampler',
+  'batchSize', 'returnAllTimesteps', 'condFn', 'guidanceKwargs', 'condFnInput', 'guidanceInput', 'guidanceScale', 'modelKwargs', 'cfgScale', 'rescaledPhi', 'nullClass', 'sampler',
   'onProgress', 'signal', 'seed', 'seeds', 'stepTimeoutMs', ...EDIT_KEYS, ...Object.keys(TAKEN_BY),
 ]);
 
@@ -368,6 +379,8 @@ export class GaussianDiffusion {
       if (options.stepTimeoutMs !== undefined) request.stepTimeoutMs = positiveInt(options.stepTimeoutMs, 'stepTimeoutMs');
       const condFn = options.condFn;
       if (condFn !== undefined && typeof condFn !== 'function') throw new TypeError(`Expected a function for condFn but received ${typeof condFn}`);
+      const x0Scale = x0GuidanceScale(options, condFn);
+      if (x0Scale !== undefined) request.x0GuidanceScale = x0Scale;
       if (condFn === classifierGuidance) {
         checkClassifierKwargs(options.guidanceKwargs, batchSize);
         const k = options.guidanceKwargs;

@@ -5,22 +5,11 @@
 import * as assert from 'assert';
 import * as path from 'path';
 import { GaussianDiffusion, GuidanceContext, jit, torch, Tensor } from '../lib';
-import { FIXTURES, maxAbsDiff } from './helpers';
+import { FIXTURES, linearAlphaBars, maxAbsDiff } from './helpers';
 
 const toy = jit.load(path.join(FIXTURES, 'diffusion', 'toy_model.pt'));
 const T = 40;
 
-// lucidrains' linear_beta_schedule for T steps, cumulative products in doubles.
-function alphaBars(): number[] {
-  const scale = 1000 / T, start = scale * 0.0001, end = scale * 0.02;
-  const out: number[] = [];
-  let ab = 1;
-  for (let i = 0; i < T; i++) {
-    ab *= 1 - (start + ((end - start) * i) / (T - 1));
-    out.push(ab);
-  }
-  return out;
-}
 
 interface Seen { step: number; total: number; ab: number; sigma: number; t: number; epsErr: number; x0Err: number }
 
@@ -44,7 +33,7 @@ describe('condFn context', () => {
   beforeEach(() => { baseline = torch.memory().tensors; });
   afterEach(() => { assert.strictEqual(torch.memory().tensors, baseline, 'tensors left behind'); });
 
-  const abs = alphaBars();
+  const abs = linearAlphaBars(T);
   for (const sampler of ['ancestral', 'ddim'] as const) {
     it(`${sampler}: x0 (clipped), eps, alphaBar, sigma, step, total`, async () => {
       const ddim = sampler === 'ddim' ? { samplingTimesteps: 5 } : {};

@@ -35,6 +35,10 @@ class Guidance {
   virtual at::Tensor gradient_in(const at::Tensor& x, const at::Tensor& t, const GuidanceContext& /*context*/) {
     return gradient(x, t);
   }
+  // guidanceInput 'x0': a loss on x0 (a tensor that requires grad), a scalar or one per image.
+  virtual at::Tensor loss(const at::Tensor& /*x0*/, const at::Tensor& /*t*/, const GuidanceContext& /*context*/) {
+    throw std::invalid_argument("guidanceInput 'x0' needs a condFn that returns a loss; this guidance gives a gradient");
+  }
 };
 
 // The seed's classifier_cond_fn, natively: grad of sum_i log_softmax(classifier(x, t))[i, y_i]

@@ -216,6 +216,11 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
       setup.options.cuda_graph = cuda_graph_;
       setup.options.return_all_timesteps = ToBool(Option(r, "returnAllTimesteps"), "returnAllTimesteps");
       setup.options.cond_input = parse_cond_input(ToString(Option(r, "condInput"), "condInput"));
+      Napi::Value x0_scale = Option(r, "x0GuidanceScale");  // set by lib/diffusion.ts for guidanceInput 'x0'
+      if (!IsMissing(x0_scale)) {
+        setup.options.x0_guidance = true;
+        setup.options.x0_guidance_scale = ToNumber(x0_scale, "guidanceScale");
+      }
       Napi::Value method = Option(r, "sampler");
       if (!IsMissing(method)) setup.options.method = parse_sample_method(ToString(method, "sampler"));
       ReadFastOptions(r, setup.options.fast);

@@ -21,6 +21,17 @@ class JsGuidance : public Guidance {
   at::Tensor gradient(const at::Tensor& x, const at::Tensor& t) override { return gradient_in(x, t, {}); }
 
   at::Tensor gradient_in(const at::Tensor& x, const at::Tensor& t, const GuidanceContext& context) override {
+    return Ask(x, t, context, false);
+  }
+
+  // guidanceInput 'x0': condFn(x0, t, kwargs, context) with grad mode on on the JS thread (it
+  // is off there by default), so that its loss keeps the graph back to x_t.
+  at::Tensor loss(const at::Tensor& x0, const at::Tensor& t, const GuidanceContext& context) override {
+    return Ask(x0, t, context, true);
+  }
+
+ private:
+  at::Tensor Ask(const at::Tensor& x, const at::Tensor& t, const GuidanceContext& context, bool grad) {
     const int64_t step = step_++;
     const int64_t t_value = t.numel() > 0 ? t.reshape(-1)[0].item<int64_t>() : -1;
     std::ostringstream where;
@@ -34,7 +45,8 @@ class JsGuidance : public Guidance {
     // this thread's pool costs a new one after the call (a few ms), so only for a condFn whose
     // last call took long enough to gain from it (a classifier gradient, not a cheap function).
     if (long_calls_) ReleaseOpenMpPool();
-    job->PostToJs([weak, result, x, t, context, label](Napi::Env env) {
+    job->PostToJs([weak, result, x, t, context, grad, label](Napi::Env env) {
+      at::AutoGradMode grad_mode(grad || at::GradMode::is_enabled());
       CallOnJs(env, weak, result, x, t, context, label);
     });
     auto started = std::chrono::steady_clock::now();
@@ -49,7 +61,6 @@ class JsGuidance : public Guidance {
     return future.get();
   }
 
- private:
   using Result = std::shared_ptr<std::promise<at::Tensor>>;
 
   // One condFn call: the x and t handles it was given, and whether its result is in. A
