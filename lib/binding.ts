@@ -56,6 +56,8 @@ export interface NativeSampleRequest extends FastSamplerRequest, EditRequest {
   condInput: 'mean' | 'x';
   /** guidanceInput 'x0' (lib/x0-guidance.ts has checked it): condFn returns a loss on x0. */
   x0GuidanceScale?: number;
+  x0GradientNorm?: boolean;
+  x0GuidanceInterval?: [number, number];
   classifierGuidance?: { classifier: NativeModule; y: Tensor; classifierScale: number };
   modelKwargs?: { y?: Tensor };
   /** Classifier-free guidance (lib/diffusion.ts has checked it). */

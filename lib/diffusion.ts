@@ -2,7 +2,7 @@
 // Python class. One native object holds the schedule and runs the sampling loop.
 import { binding, Device, NativeDiffusion, NativeOpenaiTrainer, NativeSampleRequest } from './binding';
 import { EDIT_KEYS, EditOptions, editRequest } from './editing';
-import { x0GuidanceScale } from './x0-guidance';
+import { x0GuidanceRequest } from './x0-guidance';
 import { checkClassifierKwargs, classifierCondFn, classifierGuidance, CondFn, GuidanceContext } from './guidance';
 import { Module } from './module';
 import { checkKeyList, checkOptionKeys, KeysOf } from './option-keys';
@@ -144,6 +144,13 @@ export interface SampleOptions<K = unknown> extends FastSamplerOptions, EditOpti
   guidanceInput?: 'x0';
   /** With guidanceInput 'x0': the scale s of the loss's gradient; default 1. */
   guidanceScale?: number;
+  /**
+   * With guidanceInput 'x0': divide image i's gradient by sqrt(loss_i), DPS's zeta / ||y - A(x0)||
+   * for a loss ||y - A(x0)||^2; condFn must return one (positive) loss per image.
+   */
+  gradientNorm?: boolean;
+  /** With guidanceInput 'x0': guide only the steps with timestep t in [tLo, tHi]; others step unguided. */
+  guidanceInterval?: [number, number];
   /** Extra inputs of the model's forward: y, the class labels (int64 (B,)) of a class-conditional model. */
   modelKwargs?: { y?: Tensor };
   /**
@@ -194,7 +201,7 @@ export interface SampleOptions<K = unknown> extends FastSamplerOptions, EditOpti
 }
 
 const SAMPLE_KEYS = new Set([
-  'batchSize', 'returnAllTimesteps', 'condFn', 'guidanceKwargs', 'condFnInput', 'guidanceInput', 'guidanceScale', 'modelKwargs', 'cfgScale', 'rescaledPhi', 'nullClass', 'sampler',
+  'batchSize', 'returnAllTimesteps', 'condFn', 'guidanceKwargs', 'condFnInput', 'guidanceInput', 'guidanceScale', 'gradientNorm', 'guidanceInterval', 'modelKwargs', 'cfgScale', 'rescaledPhi', 'nullClass', 'sampler',
   'onProgress', 'signal', 'seed', 'seeds', 'stepTimeoutMs', ...EDIT_KEYS, ...Object.keys(TAKEN_BY),
 ]);
 
@@ -379,8 +386,8 @@ export class GaussianDiffusion {
       if (options.stepTimeoutMs !== undefined) request.stepTimeoutMs = positiveInt(options.stepTimeoutMs, 'stepTimeoutMs');
       const condFn = options.condFn;
       if (condFn !== undefined && typeof condFn !== 'function') throw new TypeError(`Expected a function for condFn but received ${typeof condFn}`);
-      const x0Scale = x0GuidanceScale(options, condFn);
-      if (x0Scale !== undefined) request.x0GuidanceScale = x0Scale;
+      const x0 = x0GuidanceRequest(options, condFn);
+      if (x0) Object.assign(request, x0);
       if (condFn === classifierGuidance) {
         checkClassifierKwargs(options.guidanceKwargs, batchSize);
         const k = options.guidanceKwargs;

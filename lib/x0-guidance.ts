@@ -1,11 +1,21 @@
-// sample()'s guidanceInput 'x0' and guidanceScale, checked: the scale the native sampler gets,
-// or undefined when the condFn gives a gradient as before.
+// sample()'s guidanceInput 'x0' and its options, checked: what the native sampler gets, or
+// undefined when the condFn gives a gradient as before.
 import { classifierGuidance } from './guidance';
 
-export function x0GuidanceScale(options: { guidanceInput?: unknown; guidanceScale?: unknown }, condFn: unknown): number | undefined {
-  const { guidanceInput, guidanceScale } = options;
+export interface X0GuidanceRequest {
+  x0GuidanceScale: number;
+  x0GradientNorm: boolean;
+  x0GuidanceInterval?: [number, number];
+}
+
+interface X0Options { guidanceInput?: unknown; guidanceScale?: unknown; gradientNorm?: unknown; guidanceInterval?: unknown }
+
+export function x0GuidanceRequest(options: X0Options, condFn: unknown): X0GuidanceRequest | undefined {
+  const { guidanceInput, guidanceScale, gradientNorm, guidanceInterval } = options;
   if (guidanceInput === undefined) {
-    if (guidanceScale !== undefined) throw new TypeError("guidanceScale applies to guidanceInput 'x0' only");
+    for (const key of ['guidanceScale', 'gradientNorm', 'guidanceInterval'] as const) {
+      if (options[key] !== undefined) throw new TypeError(`${key} applies to guidanceInput 'x0' only`);
+    }
     return undefined;
   }
   if (guidanceInput !== 'x0') throw new TypeError(`guidanceInput must be 'x0'; got ${JSON.stringify(guidanceInput)}`);
@@ -17,5 +27,15 @@ export function x0GuidanceScale(options: { guidanceInput?: unknown; guidanceScal
   if (typeof scale !== 'number' || !Number.isFinite(scale)) {
     throw new TypeError(`guidanceScale must be a finite number; got ${String(guidanceScale)}`);
   }
-  return scale;
+  if (gradientNorm !== undefined && typeof gradientNorm !== 'boolean') {
+    throw new TypeError(`gradientNorm must be a boolean; got ${String(gradientNorm)}`);
+  }
+  const request: X0GuidanceRequest = { x0GuidanceScale: scale, x0GradientNorm: gradientNorm === true };
+  if (guidanceInterval !== undefined) {
+    const ok = Array.isArray(guidanceInterval) && guidanceInterval.length === 2 &&
+      guidanceInterval.every((v) => Number.isSafeInteger(v) && v >= 0) && guidanceInterval[0] <= guidanceInterval[1];
+    if (!ok) throw new TypeError(`guidanceInterval must be [tLo, tHi], integer timesteps with 0 <= tLo <= tHi; got ${JSON.stringify(guidanceInterval)}`);
+    request.x0GuidanceInterval = [guidanceInterval[0], guidanceInterval[1]];
+  }
+  return request;
 }

@@ -55,6 +55,10 @@ struct SampleOptions {
   // model shifts eps by scale * sqrt(1 - ab) * grad (diffusion/x0_guidance.h).
   bool x0_guidance = false;
   double x0_guidance_scale = 1.0;
+  bool x0_gradient_norm = false;  // DPS's zeta / ||residual|| (diffusion/x0_guidance.h)
+  // Guide only the steps whose timestep t (of the sampled schedule) is in [lo, hi]; others step
+  // unguided. Default: every step.
+  int64_t guidance_t_lo = INT64_MIN, guidance_t_hi = INT64_MAX;
   bool return_all_timesteps = false;  // stack x_T .. x_0 on dim 1
   bool auto_normalize = true;  // return (x + 1) / 2
   // Noise source; none: the default generator of `device` (torch.manual_seed reproduces the

@@ -5,14 +5,15 @@
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
+#include <vector>
 
 namespace gd {
 
 Prediction x0_guided_prediction(const Denoiser& denoiser, ModelCall& model, const Schedule& s, Guidance& guidance,
                                 const at::Tensor& x, const at::Tensor& t, const at::Tensor& x_self_cond, bool clip,
-                                double scale, GuidanceContext context) {
+                                double scale, bool gradient_norm, GuidanceContext context) {
   const int64_t t_value = t.reshape(-1)[0].item<int64_t>();
-  at::Tensor grad;
+  at::Tensor grad, norm;
   Prediction p;
   {
     // Samplers run with grad off; the model's graph from x_t to x0 is needed for this step only.
@@ -37,10 +38,18 @@ Prediction x0_guided_prediction(const Denoiser& denoiser, ModelCall& model, cons
     }
     if (!at::isfinite(loss.detach()).all().item<bool>()) fail("a NaN or Inf loss");
     if (!loss.requires_grad()) fail("a loss that does not depend on x0 (it requires no grad)");
+    if (gradient_norm && loss.numel() != x.size(0)) fail("a scalar loss; gradientNorm needs one loss per image");
+    if (gradient_norm && !(loss.detach() > 0).all().item<bool>()) fail("a loss <= 0; gradientNorm divides by its square root");
+    norm = gradient_norm ? loss.detach().reshape({-1, 1}).sqrt() : at::Tensor();
     // Summing per-image losses is exact: image i's loss depends on x_t[i] only.
     grad = torch::autograd::grad({loss.sum()}, {x_in}, {}, false, false, true)[0];
   }
   if (!grad.defined()) grad = at::zeros_like(x);
+  if (norm.defined()) {
+    std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);  // [B, 1, 1, 1]: one norm per image
+    shape[0] = x.size(0);
+    grad = grad / norm.reshape(shape);
+  }
   Prediction out;
   out.eps = p.eps.detach() + scale * context.sigma * grad.detach();
   out.x0 = predict_start_from_noise(s, x, t, out.eps);

@@ -220,6 +220,12 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
       if (!IsMissing(x0_scale)) {
         setup.options.x0_guidance = true;
         setup.options.x0_guidance_scale = ToNumber(x0_scale, "guidanceScale");
+        setup.options.x0_gradient_norm = ToBool(Option(r, "x0GradientNorm"), "gradientNorm");
+        Napi::Value interval = Option(r, "x0GuidanceInterval");  // [lo, hi], checked by lib/x0-guidance.ts
+        if (!IsMissing(interval)) {
+          setup.options.guidance_t_lo = ToInt(interval.As<Napi::Array>().Get(uint32_t{0}), "guidanceInterval[0]");
+          setup.options.guidance_t_hi = ToInt(interval.As<Napi::Array>().Get(uint32_t{1}), "guidanceInterval[1]");
+        }
       }
       Napi::Value method = Option(r, "sampler");
       if (!IsMissing(method)) setup.options.method = parse_sample_method(ToString(method, "sampler"));
