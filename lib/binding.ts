@@ -1,6 +1,7 @@
 // The raw addon, typed, loaded in one place. Everything else in lib/ goes through this.
 import type { EditRequest } from './editing';
 import type { FastSamplerRequest, SamplerName } from './samplers';
+import type { GuidanceContext } from './guidance';
 import type { Tensor } from './tensor';
 
 export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'uint8' | 'bool';
@@ -51,8 +52,12 @@ export interface NativeSampleRequest extends FastSamplerRequest, EditRequest {
   seed?: number;
   seeds?: number[];
   stepTimeoutMs?: number;
-  condFn?: (x: Tensor, t: Tensor) => unknown;
+  condFn?: (x: Tensor, t: Tensor, context: GuidanceContext) => unknown;
   condInput: 'mean' | 'x';
+  /** guidanceInput 'x0' (lib/x0-guidance.ts has checked it): condFn returns a loss on x0. */
+  x0GuidanceScale?: number;
+  x0GradientNorm?: boolean;
+  x0GuidanceInterval?: [number, number];
   classifierGuidance?: { classifier: NativeModule; y: Tensor; classifierScale: number };
   modelKwargs?: { y?: Tensor };
   /** Classifier-free guidance (lib/diffusion.ts has checked it). */

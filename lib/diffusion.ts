@@ -2,7 +2,8 @@
 // Python class. One native object holds the schedule and runs the sampling loop.
 import { binding, Device, NativeDiffusion, NativeOpenaiClassifierTrainer, NativeOpenaiTrainer, NativeSampleRequest } from './binding';
 import { EDIT_KEYS, EditOptions, editRequest } from './editing';
-import { checkClassifierKwargs, classifierCondFn, classifierGuidance, CondFn } from './guidance';
+import { x0GuidanceRequest } from './x0-guidance';
+import { checkClassifierKwargs, classifierCondFn, classifierGuidance, CondFn, GuidanceContext } from './guidance';
 import { Module } from './module';
 import { checkKeyList, checkOptionKeys, KeysOf } from './option-keys';
 import { checkOptionsApply, checkSamplerChoice, checkSamplerName, FastSamplerOptions, fastSamplerRequest, isFastSampler, SamplerChoice, SamplerName, TAKEN_BY } from './samplers';
@@ -133,6 +134,23 @@ export interface SampleOptions<K = unknown> extends FastSamplerOptions, EditOpti
    * default: the diffusion's condFnInput.
    */
   condFnInput?: 'mean' | 'x';
+  /**
+   * 'x0': condFn(x0, t, guidanceKwargs, context) gets the predicted clean image (a tensor that
+   * requires grad; grad mode is on during the call) and returns a loss, a scalar or one per
+   * image; the sampler takes its gradient with respect to x_t through the model and steps with
+   * eps + guidanceScale * sqrt(1 - alphaBar) * grad (Universal Guidance's forward guidance;
+   * docs/guidance.md). DDIM only. Default: condFn returns the gradient itself.
+   */
+  guidanceInput?: 'x0';
+  /** With guidanceInput 'x0': the scale s of the loss's gradient; default 1. */
+  guidanceScale?: number;
+  /**
+   * With guidanceInput 'x0': divide image i's gradient by sqrt(loss_i), DPS's zeta / ||y - A(x0)||
+   * for a loss ||y - A(x0)||^2; condFn must return one (positive) loss per image.
+   */
+  gradientNorm?: boolean;
+  /** With guidanceInput 'x0': guide only the steps with timestep t in [tLo, tHi]; others step unguided. */
+  guidanceInterval?: [number, number];
   /** Extra inputs of the model's forward: y, the class labels (int64 (B,)) of a class-conditional model. */
   modelKwargs?: { y?: Tensor };
   /**
@@ -183,7 +201,7 @@ export interface SampleOptions<K = unknown> extends FastSamplerOptions, EditOpti
 }
 
 const SAMPLE_KEYS = new Set([
-  'batchSize', 'returnAllTimesteps', 'condFn', 'guidanceKwargs', 'condFnInput', 'modelKwargs', 'cfgScale', 'rescaledPhi', 'nullClass', 'sampler',
+  'batchSize', 'returnAllTimesteps', 'condFn', 'guidanceKwargs', 'condFnInput', 'guidanceInput', 'guidanceScale', 'gradientNorm', 'guidanceInterval', 'modelKwargs', 'cfgScale', 'rescaledPhi', 'nullClass', 'sampler',
   'onProgress', 'signal', 'seed', 'seeds', 'stepTimeoutMs', ...EDIT_KEYS, ...Object.keys(TAKEN_BY),
 ]);
 
@@ -368,6 +386,8 @@ export class GaussianDiffusion {
       if (options.stepTimeoutMs !== undefined) request.stepTimeoutMs = positiveInt(options.stepTimeoutMs, 'stepTimeoutMs');
       const condFn = options.condFn;
       if (condFn !== undefined && typeof condFn !== 'function') throw new TypeError(`Expected a function for condFn but received ${typeof condFn}`);
+      const x0 = x0GuidanceRequest(options, condFn);
+      if (x0) Object.assign(request, x0);
       if (condFn === classifierGuidance) {
         checkClassifierKwargs(options.guidanceKwargs, batchSize);
         const k = options.guidanceKwargs;
@@ -375,7 +395,7 @@ export class GaussianDiffusion {
       } else if (condFn) {
         if (condFn === (classifierCondFn as unknown)) checkClassifierKwargs(options.guidanceKwargs, batchSize);
         const kwargs = options.guidanceKwargs as K;
-        request.condFn = (x: Tensor, t: Tensor) => condFn(x, t, kwargs);
+        request.condFn = (x: Tensor, t: Tensor, context: GuidanceContext) => condFn(x, t, kwargs, context);
       }
       const onProgress = options.onProgress;
       if (onProgress) request.onProgress = (step, total, t) => onProgress({ step: step + 1, total, t });

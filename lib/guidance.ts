@@ -14,10 +14,25 @@ export interface ClassifierGuidanceKwargs {
 }
 
 /**
- * A condFn: (x, t, guidanceKwargs) -> gradient shaped like x, or a Promise of one.
+ * condFn's fourth argument: the step the gradient is asked for. x_t = sqrt(alphaBar) x0 + sigma eps,
+ * sigma = sqrt(1 - alphaBar); x0 is clipped as the sampler clips it (the fast samplers' is not).
+ * step counts condFn calls from 0; total is the sample's steps (ancestral, DDIM: its condFn
+ * calls; fast samplers: their `steps`). The tensors are sample()'s, valid during the call.
+ */
+export interface GuidanceContext {
+  x0: Tensor;
+  eps: Tensor;
+  alphaBar: number;
+  sigma: number;
+  step: number;
+  total: number;
+}
+
+/**
+ * A condFn: (x, t, guidanceKwargs, context) -> gradient shaped like x, or a Promise of one.
  * sample() owns the tensors it passes in and the one returned (it disposes them).
  */
-export type CondFn<K = unknown> = (x: Tensor, t: Tensor, guidanceKwargs: K) => Tensor | Promise<Tensor>;
+export type CondFn<K = unknown> = (x: Tensor, t: Tensor, guidanceKwargs: K, context: GuidanceContext) => Tensor | Promise<Tensor>;
 
 /**
  * d/dx sum_i log_softmax(classifier(x, t))[i, y_i] * classifierScale: the seed's

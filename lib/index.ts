@@ -17,7 +17,7 @@ export type { ScheduleSamplerName, ScheduleSamplerOptions } from './schedule-sam
 export type { SamplerName, FastSamplerOptions, SamplerChoice } from './samplers';
 export type { GaussianDiffusionOptions, SampleOptions, SampleProgress, Objective, BetaSchedule, ModelVarType, LossType, TrainingLossesOptions, TrainingLossTerms } from './diffusion';
 export { classifierCondFn, classifierGuidance } from './guidance';
-export type { CondFn, ClassifierGuidanceKwargs } from './guidance';
+export type { CondFn, ClassifierGuidanceKwargs, GuidanceContext } from './guidance';
 export { loadSafetensors, saveSafetensors } from './safetensors';
 export { readStateDict, writeStateDict } from './checkpoint';
 export type { ReadStateDictOptions, WriteStateDictOptions } from './checkpoint';

@@ -113,3 +113,15 @@ export async function collectedMemory(): Promise<{ tensors: number; bytes: numbe
   }
   return torch.memory();
 }
+
+/** lucidrains' linear_beta_schedule for T steps: the cumulative products of 1 - beta, in doubles. */
+export function linearAlphaBars(T: number): number[] {
+  const scale = 1000 / T, start = scale * 0.0001, end = scale * 0.02;
+  const out: number[] = [];
+  let ab = 1;
+  for (let i = 0; i < T; i++) {
+    ab *= 1 - (start + ((end - start) * i) / (T - 1));
+    out.push(ab);
+  }
+  return out;
+}

@@ -32,7 +32,14 @@ at::Tensor EpsModel::operator()(const at::Tensor& x, float step, float alpha, fl
   }
   if (guidance_) {
     // Samplers count model calls, not steps, in errors: a call is what ran the condFn.
-    at::Tensor g = checked_gradient(*guidance_, x, t, calls_, last_timestep_);
+    GuidanceContext context;
+    context.eps = eps;
+    context.x0 = (x - sigma * eps) / alpha;  // the fast samplers' data prediction, unclipped
+    context.alpha_bar = double(alpha) * alpha;
+    context.sigma = sigma;
+    context.step = calls_;
+    context.total = total_steps_;
+    at::Tensor g = checked_gradient(*guidance_, x, t, calls_, last_timestep_, context);
     eps = eps - sigma * g;
   }
   ++calls_;

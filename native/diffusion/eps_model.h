@@ -30,6 +30,8 @@ class EpsModel {
   // The model timestep of the latest call (for progress reports) and the number of calls.
   double last_timestep() const { return last_timestep_; }
   int64_t calls() const { return calls_; }
+  // The sampler's step count, given to the guidance as its context's total.
+  void set_total_steps(int64_t steps) { total_steps_ = steps; }
 
  private:
   const Denoiser& denoiser_;
@@ -39,6 +41,7 @@ class EpsModel {
   Guidance* guidance_;
   double last_timestep_ = 0;
   int64_t calls_ = 0;
+  int64_t total_steps_ = 0;
 };
 
 }  // namespace gd

@@ -51,8 +51,8 @@ at::Tensor ClassifierGuidance::gradient(const at::Tensor& x, const at::Tensor& t
 }
 
 at::Tensor checked_gradient(Guidance& guidance, const at::Tensor& input, const at::Tensor& model_t, int64_t step,
-                            double t_value) {
-  at::Tensor g = guidance.gradient(input, model_t);
+                            double t_value, const GuidanceContext& context) {
+  at::Tensor g = guidance.gradient_in(input, model_t, context);
   auto fail = [&](const std::string& what) {
     std::ostringstream msg;
     msg << "condFn at step " << step << " (t=" << t_value << ") returned " << what;

@@ -10,6 +10,7 @@
 #include "diffusion/fast_samplers.h"
 #include "diffusion/model_call.h"
 #include "diffusion/transfer.h"
+#include "diffusion/x0_guidance.h"
 
 namespace gd {
 
@@ -65,9 +66,30 @@ class Noise {
 
 // The guidance sees the model's timesteps (a respaced schedule's map applied), as openai's
 // _WrappedModel gives its cond_fn.
+// The context holds the prediction the step is taken from (x0 as the sampler clipped it).
 at::Tensor guided_gradient(Guidance& guidance, const Schedule& s, const at::Tensor& input, const at::Tensor& t,
-                           int64_t step, int64_t t_value) {
-  return checked_gradient(guidance, input, s.timestep_map.apply(t), step, static_cast<double>(t_value));
+                           int64_t step, int64_t t_value, int64_t total, const Prediction& p) {
+  GuidanceContext context;
+  context.x0 = p.x0;
+  context.eps = p.eps;
+  context.alpha_bar = s.alphas_cumprod[t_value].item<double>();
+  context.sigma = std::sqrt(1 - context.alpha_bar);
+  context.step = step;
+  context.total = total;
+  return checked_gradient(guidance, input, s.timestep_map.apply(t), step, static_cast<double>(t_value), context);
+}
+
+// One DDIM step from x_t to x_{t_next} given the prediction (t_next < 0: the clean image).
+at::Tensor ddim_update(const Schedule& s, const Prediction& p, const at::Tensor& x, int64_t t_value, int64_t t_next,
+                       double eta, const Noise& noise) {
+  if (t_next < 0) return p.x0;
+  // 0-dim float32 tensors, so the coefficients round as the reference's do.
+  at::Tensor ab = s.alphas_cumprod[t_value];
+  at::Tensor ab_next = s.alphas_cumprod[t_next];
+  at::Tensor sigma = ((1 - ab / ab_next) * (1 - ab_next) / (1 - ab)).sqrt() * eta;
+  at::Tensor c = (1 - ab_next - sigma.pow(2)).sqrt();
+  at::Tensor z = noise(x.sizes());
+  return p.x0 * ab_next.sqrt() + c * p.eps + sigma * z;
 }
 
 at::Tensor finish(const std::vector<at::Tensor>& all, const at::Tensor& x, const SampleOptions& o) {
@@ -175,7 +197,7 @@ at::Tensor sample_ancestral(const Denoiser& denoiser, const Schedule& schedule, 
     at::Tensor mean = posterior_mean(s, p.x0, x, t);
     if (guidance) {
       const at::Tensor& input = o.cond_input == SampleOptions::CondInput::Mean ? mean : x;
-      at::Tensor g = guided_gradient(*guidance, s, input, t, step, t_value);
+      at::Tensor g = guided_gradient(*guidance, s, input, t, step, t_value, total, p);
       mean = condition_mean(mean, p.variance, g);
     }
     if (t_value > 0) {
@@ -238,24 +260,29 @@ at::Tensor sample_ddim(const Denoiser& denoiser, const Schedule& schedule, Guida
       continue;
     }
     at::Tensor t = at::full({batch}, t_value, at::TensorOptions().dtype(at::kLong).device(o.device));
+    if (guidance && o.x0_guidance && t_value >= o.guidance_t_lo && t_value <= o.guidance_t_hi) {
+      GuidanceContext context;
+      context.step = step;
+      context.total = total;
+      Prediction p = x0_guided_prediction(denoiser, model, s, *guidance, x, t,
+                                          denoiser.self_condition() ? x0_prev : at::Tensor(), o.clip_denoised,
+                                          o.x0_guidance_scale, o.x0_gradient_norm, context);
+      x0_prev = p.x0;
+      x = ddim_update(s, p, x, t_value, t_next, o.ddim_eta, noise);
+      if (edit.masked()) x = edit.known(x, std::sqrt(levels.at(t_next)), std::sqrt(1 - levels.at(t_next)));
+      if (o.return_all_timesteps) all.push_back(x);
+      if (o.on_step) o.on_step(step, total, t_value);
+      ++step;
+      continue;
+    }
     Prediction p = denoiser.prediction(s, x, t, model(x, t, denoiser.self_condition() ? x0_prev : at::Tensor()),
                                        o.clip_denoised);
     x0_prev = p.x0;  // the model's own (unguided) x0, as in the ancestral sampler
-    if (guidance) {
-      p = condition_score(s, x, t, p, guided_gradient(*guidance, s, x, t, step, t_value));
+    if (guidance && !o.x0_guidance) {
+      p = condition_score(s, x, t, p, guided_gradient(*guidance, s, x, t, step, t_value, total, p));
       if (o.clip_after_guidance) p.x0 = p.x0.clamp(-1.0, 1.0);
     }
-    if (t_next < 0) {
-      x = p.x0;
-    } else {
-      // 0-dim float32 tensors, so the coefficients round as the reference's do.
-      at::Tensor ab = s.alphas_cumprod[t_value];
-      at::Tensor ab_next = s.alphas_cumprod[t_next];
-      at::Tensor sigma = ((1 - ab / ab_next) * (1 - ab_next) / (1 - ab)).sqrt() * o.ddim_eta;
-      at::Tensor c = (1 - ab_next - sigma.pow(2)).sqrt();
-      at::Tensor z = noise(x.sizes());
-      x = p.x0 * ab_next.sqrt() + c * p.eps + sigma * z;
-    }
+    x = ddim_update(s, p, x, t_value, t_next, o.ddim_eta, noise);
     if (edit.masked()) x = edit.known(x, std::sqrt(levels.at(t_next)), std::sqrt(1 - levels.at(t_next)));
     if (o.return_all_timesteps) all.push_back(x);
     if (o.on_step) o.on_step(step, total, t_value);
@@ -308,6 +335,7 @@ at::Tensor sample_fast(const Denoiser& denoiser, const Schedule& schedule, Guida
   const Schedule s = schedule.to(o.device);
   const Noise noise(o);
   EpsModel model(denoiser, s, guidance, o.cuda_graph);
+  model.set_total_steps(o.fast.steps);
   auto draw = [&noise](at::IntArrayRef shape) { return noise(shape); };
   const Edit edit(o, draw);
   FastSampling run{model, o, draw, edit, {}};
@@ -327,6 +355,11 @@ at::Tensor sample_fast(const Denoiser& denoiser, const Schedule& schedule, Guida
 at::Tensor sample(const Denoiser& denoiser, const Schedule& schedule, Guidance* guidance,
                   const SampleOptions& options) {
   check_options(schedule, options);
+  const bool ddim = options.method == SampleOptions::Method::Ddim ||
+                    (options.method == SampleOptions::Method::Auto && options.sampling_timesteps < schedule.timesteps);
+  if (options.x0_guidance && !ddim) {
+    throw std::invalid_argument("guidanceInput 'x0' is implemented for the DDIM sampler only");
+  }
   if (is_fast_method(options.method)) return sample_fast(denoiser, schedule, guidance, options);
   if (options.method == SampleOptions::Method::Ancestral) return sample_ancestral(denoiser, schedule, guidance, options);
   if (options.method == SampleOptions::Method::Ddim) return sample_ddim(denoiser, schedule, guidance, options);

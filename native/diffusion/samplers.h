@@ -51,6 +51,14 @@ struct SampleOptions {
   // Where the ancestral sampler evaluates the guidance: the posterior mean (the reference's
   // fix of openai/guided-diffusion#51) or x_t (the paper's code). DDIM always uses x_t.
   enum class CondInput { Mean, X } cond_input = CondInput::Mean;
+  // guidanceInput 'x0' (DDIM only): the guidance returns a loss on x0, its gradient through the
+  // model shifts eps by scale * sqrt(1 - ab) * grad (diffusion/x0_guidance.h).
+  bool x0_guidance = false;
+  double x0_guidance_scale = 1.0;
+  bool x0_gradient_norm = false;  // DPS's zeta / ||residual|| (diffusion/x0_guidance.h)
+  // Guide only the steps whose timestep t (of the sampled schedule) is in [lo, hi]; others step
+  // unguided. Default: every step.
+  int64_t guidance_t_lo = INT64_MIN, guidance_t_hi = INT64_MAX;
   bool return_all_timesteps = false;  // stack x_T .. x_0 on dim 1
   bool auto_normalize = true;  // return (x + 1) / 2
   // Noise source; none: the default generator of `device` (torch.manual_seed reproduces the

@@ -18,7 +18,20 @@ class JsGuidance : public Guidance {
  public:
   explicit JsGuidance(std::weak_ptr<SampleJob> job) : job_(std::move(job)) {}
 
-  at::Tensor gradient(const at::Tensor& x, const at::Tensor& t) override {
+  at::Tensor gradient(const at::Tensor& x, const at::Tensor& t) override { return gradient_in(x, t, {}); }
+
+  at::Tensor gradient_in(const at::Tensor& x, const at::Tensor& t, const GuidanceContext& context) override {
+    return Ask(x, t, context, false);
+  }
+
+  // guidanceInput 'x0': condFn(x0, t, kwargs, context) with grad mode on on the JS thread (it
+  // is off there by default), so that its loss keeps the graph back to x_t.
+  at::Tensor loss(const at::Tensor& x0, const at::Tensor& t, const GuidanceContext& context) override {
+    return Ask(x0, t, context, true);
+  }
+
+ private:
+  at::Tensor Ask(const at::Tensor& x, const at::Tensor& t, const GuidanceContext& context, bool grad) {
     const int64_t step = step_++;
     const int64_t t_value = t.numel() > 0 ? t.reshape(-1)[0].item<int64_t>() : -1;
     std::ostringstream where;
@@ -32,7 +45,10 @@ class JsGuidance : public Guidance {
     // this thread's pool costs a new one after the call (a few ms), so only for a condFn whose
     // last call took long enough to gain from it (a classifier gradient, not a cheap function).
     if (long_calls_) ReleaseOpenMpPool();
-    job->PostToJs([weak, result, x, t, label](Napi::Env env) { CallOnJs(env, weak, result, x, t, label); });
+    job->PostToJs([weak, result, x, t, context, grad, label](Napi::Env env) {
+      at::AutoGradMode grad_mode(grad || at::GradMode::is_enabled());
+      CallOnJs(env, weak, result, x, t, context, label);
+    });
     auto started = std::chrono::steady_clock::now();
     while (future.wait_for(std::chrono::milliseconds(10)) != std::future_status::ready) {
       if (job->cancelled()) throw JobAborted();
@@ -45,7 +61,6 @@ class JsGuidance : public Guidance {
     return future.get();
   }
 
- private:
   using Result = std::shared_ptr<std::promise<at::Tensor>>;
 
   // One condFn call: the x and t handles it was given, and whether its result is in. A
@@ -102,8 +117,25 @@ class JsGuidance : public Guidance {
     ReleaseOpenMpPool();
   }
 
+  // condFn's fourth argument: { x0, eps, alphaBar, sigma, step, total }; its tensors are owned
+  // like x and t (released when the call settles).
+  static Napi::Object WrapContext(Napi::Env env, const GuidanceContext& c, const Handles& handles) {
+    Napi::Object ctx = Napi::Object::New(env);
+    for (const auto& [name, tensor] : {std::pair<const char*, const at::Tensor*>{"x0", &c.x0}, {"eps", &c.eps}}) {
+      if (!tensor->defined()) continue;
+      Napi::Object wrapped = TensorWrap::Wrap(env, *tensor);
+      handles->inputs.push_back(Napi::Persistent(wrapped));
+      ctx.Set(name, wrapped);
+    }
+    ctx.Set("alphaBar", Napi::Number::New(env, c.alpha_bar));
+    ctx.Set("sigma", Napi::Number::New(env, c.sigma));
+    ctx.Set("step", Napi::Number::New(env, double(c.step)));
+    ctx.Set("total", Napi::Number::New(env, double(c.total)));
+    return ctx;
+  }
+
   static void CallOnJs(Napi::Env env, const std::weak_ptr<SampleJob>& weak, const Result& result, const at::Tensor& x,
-                       const at::Tensor& t, const std::string& label) {
+                       const at::Tensor& t, const GuidanceContext& context, const std::string& label) {
     Napi::HandleScope scope(env);
     auto handles = std::make_shared<Call>();
     auto job = weak.lock();
@@ -113,7 +145,8 @@ class JsGuidance : public Guidance {
       Napi::Object tj = TensorWrap::Wrap(env, t);
       handles->inputs.push_back(Napi::Persistent(xj));
       handles->inputs.push_back(Napi::Persistent(tj));
-      Napi::Value r = job->cond_fn().Call({xj, tj});
+      Napi::Object ctx = WrapContext(env, context, handles);
+      Napi::Value r = job->cond_fn().Call({xj, tj, ctx});
       if (r.IsPromise() || (r.IsObject() && r.As<Napi::Object>().Get("then").IsFunction())) {
         auto on_ok = Napi::Function::New(env, [result, label, handles](const Napi::CallbackInfo& info) {
           Settle(result, info[0], label, handles);

@@ -1,0 +1,62 @@
+#include "diffusion/x0_guidance.h"
+
+#include <torch/csrc/autograd/autograd.h>
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+#include <vector>
+
+namespace gd {
+
+Prediction x0_guided_prediction(const Denoiser& denoiser, ModelCall& model, const Schedule& s, Guidance& guidance,
+                                const at::Tensor& x, const at::Tensor& t, const at::Tensor& x_self_cond, bool clip,
+                                double scale, bool gradient_norm, GuidanceContext context) {
+  const int64_t t_value = t.reshape(-1)[0].item<int64_t>();
+  at::Tensor grad, norm;
+  Prediction p;
+  {
+    // Samplers run with grad off; the model's graph from x_t to x0 is needed for this step only.
+    at::AutoGradMode enable_grad(true);
+    at::Tensor x_in = x.detach().requires_grad_(true);
+    p = denoiser.prediction(s, x_in, t, model(x_in, t, x_self_cond), clip);
+    context.x0 = p.x0;
+    context.eps = p.eps.detach();
+    context.alpha_bar = s.alphas_cumprod[t_value].item<double>();
+    context.sigma = std::sqrt(1 - context.alpha_bar);
+    at::Tensor loss = guidance.loss(p.x0, s.timestep_map.apply(t), context);
+    auto fail = [&](const std::string& what) {
+      std::ostringstream msg;
+      msg << "condFn at step " << context.step << " (t=" << t_value << ") returned " << what;
+      throw std::runtime_error(msg.str());
+    };
+    if (!loss.defined()) fail("no tensor");
+    if (!(loss.numel() == 1 || (loss.dim() == 1 && loss.size(0) == x.size(0)))) {
+      std::ostringstream what;
+      what << "a loss of shape " << loss.sizes() << "; with guidanceInput 'x0' expected a scalar or [" << x.size(0) << "]";
+      fail(what.str());
+    }
+    if (!at::isfinite(loss.detach()).all().item<bool>()) fail("a NaN or Inf loss");
+    if (!loss.requires_grad()) fail("a loss that does not depend on x0 (it requires no grad)");
+    if (gradient_norm && loss.numel() != x.size(0)) fail("a scalar loss; gradientNorm needs one loss per image");
+    if (gradient_norm && !(loss.detach() > 0).all().item<bool>()) fail("a loss <= 0; gradientNorm divides by its square root");
+    norm = gradient_norm ? loss.detach().reshape({-1, 1}).sqrt() : at::Tensor();
+    // Summing per-image losses is exact: image i's loss depends on x_t[i] only.
+    grad = torch::autograd::grad({loss.sum()}, {x_in}, {}, false, false, true)[0];
+  }
+  if (!grad.defined()) grad = at::zeros_like(x);
+  if (norm.defined()) {
+    std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);  // [B, 1, 1, 1]: one norm per image
+    shape[0] = x.size(0);
+    grad = grad / norm.reshape(shape);
+  }
+  Prediction out;
+  out.eps = p.eps.detach() + scale * context.sigma * grad.detach();
+  out.x0 = predict_start_from_noise(s, x, t, out.eps);
+  if (clip) out.x0 = out.x0.clamp(-1.0, 1.0);
+  out.variance = p.variance.defined() ? p.variance.detach() : p.variance;
+  out.log_variance = p.log_variance.defined() ? p.log_variance.detach() : p.log_variance;
+  return out;
+}
+
+}  // namespace gd
