@@ -7,6 +7,7 @@ import { GaussianDiffusion } from '../diffusion';
 import { Module } from '../module';
 import { checkKeyList, checkOptionKeys } from '../option-keys';
 import { ScheduleSamplerName } from '../schedule-sampler';
+import { flagNumber, snakeCase } from './options';
 import { Tensor } from '../tensor';
 
 /** classifier_train.py's train flags (snake_case as their README, or camelCase). */
@@ -32,13 +33,7 @@ export interface ClassifierTrainFlags {
 }
 
 const FLAGS = ['lr', 'weight_decay', 'batch_size', 'microbatch', 'noised', 'iterations', 'anneal_lr', 'schedule_sampler', 'seed'];
-const snake = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-
-function num(value: unknown, flag: string, integer: boolean): number {
-  const n = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
-  if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new TypeError(`${flag}: expected ${integer ? 'an integer' : 'a number'} but received ${String(value)}`);
-  return n;
-}
+const num = flagNumber;
 
 // Their str2bool: yes/true/t/y/1 and no/false/f/n/0.
 function bool(value: unknown, flag: string): boolean {
@@ -53,7 +48,7 @@ function bool(value: unknown, flag: string): boolean {
 export function classifierTrainFlags(flags: ClassifierTrainFlags = {}): { lr: number; weight_decay: number; batch_size: number; microbatch: number; noised: boolean; iterations: number; anneal_lr: boolean; schedule_sampler: ScheduleSamplerName; seed: number } {
   if (flags === null || typeof flags !== 'object') throw new TypeError('ClassifierTrainLoop: expected a flags object such as { lr: 3e-4 }');
   const raw: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(flags)) if (value !== undefined) raw[snake(key)] = value;
+  for (const [key, value] of Object.entries(flags)) if (value !== undefined) raw[snakeCase(key)] = value;
   checkKeyList('ClassifierTrainLoop', raw, FLAGS);
   const sampler = (raw.schedule_sampler ?? 'uniform') as ScheduleSamplerName;
   if (sampler !== 'uniform' && sampler !== 'loss-second-moment') throw new TypeError(`schedule_sampler must be 'uniform' or 'loss-second-moment'; got '${String(sampler)}'`);

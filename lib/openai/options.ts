@@ -24,6 +24,13 @@ export interface Field {
 }
 
 export const snakeCase = (name: string): string => name.replace(/[A-Z]/g, (m) => `_${m.toLowerCase()}`);
+/** A train flag's number, from a number or a string as their argparse takes it. */
+export function flagNumber(value: unknown, flag: string, integer: boolean): number {
+  const n = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
+  if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new TypeError(`${flag}: expected ${integer ? 'an integer' : 'a number'} but received ${String(value)}`);
+  return n;
+}
+
 export const camelCase = (name: string): string => name.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
 function describe(v: unknown): string {

@@ -5,6 +5,7 @@ import { NativeOpenaiTrainer } from '../binding';
 import { GaussianDiffusion } from '../diffusion';
 import { checkKeyList, checkOptionKeys } from '../option-keys';
 import { ScheduleSamplerName } from '../schedule-sampler';
+import { flagNumber, snakeCase } from './options';
 import { Tensor } from '../tensor';
 
 /** image_train.py's train flags (snake_case as their README, or camelCase). */
@@ -38,19 +39,13 @@ export interface OpenAITrainFlags {
 }
 
 const FLAGS = ['lr', 'weight_decay', 'lr_anneal_steps', 'batch_size', 'microbatch', 'ema_rate', 'schedule_sampler', 'seed', 'resume_checkpoint', 'log_interval', 'save_interval'];
-const snake = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-
-function num(value: unknown, flag: string, integer: boolean): number {
-  const n = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
-  if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new TypeError(`${flag}: expected ${integer ? 'an integer' : 'a number'} but received ${String(value)}`);
-  return n;
-}
+const num = flagNumber;
 
 /** The train flags with their defaults (their create_argparser's), keys snake_case. */
 export function trainFlags(flags: OpenAITrainFlags = {}): { lr: number; weight_decay: number; lr_anneal_steps: number; batch_size: number; microbatch: number; ema_rate: number[]; schedule_sampler: ScheduleSamplerName; seed: number; resume_checkpoint: string; log_interval: number; save_interval: number } {
   if (flags === null || typeof flags !== 'object') throw new TypeError('TrainLoop: expected a flags object such as { lr: 1e-4 }');
   const raw: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(flags)) if (value !== undefined) raw[snake(key)] = value;
+  for (const [key, value] of Object.entries(flags)) if (value !== undefined) raw[snakeCase(key)] = value;
   checkKeyList('TrainLoop', raw, FLAGS);
   const rates = typeof raw.ema_rate === 'number' ? [raw.ema_rate] : String(raw.ema_rate ?? '0.9999').split(',').map((r) => num(r, 'ema_rate', false));
   const sampler = (raw.schedule_sampler ?? 'uniform') as ScheduleSamplerName;
