@@ -260,27 +260,22 @@ at::Tensor sample_ddim(const Denoiser& denoiser, const Schedule& schedule, Guida
       continue;
     }
     at::Tensor t = at::full({batch}, t_value, at::TensorOptions().dtype(at::kLong).device(o.device));
+    const at::Tensor self_cond = denoiser.self_condition() ? x0_prev : at::Tensor();
+    Prediction p;
     if (guidance && o.x0_guidance && t_value >= o.guidance_t_lo && t_value <= o.guidance_t_hi) {
       GuidanceContext context;
       context.step = step;
       context.total = total;
-      Prediction p = x0_guided_prediction(denoiser, model, s, *guidance, x, t,
-                                          denoiser.self_condition() ? x0_prev : at::Tensor(), o.clip_denoised,
-                                          o.x0_guidance_scale, o.x0_gradient_norm, context);
+      p = x0_guided_prediction(denoiser, model, s, *guidance, x, t, self_cond, o.clip_denoised, o.x0_guidance_scale,
+                               o.x0_gradient_norm, context);
       x0_prev = p.x0;
-      x = ddim_update(s, p, x, t_value, t_next, o.ddim_eta, noise);
-      if (edit.masked()) x = edit.known(x, std::sqrt(levels.at(t_next)), std::sqrt(1 - levels.at(t_next)));
-      if (o.return_all_timesteps) all.push_back(x);
-      if (o.on_step) o.on_step(step, total, t_value);
-      ++step;
-      continue;
-    }
-    Prediction p = denoiser.prediction(s, x, t, model(x, t, denoiser.self_condition() ? x0_prev : at::Tensor()),
-                                       o.clip_denoised);
-    x0_prev = p.x0;  // the model's own (unguided) x0, as in the ancestral sampler
-    if (guidance && !o.x0_guidance) {
-      p = condition_score(s, x, t, p, guided_gradient(*guidance, s, x, t, step, t_value, total, p));
-      if (o.clip_after_guidance) p.x0 = p.x0.clamp(-1.0, 1.0);
+    } else {
+      p = denoiser.prediction(s, x, t, model(x, t, self_cond), o.clip_denoised);
+      x0_prev = p.x0;  // the model's own (unguided) x0, as in the ancestral sampler
+      if (guidance && !o.x0_guidance) {
+        p = condition_score(s, x, t, p, guided_gradient(*guidance, s, x, t, step, t_value, total, p));
+        if (o.clip_after_guidance) p.x0 = p.x0.clamp(-1.0, 1.0);
+      }
     }
     x = ddim_update(s, p, x, t_value, t_next, o.ddim_eta, noise);
     if (edit.masked()) x = edit.known(x, std::sqrt(levels.at(t_next)), std::sqrt(1 - levels.at(t_next)));
