@@ -76,6 +76,11 @@ export interface DiffusionTrainOptions extends TrainOptions {
 export interface ClassifierTrainOptions extends TrainOptions {
   /** Class of each image: int64 [N]. */
   labels: Tensor;
+  /**
+   * A plain classifier of clean images: t = 0 and the images as they are, without the noise
+   * that q_sample adds even at t = 0 (maxTimestep 0). Default false (noise-aware).
+   */
+  clean?: boolean;
 }
 
 export interface TrainResult {
@@ -109,7 +114,7 @@ const TRAIN_KEYS: KeysOf<TrainOptions> = {
   betaSchedule: true, scheduleFnKwargs: true, distributed: true, autocast: true, onProgress: true, signal: true,
 };
 const DIFFUSION_TRAIN_KEYS: KeysOf<DiffusionTrainOptions> = { ...TRAIN_KEYS, objective: true, minSnrLossWeight: true, minSnrGamma: true };
-const CLASSIFIER_TRAIN_KEYS: KeysOf<ClassifierTrainOptions> = { ...TRAIN_KEYS, labels: true };
+const CLASSIFIER_TRAIN_KEYS: KeysOf<ClassifierTrainOptions> = { ...TRAIN_KEYS, labels: true, clean: true };
 
 function run<O extends TrainOptions>(start: Start, model: Module, options: O, who: string, keys: KeysOf<O>): Promise<TrainResult> {
   if (!(model instanceof Module)) return Promise.reject(new TypeError('train: expected a Module to train'));
@@ -137,7 +142,7 @@ export function trainDiffusion(model: Module, options: DiffusionTrainOptions): P
   return run(binding.trainDiffusion as unknown as Start, model, options, 'trainDiffusion', DIFFUSION_TRAIN_KEYS);
 }
 
-/** Trains a noise-aware classifier: cross-entropy on q_sample(x0, t) at random t. */
+/** Trains a noise-aware classifier: cross-entropy on q_sample(x0, t) at random t (clean: on x0 at t = 0). */
 export function trainClassifier(classifier: Module, options: ClassifierTrainOptions): Promise<TrainResult> {
   if (!(options?.labels instanceof Tensor)) return Promise.reject(new TypeError('trainClassifier: options.labels must be an int64 Tensor'));
   return run(binding.trainClassifier as unknown as Start, classifier, options, 'trainClassifier', CLASSIFIER_TRAIN_KEYS);

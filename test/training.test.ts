@@ -83,6 +83,27 @@ describe('training', function () {
     assert.ok(last < first, `loss ${first.toFixed(3)} -> ${last.toFixed(3)}`);
   });
 
+  it('clean: true trains on the images as they are at t = 0 (the first loss is the cross-entropy worked out here)', async () => {
+    // Every batch is one image, so the first step's loss (taken before the update) is known.
+    const x = ds.images.narrow(0, 0, 1).repeat([8, 1, 1, 1]);
+    const y = ds.labels.narrow(0, 0, 1).repeat([8]);
+    const make = (): Classifier => { torch.manualSeed(0); return new Classifier({ imageSize: 28, channels: 1, numClasses: 10, dim: 8, dimMults: [1, 2], attentionResolutions: [], pool: 'avg' }); };
+    const expected = torch.tidy(() => torch.nn.functional.crossEntropy(make().forward(x, torch.zeros([8], { dtype: 'int64' })), y).item() as number);
+    // Linear betas over 20 steps: t = 0 still adds noise of std 0.07, which clean leaves out.
+    const opts = { data: x, labels: y, steps: 1, batchSize: 4, timesteps: 20, betaSchedule: 'linear' as const };
+    const clean = await trainClassifier(make(), { ...opts, clean: true });
+    const noisy = await trainClassifier(make(), { ...opts, maxTimestep: 0 });
+    const [dClean, dNoisy] = [Math.abs(clean.losses[0] - expected), Math.abs(noisy.losses[0] - expected)];
+    console.log(`      first loss ${expected.toFixed(6)} worked out here: clean is ${dClean.toExponential(2)} from it (bound 1e-6), maxTimestep 0 (noise of t = 0) ${dNoisy.toExponential(2)}`);
+    // Deterministic (seeded draws, CPU): an untrained classifier moves little with the noise.
+    assert.ok(dClean < 1e-6);
+    assert.ok(dNoisy > 1e-5, 'maxTimestep 0 adds noise, clean does not');
+    await assert.rejects(trainClassifier(make(), { ...opts, clean: true, maxTimestep: 3 }), { message: 'clean trains at t = 0: maxTimestep must be 0 or unset; got 3' });
+    await assert.rejects(trainClassifier(make(), { ...opts, clean: 1 as never }), { message: 'Expected boolean for clean but received 1' });
+    await assert.rejects(trainDiffusion(make(), { data: x, steps: 1, clean: true } as never), /unknown option 'clean'/);
+    torch.dispose([x, y]);
+  });
+
   it('an AbortSignal stops training with an AbortError', async () => {
     const controller = new AbortController();
     const unet = new Unet({ dim: 8, dimMults: [1, 2], channels: 1 });

@@ -79,6 +79,8 @@ void validate(const TrainOptions& o, const at::Tensor& data) {
     msg << "checkpointEvery needs a checkpointPath";
   else if (o.loss_window < 1) msg << "lossWindow must be >= 1; got " << o.loss_window;
   else if (o.max_timestep < -1) msg << "maxTimestep must be >= 0; got " << o.max_timestep;
+  else if (o.clean && o.max_timestep > 0)
+    msg << "clean trains at t = 0: maxTimestep must be 0 or unset; got " << o.max_timestep;
   else if (o.autocast && *o.autocast != at::kBFloat16 && *o.autocast != at::kHalf)
     msg << "autocast must be bfloat16 or float16; got " << c10::toString(*o.autocast);
   else if (o.parallel.world_size < 1 || o.parallel.rank < 0 || o.parallel.rank >= o.parallel.world_size)
@@ -225,7 +227,9 @@ TrainResult run_loop(TrainState& state, const Schedule& schedule, const at::Tens
     invalid("maxTimestep must be below timesteps (" + std::to_string(timesteps) + "); got " +
             std::to_string(o.max_timestep));
   }
-  const int64_t t_range = o.max_timestep >= 0 ? o.max_timestep + 1 : timesteps;
+  if (o.clean && !classifier) invalid("clean applies to classifier training only");
+  // clean draws t from [0, 0] as maxTimestep 0 does: the same generator stream.
+  const int64_t t_range = o.clean ? 1 : o.max_timestep >= 0 ? o.max_timestep + 1 : timesteps;
   const TrainOptions::Parallel& par = o.parallel;
   const bool parallel = par.world_size > 1;
   const int64_t global_batch = o.batch_size * par.world_size;
@@ -240,7 +244,8 @@ TrainResult run_loop(TrainState& state, const Schedule& schedule, const at::Tens
                {"weightDecay", o.weight_decay}, {"gradClip", o.grad_clip}, {"emaDecay", o.ema_decay},
                {"emaEvery", double(o.ema_every)}, {"timesteps", double(timesteps)},
                {"maxTimestep", double(o.max_timestep)}, {"data images", double(data.size(0))},
-               {"labels", labels.defined() ? double(labels.numel()) : -1.0}, {"classifier", classifier ? 1.0 : 0.0}});
+               {"labels", labels.defined() ? double(labels.numel()) : -1.0}, {"classifier", classifier ? 1.0 : 0.0},
+               {"clean", o.clean ? 1.0 : 0.0}});
     broadcast_start(state, par);
   }
   const auto cpu_long = at::TensorOptions().dtype(at::kLong);
@@ -451,7 +456,7 @@ TrainResult train_classifier(TrainState& state, const Schedule& schedule, const 
   const std::pair<int64_t, int64_t> labels_span = label_range(labels);
   auto loss_of = [&](const Schedule& s, const Batch& b, at::Generator&, double& accuracy) {
     // classifier_loss's computation, keeping the logits for the accuracy.
-    const at::Tensor x = q_sample(s, b.x0, b.t, b.noise);
+    const at::Tensor x = options.clean ? b.x0 : q_sample(s, b.x0, b.t, b.noise);
     const c10::IValue out = classifier.forward({x, b.t});
     if (!out.isTensor()) {
       throw std::runtime_error("the classifier returned " + out.tagKind() + "; expected a tensor of logits");

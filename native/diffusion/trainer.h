@@ -62,6 +62,9 @@ struct TrainOptions {
   // >= 0: timesteps are drawn from [0, max_timestep] rather than [0, timesteps): 0 trains on
   // (nearly) clean images, as a plain classifier. -1: the whole range.
   int64_t max_timestep = -1;
+  // train_classifier only: t = 0 and the images as they are, without q_sample's noise (a
+  // plain classifier of clean images; maxTimestep 0 still adds the noise of t = 0).
+  bool clean = false;
   // After each step (optimizer, EMA and checkpoint done): step counts from 1 to total
   // (== steps). May throw to abort the run: the exception propagates out of the trainer and
   // the state holds every step finished so far.

@@ -202,7 +202,10 @@ Napi::Value TrainClassifier(const Napi::CallbackInfo& info) {
     auto run = [state, schedule, data, labels](TrainOptions& options) {
       return train_classifier(*state, *schedule, data, labels, options);
     };
-    return TrainJob::Start(info.Env(), run, ToTrainOptions(o), info[2]);
+    TrainOptions options = ToTrainOptions(o);
+    Napi::Value clean = Option(o, "clean");
+    options.clean = !IsMissing(clean) && ToBool(clean, "clean");
+    return TrainJob::Start(info.Env(), run, std::move(options), info[2]);
   })
 }
 
