@@ -95,7 +95,7 @@ async function main(): Promise<void> {
   const s = await sampleBags(cnn, o);
   const file = path.join(HERE, 'bag.png');
   saveImage(torch.cat([s.unguided, s.guided]), file, { nrow: 16 });
-  console.log(`${o.n} images, DDIM ${o.ddimSteps} steps, seed ${o.seed}; guidanceScale ${o.guidanceScale}; ${file}: unguided (top ${o.n / 16} rows), guided (bottom)`);
+  console.log(`${o.n} images, DDIM ${o.ddimSteps} steps, eta ${o.eta}, seed ${o.seed}; guidanceScale ${o.guidanceScale}, guidanceInterval ${JSON.stringify(o.guidanceInterval)}; ${file}: unguided (top ${o.n / 16} rows), guided (bottom)`);
   // Judged by the project's evaluation (scripts/eval-common.ts, docs/EVAL.md), not the library:
   // judge B, a plain CNN of its own code and training loop (cached in .gd-cache/eval). Judge A
   // is a Classifier trained by trainClassifier, the guiding CNN's own kind, and so not used.

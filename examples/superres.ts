@@ -64,7 +64,7 @@ async function main(): Promise<void> {
   const up = (mode: 'nearest' | 'bicubic'): Tensor => torch.tidy(() => toUnit(torch.nn.functional.interpolate(r.y, { size: [32, 32], mode })));
   const [nearest, bicubic, original] = [up('nearest'), up('bicubic'), toUnit(r.x)];
   const mean = (v: number[]): string => (v.reduce((a, b) => a + b, 0) / v.length).toFixed(2);
-  console.log(`${o.n} test images, 8x8 average-pooled; DDIM ${o.ddimSteps} steps, seed ${o.seed}, guidanceScale ${o.guidanceScale}, gradientNorm; DPS took ${r.seconds.toFixed(1)} s`);
+  console.log(`${o.n} test images, 8x8 average-pooled; DDIM ${o.ddimSteps} steps, eta ${o.eta}, seed ${o.seed}; guidanceScale ${o.guidanceScale}, gradientNorm, guidanceInterval ${JSON.stringify(o.guidanceInterval)}; DPS took ${r.seconds.toFixed(1)} s`);
   for (const [name, img] of [['nearest', nearest], ['bicubic', bicubic], ['unguided', r.unguided], ['DPS', r.guided]] as const) {
     const fit = torch.tidy(() => (measurementLoss(img.mul(2).sub(1), r.y).toArray() as number[]).map(Math.sqrt));
     console.log(`${name.padEnd(8)} PSNR vs the original ${mean(psnr(img, original))} dB (per image ${psnr(img, original).map((p) => p.toFixed(1)).join(' ')}); ||avgpool(x) - y|| ${mean(fit)}`);
