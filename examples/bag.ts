@@ -18,8 +18,6 @@ export interface BagOptions {
   guidanceInterval?: [number, number];
   cnnSteps: number;
   seed: number;
-  /** Training images for the CNN (default: all 60,000). */
-  limit?: number;
 }
 
 export const BAG_DEFAULTS: BagOptions = { n: 32, ddimSteps: 25, eta: 1, guidanceScale: 2, guidanceInterval: [0, 998], cnnSteps: 400, seed: 1 };

