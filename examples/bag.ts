@@ -83,7 +83,8 @@ async function savedCnn(steps: number): Promise<Module> {
 }
 
 async function main(): Promise<void> {
-  const o = BAG_DEFAULTS;
+  // Other settings as JSON: npm run example:... -- '{"guidanceScale": 4}'
+  const o = { ...BAG_DEFAULTS, ...JSON.parse(process.argv[2] ?? '{}') };
   const cnn = await savedCnn(o.cnnSteps);
   const test = loadFashionMnist({ train: false, padTo: 32 });
   const testLabels = test.labels.toArray() as number[];

@@ -58,7 +58,8 @@ export async function superres(o: SuperresOptions) {
 }
 
 async function main(): Promise<void> {
-  const o = SUPERRES_DEFAULTS;
+  // Other settings as JSON: npm run example:... -- '{"guidanceScale": 4}'
+  const o = { ...SUPERRES_DEFAULTS, ...JSON.parse(process.argv[2] ?? '{}') };
   const r = await superres(o);
   const toUnit = (t: Tensor): Tensor => t.add(1).div(2).clamp(0, 1);
   const up = (mode: 'nearest' | 'bicubic'): Tensor => torch.tidy(() => toUnit(torch.nn.functional.interpolate(r.y, { size: [32, 32], mode })));
