@@ -84,7 +84,10 @@ async function savedCnn(steps: number): Promise<Module> {
 
 async function main(): Promise<void> {
   // Other settings as JSON: npm run example:... -- '{"guidanceScale": 4}'
-  const o = { ...BAG_DEFAULTS, ...JSON.parse(process.argv[2] ?? '{}') };
+  const settings = JSON.parse(process.argv[2] ?? '{}');
+  const unknown = Object.keys(settings).filter((k) => !(k in BAG_DEFAULTS));
+  if (unknown.length > 0) throw new Error(`unknown setting ${unknown.join(', ')}; known: ${Object.keys(BAG_DEFAULTS).join(', ')}`);
+  const o = { ...BAG_DEFAULTS, ...settings };
   const cnn = await savedCnn(o.cnnSteps);
   const test = loadFashionMnist({ train: false, padTo: 32 });
   const testLabels = test.labels.toArray() as number[];

@@ -59,7 +59,10 @@ export async function superres(o: SuperresOptions) {
 
 async function main(): Promise<void> {
   // Other settings as JSON: npm run example:... -- '{"guidanceScale": 4}'
-  const o = { ...SUPERRES_DEFAULTS, ...JSON.parse(process.argv[2] ?? '{}') };
+  const settings = JSON.parse(process.argv[2] ?? '{}');
+  const unknown = Object.keys(settings).filter((k) => !(k in SUPERRES_DEFAULTS));
+  if (unknown.length > 0) throw new Error(`unknown setting ${unknown.join(', ')}; known: ${Object.keys(SUPERRES_DEFAULTS).join(', ')}`);
+  const o = { ...SUPERRES_DEFAULTS, ...settings };
   const r = await superres(o);
   const toUnit = (t: Tensor): Tensor => t.add(1).div(2).clamp(0, 1);
   const up = (mode: 'nearest' | 'bicubic'): Tensor => torch.tidy(() => toUnit(torch.nn.functional.interpolate(r.y, { size: [32, 32], mode })));
