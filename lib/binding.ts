@@ -159,6 +159,7 @@ export interface Binding {
   memory(): { tensors: number; bytes: number };
   cpuCache(): { bytes: number; blocks: number; limit: number };
   emptyCache(): number;
+  releaseFreeMemory(): void;
   setCpuCacheLimit(bytes: number): void;
   startScope(): void;
   endScope(keep: Tensor[]): void;
