@@ -58,6 +58,7 @@ export interface NativeSampleRequest extends FastSamplerRequest, EditRequest {
   x0GuidanceScale?: number;
   x0GradientNorm?: boolean;
   x0GuidanceInterval?: [number, number];
+  x0Recurrence?: number;
   classifierGuidance?: { classifier: NativeModule; y: Tensor; classifierScale: number };
   modelKwargs?: { y?: Tensor };
   /** Classifier-free guidance (lib/diffusion.ts has checked it). */

@@ -218,16 +218,18 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
       setup.options.cuda_graph = cuda_graph_;
       setup.options.return_all_timesteps = ToBool(Option(r, "returnAllTimesteps"), "returnAllTimesteps");
       setup.options.cond_input = parse_cond_input(ToString(Option(r, "condInput"), "condInput"));
-      Napi::Value x0_scale = Option(r, "x0GuidanceScale");  // set by lib/diffusion.ts for guidanceInput 'x0'
+      Napi::Value x0_scale = Option(r, "x0GuidanceScale");  // set by lib/x0-guidance.ts for guidanceInput 'x0'
       if (!IsMissing(x0_scale)) {
-        setup.options.x0_guidance = true;
-        setup.options.x0_guidance_scale = ToNumber(x0_scale, "guidanceScale");
-        setup.options.x0_gradient_norm = ToBool(Option(r, "x0GradientNorm"), "gradientNorm");
+        X0GuidanceOptions x0;
+        x0.scale = ToNumber(x0_scale, "guidanceScale");
+        x0.gradient_norm = ToBool(Option(r, "x0GradientNorm"), "gradientNorm");
+        if (Napi::Value v = Option(r, "x0Recurrence"); !IsMissing(v)) x0.recurrence = ToInt(v, "recurrence");
         Napi::Value interval = Option(r, "x0GuidanceInterval");  // [lo, hi], checked by lib/x0-guidance.ts
         if (!IsMissing(interval)) {
-          setup.options.guidance_t_lo = ToInt(interval.As<Napi::Array>().Get(uint32_t{0}), "guidanceInterval[0]");
-          setup.options.guidance_t_hi = ToInt(interval.As<Napi::Array>().Get(uint32_t{1}), "guidanceInterval[1]");
+          x0.t_lo = ToNumber(interval.As<Napi::Array>().Get(uint32_t{0}), "guidanceInterval[0]");
+          x0.t_hi = ToNumber(interval.As<Napi::Array>().Get(uint32_t{1}), "guidanceInterval[1]");
         }
+        setup.options.x0_guidance = x0;
       }
       Napi::Value method = Option(r, "sampler");
       if (!IsMissing(method)) setup.options.method = parse_sample_method(ToString(method, "sampler"));
