@@ -10,7 +10,7 @@ import { createModel, Flags, MODEL_FLAG_DEFAULTS, parseFlags } from './openai/fl
 import { TrainLoop } from './openai/train';
 import * as torch from './torch';
 
-const DIFFUSION_FLAGS = ['learn_sigma', 'diffusion_steps', 'noise_schedule', 'timestep_respacing', 'use_kl', 'predict_xstart', 'rescale_timesteps', 'rescale_learned_sigmas'];
+export const DIFFUSION_FLAGS = ['learn_sigma', 'diffusion_steps', 'noise_schedule', 'timestep_respacing', 'use_kl', 'predict_xstart', 'rescale_timesteps', 'rescale_learned_sigmas'];
 // image_train.py's create_argparser, less the model and diffusion flags.
 const TRAIN_FLAGS = ['data_dir', 'schedule_sampler', 'lr', 'weight_decay', 'lr_anneal_steps', 'batch_size', 'microbatch', 'ema_rate', 'log_interval', 'save_interval', 'resume_checkpoint', 'use_fp16', 'fp16_scale_growth'];
 const LOOP_FLAGS = ['schedule_sampler', 'lr', 'weight_decay', 'lr_anneal_steps', 'batch_size', 'microbatch', 'ema_rate', 'log_interval', 'save_interval', 'resume_checkpoint'];
@@ -27,7 +27,8 @@ export interface OpenAITrainCliOptions {
   seed?: number;
 }
 
-function trainScriptFlags(str: string): Flags {
+/** --openai's flag string, each flag one of `known` (the flags of their `script`). */
+export function scriptFlags(str: string, known: ReadonlySet<string>, script: string): Flags {
   let parsed: Flags;
   try {
     parsed = parseFlags(str);
@@ -37,19 +38,20 @@ function trainScriptFlags(str: string): Flags {
   const out: Flags = {};
   for (const [raw, value] of Object.entries(parsed)) {
     const name = raw.replace(/-/g, '_');
-    if (!KNOWN.has(name)) throw new CliError(`--openai: unknown flag --${raw} (not a flag of their image_train.py)`);
+    if (!known.has(name)) throw new CliError(`--openai: unknown flag --${raw} (not a flag of their ${script})`);
     out[name] = value;
   }
   return out;
 }
 
-function logLine(log: Record<string, number>): string {
+/** A dumped log as one line: step first, then the keys in order. */
+export function logLine(log: Record<string, number>): string {
   const keys = Object.keys(log).filter((k) => k !== 'step').sort();
   return `step ${log.step} | ` + keys.map((k) => `${k} ${Number.isInteger(log[k]) ? log[k] : log[k].toPrecision(4)}`).join(' | ');
 }
 
 export async function trainOpenAI(o: OpenAITrainCliOptions, signal?: AbortSignal): Promise<void> {
-  const f = trainScriptFlags(o.openai);
+  const f = scriptFlags(o.openai, KNOWN, 'image_train.py');
   if (f.use_fp16 !== undefined && toBool(f.use_fp16, '--use_fp16')) {
     throw new CliError('--use_fp16 True: fp16 training with loss scaling is not supported yet; train in float32 (use_fp16 False)');
   }
