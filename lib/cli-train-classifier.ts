@@ -4,9 +4,8 @@
 // held-out ones (--val-data-dir) center-cropped; their logger's keys go to stderr every
 // log_interval steps; save_model writes model/opt files to --out-dir (their OPENAI_LOGDIR);
 // resume_checkpoint resumes.
-import { SingleBar } from 'cli-progress';
 import { CliError } from './cli-util';
-import { DIFFUSION_FLAGS, logLine, scriptFlags } from './cli-train-openai';
+import { DIFFUSION_FLAGS, loopReporter, scriptFlags } from './cli-train-openai';
 import { ImageFolder, loadImageFolder } from './image-folder';
 import { toBool } from './openai/diffusion';
 import { CLASSIFIER_FLAG_DEFAULTS, createClassifier, Flags } from './openai/flags';
@@ -91,21 +90,11 @@ export async function trainClassifier(o: ClassifierTrainCliOptions, signal?: Abo
     } catch (err) {
       throw new CliError((err as Error).message);
     }
-    const total = o.steps ?? loop.flags.iterations - loop.resumeStep;
-    const bar = process.stderr.isTTY ? new SingleBar({ format: 'training [{bar}] {value}/{total} steps | loss {loss} | {duration_formatted}', stream: process.stderr }) : undefined;
-    bar?.start(Math.max(total, 0), 0, { loss: '' });
+    const report = loopReporter(o.steps ?? loop.flags.iterations - loop.resumeStep, 'train_loss', loop.resumeStep + loop.step);
     const run = await loop.runLoop({
-      data: data.images, labels: data.labels!, evalData: val?.images, evalLabels: val?.labels, steps: o.steps, outDir, signal,
-      onLog: (log) => {
-        if (bar) bar.update(log.step + 1 - loop.resumeStep, { loss: log.train_loss.toPrecision(4) });
-        else process.stderr.write(logLine(log) + '\n');
-      },
-      onSave: (s) => {
-        if (!bar) process.stderr.write(`saved ${s.files.join(', ')}\n`);
-      },
+      data: data.images, labels: data.labels!, evalData: val?.images, evalLabels: val?.labels, steps: o.steps, outDir, signal, onLog: report.onLog, onSave: report.onSave,
     });
-    bar?.stop();
-    process.stderr.write(`trained ${run.stepsRun} steps, to step ${run.resumeStep + run.step}; checkpoints ${run.saved.map((n) => String(n).padStart(6, '0')).join(', ')} in ${outDir}\n`);
+    report.done(run, outDir);
   } finally {
     for (const d of owned) torch.dispose([d.images, ...(d.labels ? [d.labels] : [])]);
     classifier.dispose();

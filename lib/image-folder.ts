@@ -10,6 +10,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
 import { checkOptionKeys } from './option-keys';
+import { seededRandom } from './seeded-random';
 import { Tensor } from './tensor';
 import * as torch from './torch';
 
@@ -111,19 +112,6 @@ function centerCropBox(width: number, height: number, imageSize: number): CropBo
   return { width: w, height: h, left: Math.floor((w - imageSize) / 2), top: Math.floor((h - imageSize) / 2) };
 }
 
-// mulberry32: a small seeded generator of uniform numbers in [0, 1) for the crops' draws (their
-// Python random's sequence is not reproduced; the draws' distribution is).
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 async function readOne(file: string, imageSize: number, channels: 1 | 3, random: (() => number) | undefined): Promise<{ data: Buffer; box: CropBox }> {
   const meta = await sharp(file).metadata();
   if (!meta.width || !meta.height) throw new Error('no image size in the file');
@@ -158,6 +146,7 @@ export async function loadImageFolder(dir: string, options: ImageFolderOptions):
   const pixels: Buffer[] = [];
   const crops: CropBox[] = [];
   const files: string[] = [];
+  // Their Python random's sequence is not reproduced; the draws' distribution is.
   const random = randomCrop ? seededRandom(seed) : undefined;
   const skipped: { file: string; reason: string }[] = [];
   const CONCURRENT = 8;  // sharp decodes on libuv's pool; a few at a time keeps it busy

@@ -9,8 +9,8 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import sharp from 'sharp';
-import { loadFashionMnist, loadImageFolder, openai, torch } from '../lib';
+import { loadImageFolder, openai, torch } from '../lib';
+import { assertSameFiles, writeFashionMnistPngs } from './helpers';
 
 const CLI = path.resolve(__dirname, '..', 'lib', 'cli.js');
 // Their README's flags for the 128x128 classifier, verbatim.
@@ -32,17 +32,7 @@ describe('CLI: train-classifier --openai (their classifier_train.py)', () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gd-cli-classifier-'));
     train = path.join(tmp, 'train');
     val = path.join(tmp, 'val');
-    const fm = loadFashionMnist({ limit: 48 });
-    const px = fm.images.add(1).mul(127.5).round().to('uint8');
-    const bytes = px.data() as Uint8Array;
-    const labels = Array.from(fm.labels.data() as BigInt64Array, Number);
-    for (let i = 0; i < 48; i++) {
-      const dir = i < 32 ? train : val;
-      fs.mkdirSync(dir, { recursive: true });
-      const name = `${fm.classNames[labels[i]].replace(/[^A-Za-z]/g, '')}_${i}.png`;
-      await sharp(Buffer.from(bytes.slice(i * 784, (i + 1) * 784)), { raw: { width: 28, height: 28, channels: 1 } }).toFile(path.join(dir, name));
-    }
-    torch.dispose([fm.images, fm.labels, px]);
+    await writeFashionMnistPngs(48, (i) => (i < 32 ? train : val));
   });
   after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -73,12 +63,7 @@ describe('CLI: train-classifier --openai (their classifier_train.py)', () => {
     } finally {
       torch.setNumThreads(threads);
     }
-    let same = 0;
-    for (const n of names) {
-      assert.ok(fs.readFileSync(path.join(out, n)).equals(fs.readFileSync(path.join(lib, n))), `${n} differs`);
-      same++;
-    }
-    console.log(`      ${same} checkpoint files of the CLI equal the library's byte for byte`);
+    assertSameFiles(out, lib, names);
     torch.dispose([data.images, data.labels!, held.images, held.labels!]);
     net.dispose();
 

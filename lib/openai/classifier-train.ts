@@ -10,7 +10,7 @@ import { checkKeyList, checkOptionKeys } from '../option-keys';
 import { ScheduleSamplerName } from '../schedule-sampler';
 import { diffusionFlags, OpenAIDiffusionFlags } from './diffusion';
 import { flagNumber, snakeCase } from './options';
-import { abortedError, loopInt, loopOutDir, RunLoopResult, settleLoop } from './run-loop';
+import { abortedError, LoopOptionsBase, loopInt, loopSettings, RunLoopResult, settleLoop } from './run-loop';
 import { Tensor } from '../tensor';
 
 /** classifier_train.py's train flags (snake_case as their README, or camelCase). */
@@ -103,7 +103,7 @@ export interface ClassifierStepOptions {
   noise?: Tensor;
 }
 
-export interface ClassifierRunLoopOptions {
+export interface ClassifierRunLoopOptions extends LoopOptionsBase {
   /** Training images, float [N, C, H, W] in [-1, 1]; batches of the flags' batch_size are drawn from them. */
   data: Tensor;
   /** Their class labels, int64 [N]. */
@@ -111,24 +111,8 @@ export interface ClassifierRunLoopOptions {
   /** Held-out images and labels (their val_data_dir): a val batch every evalInterval steps. */
   evalData?: Tensor;
   evalLabels?: Tensor;
-  /** Steps this call takes at most; default: until the flags' iterations (counting resumed steps), or until aborted. */
-  steps?: number;
-  /** Default: the flags' log_interval. */
-  logInterval?: number;
   /** Default: the flags' eval_interval. */
   evalInterval?: number;
-  /** Default: the flags' save_interval. */
-  saveInterval?: number;
-  /** Where their save_model writes (model{N}.pt, opt{N}.pt), made when missing; none: nothing is saved. */
-  outDir?: string;
-  /** Flip each drawn image left-right with probability 1/2, as their load_data; default true. */
-  randomFlip?: boolean;
-  /** Their dumpkvs: the logged keys (train's, and val's since the last dump) averaged over the steps since the last dump. */
-  onLog?: (log: Record<string, number>) => void;
-  /** After each save: N of the files' names, and their paths. */
-  onSave?: (save: { step: number; files: string[] }) => void;
-  /** Aborting ends the run after the current step (with its log and save, without the end save); the promise rejects with an AbortError. */
-  signal?: AbortSignal;
 }
 
 /**
@@ -204,15 +188,9 @@ export class ClassifierTrainLoop {
         if ((required || v !== undefined) && !(v instanceof Tensor)) throw new TypeError(`runLoop: options.${name} must be a Tensor (${name.endsWith('abels') ? 'int64 class labels [N]' : 'images [N, C, H, W]'})`);
       }
       if ((options.evalData === undefined) !== (options.evalLabels === undefined)) throw new TypeError('runLoop: evalData and evalLabels go together');
-      if (options.randomFlip !== undefined && typeof options.randomFlip !== 'boolean') throw new TypeError('runLoop: randomFlip must be a boolean');
       handle = this.native.runLoop(options.data, options.labels, options.evalData, options.evalLabels, {
-        batchSize: this.flags.batch_size,
-        steps: loopInt(options.steps ?? 0, 'steps', 0),
-        logInterval: loopInt(options.logInterval ?? this.flags.log_interval, 'logInterval', 1),
+        ...loopSettings(options, this.flags),
         evalInterval: loopInt(options.evalInterval ?? this.flags.eval_interval, 'evalInterval', 1),
-        saveInterval: loopInt(options.saveInterval ?? this.flags.save_interval, 'saveInterval', 1),
-        outDir: loopOutDir(options.outDir),
-        randomFlip: options.randomFlip ?? true,
       }, (log) => options.onLog?.(log), (s) => options.onSave?.(s));
     } catch (err) {
       return Promise.reject(err);

@@ -28,6 +28,40 @@ export interface LoopHandle {
   close?(): void;
 }
 
+/** The options both runLoops take. */
+export interface LoopOptionsBase {
+  /** Steps this call takes at most (their loops have no such limit); default: until the flags end the run, or until aborted. */
+  steps?: number;
+  /** Default: the flags' log_interval. */
+  logInterval?: number;
+  /** Default: the flags' save_interval. */
+  saveInterval?: number;
+  /** Where their save writes its files, made when missing; none: nothing is saved. */
+  outDir?: string;
+  /** Flip each drawn image left-right with probability 1/2, as their load_data; default true. */
+  randomFlip?: boolean;
+  /** Their dumpkvs: the logged keys averaged over the steps since the last dump. */
+  onLog?: (log: Record<string, number>) => void;
+  /** After each save: N of the files' names, and their paths. */
+  onSave?: (save: { step: number; files: string[] }) => void;
+  /** Aborting ends the run after the current step (with its log and save, without the end save); the promise rejects with an AbortError. */
+  signal?: AbortSignal;
+}
+
+/** The native loop's settings from runLoop's options, the flags giving the defaults. */
+export function loopSettings(options: LoopOptionsBase, flags: { batch_size: number; log_interval: number; save_interval: number }):
+  { batchSize: number; steps: number; logInterval: number; saveInterval: number; outDir: string; randomFlip: boolean } {
+  if (options.randomFlip !== undefined && typeof options.randomFlip !== 'boolean') throw new TypeError('runLoop: randomFlip must be a boolean');
+  return {
+    batchSize: flags.batch_size,
+    steps: loopInt(options.steps ?? 0, 'steps', 0),
+    logInterval: loopInt(options.logInterval ?? flags.log_interval, 'logInterval', 1),
+    saveInterval: loopInt(options.saveInterval ?? flags.save_interval, 'saveInterval', 1),
+    outDir: loopOutDir(options.outDir),
+    randomFlip: options.randomFlip ?? true,
+  };
+}
+
 /** An integer option of runLoop, >= min. */
 export function loopInt(v: unknown, name: string, min: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new RangeError(`runLoop: ${name} must be an integer >= ${min}; got ${String(v)}`);

@@ -6,7 +6,7 @@ import { GaussianDiffusion } from '../diffusion';
 import { checkKeyList, checkOptionKeys } from '../option-keys';
 import { ScheduleSamplerName } from '../schedule-sampler';
 import { flagNumber, snakeCase } from './options';
-import { abortedError, LoopHandle, loopInt, loopOutDir, RunLoopResult, settleLoop, TrainBatch } from './run-loop';
+import { abortedError, LoopHandle, LoopOptionsBase, loopSettings, RunLoopResult, settleLoop, TrainBatch } from './run-loop';
 export type { RunLoopResult, TrainBatch } from './run-loop';
 import { Tensor } from '../tensor';
 
@@ -79,7 +79,7 @@ export interface RunStepOptions {
   noise?: Tensor;
 }
 
-export interface RunLoopOptions {
+export interface RunLoopOptions extends LoopOptionsBase {
   /** Training images, float [N, C, H, W] in [-1, 1]; batches of the flags' batch_size are drawn from them. */
   data?: Tensor;
   /**
@@ -90,22 +90,6 @@ export interface RunLoopOptions {
   batches?: Iterable<TrainBatch> | AsyncIterable<TrainBatch>;
   /** Class labels, int64 [N], of a class-conditional model. */
   labels?: Tensor;
-  /** Steps this call takes at most (their loop has no such limit); default: until lr_anneal_steps, or until aborted. */
-  steps?: number;
-  /** Default: the flags' log_interval. */
-  logInterval?: number;
-  /** Default: the flags' save_interval. */
-  saveInterval?: number;
-  /** Where their save() writes (model{N}.pt, ema_{rate}_{N}.pt, opt{N}.pt), made when missing; none: nothing is saved. */
-  outDir?: string;
-  /** Flip each drawn image left-right with probability 1/2, as their load_data; default true. */
-  randomFlip?: boolean;
-  /** Their dumpkvs: the logged keys averaged over the steps since the last dump. */
-  onLog?: (log: Record<string, number>) => void;
-  /** After each save: N of the files' names, and their paths. */
-  onSave?: (save: { step: number; files: string[] }) => void;
-  /** Aborting ends the run after the current step (with its log and save); the promise rejects with an AbortError. */
-  signal?: AbortSignal;
 }
 
 /**
@@ -159,14 +143,7 @@ export class TrainLoop {
       if (options.data !== undefined && !(options.data instanceof Tensor)) throw new TypeError('runLoop: options.data must be a Tensor of images [N, C, H, W]');
       if (options.labels !== undefined && !(options.labels instanceof Tensor)) throw new TypeError('runLoop: options.labels must be an int64 Tensor [N]');
       if (options.batches !== undefined && options.labels !== undefined) throw new TypeError('runLoop: with batches, labels come in each batch as y');
-      handle = this.native.runLoop(options.data, options.labels, {
-        batchSize: this.flags.batch_size,
-        steps: loopInt(options.steps ?? 0, 'steps', 0),
-        logInterval: loopInt(options.logInterval ?? this.flags.log_interval, 'logInterval', 1),
-        saveInterval: loopInt(options.saveInterval ?? this.flags.save_interval, 'saveInterval', 1),
-        outDir: loopOutDir(options.outDir),
-        randomFlip: options.randomFlip ?? true,
-      }, (log) => options.onLog?.(log), (s) => options.onSave?.(s));
+      handle = this.native.runLoop(options.data, options.labels, loopSettings(options, this.flags), (log) => options.onLog?.(log), (s) => options.onSave?.(s));
     } catch (err) {
       return Promise.reject(err);
     }

@@ -16,14 +16,9 @@
 
 namespace gd {
 
-struct ClassifierLoopOptions : LoopHooks {
-  int64_t batch_size = 4;
-  int64_t steps = 0;  // > 0: this call takes at most this many steps; 0: until iterations
-  int64_t log_interval = 10;
+// steps: 0 runs until their iterations.
+struct ClassifierLoopOptions : LoopHooks, LoopSettings {
   int64_t eval_interval = 5;
-  int64_t save_interval = 10000;
-  std::string out_dir;  // empty: nothing is saved
-  bool random_flip = true;
 };
 
 // images float [N, C, H, W] in [-1, 1] with labels int64 [N]; val_images / val_labels the same

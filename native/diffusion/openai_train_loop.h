@@ -14,16 +14,8 @@
 
 namespace gd {
 
-struct OpenaiLoopOptions : LoopHooks {
-  int64_t batch_size = 1;
-  // > 0: this call takes at most this many steps (their loop has no such limit and runs until
-  // lr_anneal_steps, or for ever); 0: none.
-  int64_t steps = 0;
-  int64_t log_interval = 10;
-  int64_t save_interval = 10000;
-  std::string out_dir;  // empty: nothing is saved
-  bool random_flip = true;
-};
+// steps: their loop has no such limit and runs until lr_anneal_steps, or for ever.
+struct OpenaiLoopOptions : LoopHooks, LoopSettings {};
 
 // images: float [N, C, H, W] in [-1, 1]; labels: int64 [N] or undefined (unconditional). Both
 // undefined when options.next_batch gives the batches.

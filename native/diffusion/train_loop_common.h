@@ -28,6 +28,17 @@ struct LoopHooks {
   std::function<std::optional<std::pair<at::Tensor, at::Tensor>>()> next_batch;
 };
 
+// What both loops take from their flags and runLoop's options.
+struct LoopSettings {
+  int64_t batch_size = 1;
+  // > 0: this call takes at most this many steps (their loops have no such limit); 0: none.
+  int64_t steps = 0;
+  int64_t log_interval = 10;
+  int64_t save_interval = 10000;
+  std::string out_dir;  // empty: nothing is saved
+  bool random_flip = true;
+};
+
 struct OpenaiLoopResult {
   int64_t steps_run = 0;
   std::vector<int64_t> saved;  // the numbers of the checkpoints written, in order

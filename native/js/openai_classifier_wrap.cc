@@ -95,13 +95,8 @@ class OpenaiClassifierTrainerWrap : public Napi::ObjectWrap<OpenaiClassifierTrai
     GD_GUARD(info.Env(), {
       const Napi::Value o = info[4];
       ClassifierLoopOptions opts;
-      opts.batch_size = ToInt(Option(o, "batchSize"), "batchSize");
-      opts.steps = ToInt(Option(o, "steps"), "steps");
-      opts.log_interval = ToInt(Option(o, "logInterval"), "logInterval");
+      ReadLoopSettings(o, opts);
       opts.eval_interval = ToInt(Option(o, "evalInterval"), "evalInterval");
-      opts.save_interval = ToInt(Option(o, "saveInterval"), "saveInterval");
-      opts.out_dir = ToString(Option(o, "outDir"), "outDir");
-      opts.random_flip = ToBool(Option(o, "randomFlip"), "randomFlip");
       const at::Tensor images = TensorWrap::From(info[0], "data"), labels = TensorWrap::From(info[1], "labels");
       const at::Tensor val_images = Optional(info[2], "evalData"), val_labels = Optional(info[3], "evalLabels");
       auto trainer = trainer_;

@@ -163,6 +163,15 @@ class OpenaiLoopJob : public JsJob {
 
 }  // namespace
 
+void ReadLoopSettings(const Napi::Value& o, LoopSettings& s) {
+  s.batch_size = ToInt(Option(o, "batchSize"), "batchSize");
+  s.steps = ToInt(Option(o, "steps"), "steps");
+  s.log_interval = ToInt(Option(o, "logInterval"), "logInterval");
+  s.save_interval = ToInt(Option(o, "saveInterval"), "saveInterval");
+  s.out_dir = ToString(Option(o, "outDir"), "outDir");
+  s.random_flip = ToBool(Option(o, "randomFlip"), "randomFlip");
+}
+
 Napi::Object StartOpenaiLoop(Napi::Env env, LoopRun run, LoopCounts counts, std::shared_ptr<std::atomic<bool>> busy,
                              Napi::Value on_log, Napi::Value on_save, bool pushed) {
   auto job = std::make_shared<OpenaiLoopJob>(env, std::move(run), std::move(counts), busy);

@@ -20,6 +20,10 @@ using LoopRun = std::function<OpenaiLoopResult(const LoopHooks& hooks)>;
 // The trainer's step count and resumed step after the run, for the promise's result.
 using LoopCounts = std::function<std::pair<int64_t, int64_t>()>;
 
+// runLoop's options object into settings: batchSize, steps, logInterval, saveInterval, outDir,
+// randomFlip (checked and filled by lib/openai/run-loop.ts's callers).
+void ReadLoopSettings(const Napi::Value& options, LoopSettings& settings);
+
 // Starts the run (its data captured by `run`); returns {promise, cancel()}. `busy` is true from now until the run no longer
 // touches the trainer (the trainer's other methods refuse to run meanwhile). With `pushed` (no
 // images), the batches come from JS: the object also has push(batch, y?) -> Promise<boolean>

@@ -98,12 +98,7 @@ class OpenaiTrainerWrap : public Napi::ObjectWrap<OpenaiTrainerWrap> {
     GD_GUARD(info.Env(), {
       const Napi::Value o = info[2];
       OpenaiLoopOptions opts;
-      opts.batch_size = ToInt(Option(o, "batchSize"), "batchSize");
-      opts.steps = ToInt(Option(o, "steps"), "steps");
-      opts.log_interval = ToInt(Option(o, "logInterval"), "logInterval");
-      opts.save_interval = ToInt(Option(o, "saveInterval"), "saveInterval");
-      opts.out_dir = ToString(Option(o, "outDir"), "outDir");
-      opts.random_flip = ToBool(Option(o, "randomFlip"), "randomFlip");
+      ReadLoopSettings(o, opts);
       // No data: the batches are pushed from JS.
       const bool pushed = IsMissing(info[0]);
       at::Tensor images = pushed ? at::Tensor() : TensorWrap::From(info[0], "data");
