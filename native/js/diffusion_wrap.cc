@@ -14,6 +14,7 @@
 #include "js/openai_classifier_wrap.h"
 #include "js/openai_train_wrap.h"
 #include "js/sample_job.h"
+#include "js/schedule_options.h"
 #include "js/tensor_wrap.h"
 
 namespace gd::js {
@@ -53,18 +54,6 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
     GD_GUARD(env, {
       image_size_ = ToInt(Option(o, "imageSize"), "imageSize");
       channels_ = ToInt(Option(o, "channels"), "channels");
-      ScheduleOptions so;
-      so.timesteps = ToInt(Option(o, "timesteps"), "timesteps");
-      so.beta_schedule = parse_beta_schedule(ToString(Option(o, "betaSchedule"), "betaSchedule"));
-      Napi::Value kw = Option(o, "scheduleFnKwargs");
-      auto num = [&](const char* key, double dflt) {
-        Napi::Value v = Option(kw, key);
-        return IsMissing(v) ? dflt : ToNumber(v, key);
-      };
-      so.cosine_s = num("s", so.cosine_s);
-      so.sigmoid_start = num("start", so.sigmoid_start);
-      so.sigmoid_end = num("end", so.sigmoid_end);
-      so.sigmoid_tau = num("tau", so.sigmoid_tau);
       Napi::Value sampling = Option(o, "samplingTimesteps");
       eta_ = ToNumber(Option(o, "ddimSamplingEta"), "ddimSamplingEta");
       auto_normalize_ = ToBool(Option(o, "autoNormalize"), "autoNormalize");
@@ -73,24 +62,7 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
       clip_after_guidance_ = !IsMissing(clip_after) && ToBool(clip_after, "clipAfterGuidance");
       Napi::Value device = Option(o, "device");
       device_ = IsMissing(device) ? ModelDevice(model) : ToDevice(env, ToString(device, "device"));
-      // A respaced (or rescaled) schedule carries the map to the base timesteps the model sees.
-      Napi::Value respacing = Option(o, "timestepRespacing");
-      Napi::Value rescale_v = Option(o, "rescaleTimesteps");
-      const bool rescale = !IsMissing(rescale_v) && ToBool(rescale_v, "rescaleTimesteps");
-      at::Tensor betas = make_betas(so);
-      Schedule schedule;
-      if (!IsMissing(respacing) || rescale) {
-        const std::string spec = IsMissing(respacing) ? "" : ToString(respacing, "timestepRespacing");
-        std::vector<int64_t> kept;
-        if (spec.empty()) {
-          for (int64_t k = 0; k < so.timesteps; ++k) kept.push_back(k);
-        } else {
-          kept = space_timesteps(so.timesteps, spec);
-        }
-        schedule = respace(betas, kept, rescale);
-      } else {
-        schedule = schedule_from_betas(betas);
-      }
+      Schedule schedule = ScheduleFromOptions(o);
       sampling_timesteps_ = IsMissing(sampling) ? schedule.timesteps : ToInt(sampling, "samplingTimesteps");
       if (sampling_timesteps_ < 1 || sampling_timesteps_ > schedule.timesteps) {
         ThrowRange(env, "samplingTimesteps (" + std::to_string(sampling_timesteps_) + ") must be from 1 to the " +
@@ -457,6 +429,11 @@ void InstallDiffusion(Napi::Env env, Napi::Object exports) {
   exports.Set("repaintSchedule", Napi::Function::New(env, RepaintSchedule, "repaintSchedule"));
   exports.Set("spaceTimesteps", Napi::Function::New(env, SpaceTimesteps, "spaceTimesteps"));
   exports.Set("createDiffusion", Napi::Function::New(env, CreateDiffusion, "createDiffusion"));
+  // openaiClassifierTrainer(classifier, scheduleOptions, options): a classifier trainer over a
+  // schedule of GaussianDiffusion's options, without a diffusion model.
+  exports.Set("openaiClassifierTrainer", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    GD_GUARD(info.Env(), { return NewOpenaiClassifierTrainer(info.Env(), ModuleWrap::From(info[0], "classifier"), ScheduleFromOptions(info[1]), info[2]); })
+  }, "openaiClassifierTrainer"));
 }
 
 }  // namespace gd::js
