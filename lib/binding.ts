@@ -58,6 +58,7 @@ export interface NativeSampleRequest extends FastSamplerRequest, EditRequest {
   x0GuidanceScale?: number;
   x0GradientNorm?: boolean;
   x0GuidanceInterval?: [number, number];
+  x0Recurrence?: number;
   classifierGuidance?: { classifier: NativeModule; y: Tensor; classifierScale: number };
   modelKwargs?: { y?: Tensor };
   /** Classifier-free guidance (lib/diffusion.ts has checked it). */
@@ -87,7 +88,17 @@ export interface NativeOpenaiClassifierTrainer {
   runStep(batch: Tensor, y: Tensor, t?: Tensor, noise?: Tensor): Record<string, number>;
   evaluate(batch: Tensor, y: Tensor, t?: Tensor, noise?: Tensor): Record<string, number>;
   step(): number;
+  resumeStep(): number;
   save(dir: string): string[];
+  runLoop(
+    data: Tensor,
+    labels: Tensor,
+    evalData: Tensor | undefined,
+    evalLabels: Tensor | undefined,
+    options: { batchSize: number; steps: number; logInterval: number; evalInterval: number; saveInterval: number; outDir: string; randomFlip: boolean },
+    onLog: (log: Record<string, number>) => void,
+    onSave: (save: { step: number; files: string[] }) => void,
+  ): { promise: Promise<{ stepsRun: number; step: number; resumeStep: number; saved: number[] }>; cancel(): void };
 }
 
 export interface NativeOpenaiTrainer {
@@ -159,6 +170,7 @@ export interface Binding {
   memory(): { tensors: number; bytes: number };
   cpuCache(): { bytes: number; blocks: number; limit: number };
   emptyCache(): number;
+  releaseFreeMemory(): void;
   setCpuCacheLimit(bytes: number): void;
   startScope(): void;
   endScope(keep: Tensor[]): void;
@@ -175,6 +187,8 @@ export interface Binding {
   createOpenaiUNetModel(options: object): NativeModule;
   createOpenaiEncoderUNetModel(options: object): NativeModule;
   createDiffusion(model: NativeModule, options: object): NativeDiffusion;
+  /** A classifier trainer over the schedule of GaussianDiffusion's schedule options (timesteps, betaSchedule, timestepRespacing, rescaleTimesteps), without a model. */
+  openaiClassifierTrainer(classifier: NativeModule, schedule: object, options: object): NativeOpenaiClassifierTrainer;
   /** openai's space_timesteps: the kept base timesteps, ascending. */
   spaceTimesteps(timesteps: number, spec: string): number[];
   /** RePaint's schedule of step indices (native/diffusion/editing.h). */

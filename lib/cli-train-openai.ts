@@ -7,10 +7,11 @@ import { CliError } from './cli-util';
 import { loadImageFolder } from './image-folder';
 import { createGaussianDiffusion, toBool } from './openai/diffusion';
 import { createModel, Flags, MODEL_FLAG_DEFAULTS, parseFlags } from './openai/flags';
+import { RunLoopResult } from './openai/run-loop';
 import { TrainLoop } from './openai/train';
 import * as torch from './torch';
 
-const DIFFUSION_FLAGS = ['learn_sigma', 'diffusion_steps', 'noise_schedule', 'timestep_respacing', 'use_kl', 'predict_xstart', 'rescale_timesteps', 'rescale_learned_sigmas'];
+export const DIFFUSION_FLAGS = ['learn_sigma', 'diffusion_steps', 'noise_schedule', 'timestep_respacing', 'use_kl', 'predict_xstart', 'rescale_timesteps', 'rescale_learned_sigmas'];
 // image_train.py's create_argparser, less the model and diffusion flags.
 const TRAIN_FLAGS = ['data_dir', 'schedule_sampler', 'lr', 'weight_decay', 'lr_anneal_steps', 'batch_size', 'microbatch', 'ema_rate', 'log_interval', 'save_interval', 'resume_checkpoint', 'use_fp16', 'fp16_scale_growth'];
 const LOOP_FLAGS = ['schedule_sampler', 'lr', 'weight_decay', 'lr_anneal_steps', 'batch_size', 'microbatch', 'ema_rate', 'log_interval', 'save_interval', 'resume_checkpoint'];
@@ -27,7 +28,8 @@ export interface OpenAITrainCliOptions {
   seed?: number;
 }
 
-function trainScriptFlags(str: string): Flags {
+/** --openai's flag string, each flag one of `known` (the flags of their `script`). */
+export function scriptFlags(str: string, known: ReadonlySet<string>, script: string): Flags {
   let parsed: Flags;
   try {
     parsed = parseFlags(str);
@@ -37,19 +39,47 @@ function trainScriptFlags(str: string): Flags {
   const out: Flags = {};
   for (const [raw, value] of Object.entries(parsed)) {
     const name = raw.replace(/-/g, '_');
-    if (!KNOWN.has(name)) throw new CliError(`--openai: unknown flag --${raw} (not a flag of their image_train.py)`);
+    if (!known.has(name)) throw new CliError(`--openai: unknown flag --${raw} (not a flag of their ${script})`);
     out[name] = value;
   }
   return out;
 }
 
-function logLine(log: Record<string, number>): string {
+/** A dumped log as one line: step first, then the keys in order. */
+export function logLine(log: Record<string, number>): string {
   const keys = Object.keys(log).filter((k) => k !== 'step').sort();
   return `step ${log.step} | ` + keys.map((k) => `${k} ${Number.isInteger(log[k]) ? log[k] : log[k].toPrecision(4)}`).join(' | ');
 }
 
+/**
+ * runLoop's report on stderr: on a terminal with a known number of steps a progress bar (the
+ * dumped `lossKey`), else each dump as a line and each save; `done` closes with the steps taken
+ * and the checkpoints written. firstStep: the step the run's first log will carry.
+ */
+export function loopReporter(total: number | undefined, lossKey: string, firstStep: number): {
+  onLog: (log: Record<string, number>) => void;
+  onSave: (s: { files: string[] }) => void;
+  done: (run: RunLoopResult, outDir: string) => void;
+} {
+  const bar = process.stderr.isTTY && total !== undefined ? new SingleBar({ format: 'training [{bar}] {value}/{total} steps | loss {loss} | {duration_formatted}', stream: process.stderr }) : undefined;
+  bar?.start(Math.max(total ?? 0, 0), 0, { loss: '' });
+  return {
+    onLog: (log) => {
+      if (bar) bar.update(log.step + 1 - firstStep, { loss: log[lossKey].toPrecision(4) });
+      else process.stderr.write(logLine(log) + '\n');
+    },
+    onSave: (s) => {
+      if (!bar) process.stderr.write(`saved ${s.files.join(', ')}\n`);
+    },
+    done: (run, outDir) => {
+      bar?.stop();
+      process.stderr.write(`trained ${run.stepsRun} steps, to step ${run.resumeStep + run.step}; checkpoints ${run.saved.map((n) => String(n).padStart(6, '0')).join(', ')} in ${outDir}\n`);
+    },
+  };
+}
+
 export async function trainOpenAI(o: OpenAITrainCliOptions, signal?: AbortSignal): Promise<void> {
-  const f = trainScriptFlags(o.openai);
+  const f = scriptFlags(o.openai, KNOWN, 'image_train.py');
   if (f.use_fp16 !== undefined && toBool(f.use_fp16, '--use_fp16')) {
     throw new CliError('--use_fp16 True: fp16 training with loss scaling is not supported yet; train in float32 (use_fp16 False)');
   }
@@ -92,21 +122,9 @@ export async function trainOpenAI(o: OpenAITrainCliOptions, signal?: AbortSignal
       } catch (err) {
         throw new CliError((err as Error).message);
       }
-      const bar = process.stderr.isTTY && o.steps ? new SingleBar({ format: 'training [{bar}] {value}/{total} steps | loss {loss} | {duration_formatted}', stream: process.stderr }) : undefined;
-      bar?.start(o.steps!, 0, { loss: '' });
-      const start = loop.step;
-      const run = await loop.runLoop({
-        data: data.images, labels: data.labels, steps: o.steps, outDir, signal,
-        onLog: (log) => {
-          if (bar) bar.update(log.step + 1 - start, { loss: log.loss.toPrecision(4) });
-          else process.stderr.write(logLine(log) + '\n');
-        },
-        onSave: (s) => {
-          if (!bar) process.stderr.write(`saved ${s.files.join(', ')}\n`);
-        },
-      });
-      bar?.stop();
-      process.stderr.write(`trained ${run.stepsRun} steps, to step ${run.resumeStep + run.step}; checkpoints ${run.saved.map((n) => String(n).padStart(6, '0')).join(', ')} in ${outDir}\n`);
+      const report = loopReporter(o.steps, 'loss', loop.resumeStep + loop.step);
+      const run = await loop.runLoop({ data: data.images, labels: data.labels, steps: o.steps, outDir, signal, onLog: report.onLog, onSave: report.onSave });
+      report.done(run, outDir);
     } finally {
       data.images.dispose();
       data.labels?.dispose();

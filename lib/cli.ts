@@ -16,6 +16,7 @@ import { trainRecipePart } from './recipe';
 import { checkFastSteps, CliError, existing, flagName, MAX_IMAGES, progressReporter, SamplerFlags, samplerOptions, stepsText, writableOut } from './cli-util';
 import { OpenAISampleOptions, sampleOpenAI } from './cli-openai';
 import { trainOpenAI } from './cli-train-openai';
+import { trainClassifier } from './cli-train-classifier';
 import { isFastSampler, SAMPLERS } from './samplers';
 import { Tensor } from './tensor';
 import * as torch from './torch';
@@ -370,6 +371,23 @@ export function buildProgram(): Command {
           log: (l) => lead && process.stderr.write(l + '\n') });
       }
       if (distributed) dist.destroyProcessGroup();
+    });
+  program
+    .command('train-classifier')
+    .description('train a noise-aware openai/guided-diffusion classifier on a folder of images as their classifier_train.py')
+    .requiredOption('--openai <flags>', 'their README\'s "$CLASSIFIER_FLAGS $TRAIN_FLAGS" (and diffusion flags) as one string; --resume_checkpoint resumes')
+    .option('--data-dir <dir>', 'training images (.png/.jpg/.jpeg/.gif, recursively; class from the name before the first _), randomly cropped as theirs')
+    .option('--val-data-dir <dir>', 'held-out images: a val batch every eval_interval steps (val_loss, val_acc@1, val_acc@5)')
+    .option('--out-dir <dir>', 'where checkpoints go (their OPENAI_LOGDIR): model{N}.pt, opt{N}.pt')
+    .option('--steps <n>', 'steps to take (default: until their iterations, or Ctrl-C)', int('--steps'))
+    .option('--seed <n>', 'seed of the fresh weights, the random crops and the draws of batches, timesteps and noise', int('--seed', 0))
+    .option('--threads <n>', 'LibTorch intra-op threads', int('--threads'))
+    .option('--skip-bad-files', 'leave out images that do not decode (default: stop, naming the file)')
+    .action((flags: { openai: string; dataDir?: string; valDataDir?: string; outDir?: string; steps?: number; seed?: number; threads?: number; skipBadFiles?: boolean }) => {
+      // Ctrl-C ends the run after its current step, as an abort: the last save stays the newest checkpoint.
+      const stop = new AbortController();
+      process.once('SIGINT', () => stop.abort());
+      return trainClassifier(flags, stop.signal);
     });
   program
     .command('launch')

@@ -137,9 +137,10 @@ export interface SampleOptions<K = unknown> extends FastSamplerOptions, EditOpti
   /**
    * 'x0': condFn(x0, t, guidanceKwargs, context) gets the predicted clean image (a tensor that
    * requires grad; grad mode is on during the call) and returns a loss, a scalar or one per
-   * image; the sampler takes its gradient with respect to x_t through the model and steps with
-   * eps + guidanceScale * sqrt(1 - alphaBar) * grad (Universal Guidance's forward guidance;
-   * docs/guidance.md). DDIM only. Default: condFn returns the gradient itself.
+   * image; the sampler takes its gradient with respect to x_t through the model. DDIM and the
+   * fast samplers step with eps + guidanceScale * sqrt(1 - alphaBar) * grad (Universal
+   * Guidance's forward guidance), the ancestral sampler with x_{t-1} - guidanceScale * grad
+   * (DPS); docs/guidance.md. Default: condFn returns the gradient itself.
    */
   guidanceInput?: 'x0';
   /** With guidanceInput 'x0': the scale s of the loss's gradient; default 1. */
@@ -151,6 +152,11 @@ export interface SampleOptions<K = unknown> extends FastSamplerOptions, EditOpti
   gradientNorm?: boolean;
   /** With guidanceInput 'x0': guide only the steps with timestep t in [tLo, tHi]; others step unguided. */
   guidanceInterval?: [number, number];
+  /**
+   * With guidanceInput 'x0' (ancestral and DDIM): Universal Guidance's self-recurrence, each
+   * guided step taken k times, x_{t-1} renoised back to x_t with a fresh draw between them; default 1.
+   */
+  recurrence?: number;
   /** Extra inputs of the model's forward: y, the class labels (int64 (B,)) of a class-conditional model. */
   modelKwargs?: { y?: Tensor };
   /**
@@ -201,7 +207,7 @@ export interface SampleOptions<K = unknown> extends FastSamplerOptions, EditOpti
 }
 
 const SAMPLE_KEYS = new Set([
-  'batchSize', 'returnAllTimesteps', 'condFn', 'guidanceKwargs', 'condFnInput', 'guidanceInput', 'guidanceScale', 'gradientNorm', 'guidanceInterval', 'modelKwargs', 'cfgScale', 'rescaledPhi', 'nullClass', 'sampler',
+  'batchSize', 'returnAllTimesteps', 'condFn', 'guidanceKwargs', 'condFnInput', 'guidanceInput', 'guidanceScale', 'gradientNorm', 'guidanceInterval', 'recurrence', 'modelKwargs', 'cfgScale', 'rescaledPhi', 'nullClass', 'sampler',
   'onProgress', 'signal', 'seed', 'seeds', 'stepTimeoutMs', ...EDIT_KEYS, ...Object.keys(TAKEN_BY),
 ]);
 

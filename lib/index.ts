@@ -25,7 +25,7 @@ export { trainDiffusion, trainClassifier, loadFashionMnist } from './train';
 export type { TrainOptions, DiffusionTrainOptions, ClassifierTrainOptions, TrainResult, TrainProgress, FashionMnist } from './train';
 export { saveImage, toPNG, loadImage } from './image';
 export { loadImageFolder, listImageFiles } from './image-folder';
-export type { ImageFolder, ImageFolderOptions } from './image-folder';
+export type { CropBox, ImageFolder, ImageFolderOptions } from './image-folder';
 export type { ImageGridOptions, LoadImageOptions } from './image';
 export { repaintSchedule } from './editing';
 export type { EditOptions } from './editing';

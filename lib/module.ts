@@ -78,6 +78,8 @@ export class Module {
         this.native.loadStateDict(tensors, strict);
       } finally {
         for (const t of Object.values(tensors)) t.dispose();
+        // The file's tensors were as large as the model: give their pages back.
+        binding.releaseFreeMemory();
       }
     } else {
       this.native.loadStateDict(source, strict);

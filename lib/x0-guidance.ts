@@ -6,14 +6,15 @@ export interface X0GuidanceRequest {
   x0GuidanceScale: number;
   x0GradientNorm: boolean;
   x0GuidanceInterval?: [number, number];
+  x0Recurrence?: number;
 }
 
-interface X0Options { guidanceInput?: unknown; guidanceScale?: unknown; gradientNorm?: unknown; guidanceInterval?: unknown }
+interface X0Options { guidanceInput?: unknown; guidanceScale?: unknown; gradientNorm?: unknown; guidanceInterval?: unknown; recurrence?: unknown }
 
 export function x0GuidanceRequest(options: X0Options, condFn: unknown): X0GuidanceRequest | undefined {
-  const { guidanceInput, guidanceScale, gradientNorm, guidanceInterval } = options;
+  const { guidanceInput, guidanceScale, gradientNorm, guidanceInterval, recurrence } = options;
   if (guidanceInput === undefined) {
-    for (const key of ['guidanceScale', 'gradientNorm', 'guidanceInterval'] as const) {
+    for (const key of ['guidanceScale', 'gradientNorm', 'guidanceInterval', 'recurrence'] as const) {
       if (options[key] !== undefined) throw new TypeError(`${key} applies to guidanceInput 'x0' only`);
     }
     return undefined;
@@ -36,6 +37,12 @@ export function x0GuidanceRequest(options: X0Options, condFn: unknown): X0Guidan
       guidanceInterval.every((v) => Number.isSafeInteger(v) && v >= 0) && guidanceInterval[0] <= guidanceInterval[1];
     if (!ok) throw new TypeError(`guidanceInterval must be [tLo, tHi], integer timesteps with 0 <= tLo <= tHi; got ${JSON.stringify(guidanceInterval)}`);
     request.x0GuidanceInterval = [guidanceInterval[0], guidanceInterval[1]];
+  }
+  if (recurrence !== undefined) {
+    if (!Number.isSafeInteger(recurrence) || (recurrence as number) < 1) {
+      throw new TypeError(`recurrence must be an integer >= 1; got ${String(recurrence)}`);
+    }
+    request.x0Recurrence = recurrence as number;
   }
   return request;
 }

@@ -8,8 +8,8 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import sharp from 'sharp';
-import { loadFashionMnist, loadImageFolder, openai, torch } from '../lib';
+import { loadImageFolder, openai, torch } from '../lib';
+import { assertSameFiles, writeFashionMnistPngs } from './helpers';
 
 const CLI = path.resolve(__dirname, '..', 'lib', 'cli.js');
 const MODEL_FLAGS = '--image_size 32 --num_channels 32 --num_res_blocks 1 --channel_mult 1,2 --attention_resolutions 16 --class_cond True --learn_sigma True';
@@ -29,15 +29,7 @@ describe('CLI: train --openai (their image_train.py)', () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gd-cli-train-'));
     data = path.join(tmp, 'images');
     fs.mkdirSync(data);
-    const fm = loadFashionMnist({ limit: 32 });
-    const px = fm.images.add(1).mul(127.5).round().to('uint8');
-    const bytes = px.data() as Uint8Array;
-    const labels = Array.from(fm.labels.data() as BigInt64Array, Number);
-    for (let i = 0; i < 32; i++) {
-      const name = `${fm.classNames[labels[i]].replace(/[^A-Za-z]/g, '')}_${i}.png`;
-      await sharp(Buffer.from(bytes.slice(i * 784, (i + 1) * 784)), { raw: { width: 28, height: 28, channels: 1 } }).toFile(path.join(data, name));
-    }
-    torch.dispose([fm.images, fm.labels, px]);
+    await writeFashionMnistPngs(32, () => data);
   });
   after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -65,12 +57,7 @@ describe('CLI: train --openai (their image_train.py)', () => {
     } finally {
       torch.setNumThreads(threads);
     }
-    let same = 0;
-    for (const n of names) {
-      assert.ok(fs.readFileSync(path.join(out, n)).equals(fs.readFileSync(path.join(lib, n))), `${n} differs`);
-      same++;
-    }
-    console.log(`      ${same} checkpoint files of the CLI equal the library's byte for byte`);
+    assertSameFiles(out, lib, names);
     torch.dispose([folder.images, folder.labels!]);
     model.dispose();
 

@@ -2,7 +2,8 @@
 import * as assert from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
-import { torch } from '../lib';
+import sharp from 'sharp';
+import { loadFashionMnist, torch } from '../lib';
 
 /** test/fixtures, whether running from test/ or from dist/test/. */
 export const FIXTURES = path.resolve(__dirname, '..', '..', 'test', 'fixtures');
@@ -124,4 +125,28 @@ export function linearAlphaBars(T: number): number[] {
     out.push(ab);
   }
   return out;
+}
+
+/**
+ * The first `count` Fashion-MNIST training images written as 28x28 grayscale PNGs named
+ * `<class>_<i>.png` (their image_datasets.py's labels), image i into dirFor(i) (made when missing).
+ */
+export async function writeFashionMnistPngs(count: number, dirFor: (i: number) => string): Promise<void> {
+  const fm = loadFashionMnist({ limit: count });
+  const px = fm.images.add(1).mul(127.5).round().to('uint8');
+  const bytes = px.data() as Uint8Array;
+  const labels = Array.from(fm.labels.data() as BigInt64Array, Number);
+  for (let i = 0; i < count; i++) {
+    const dir = dirFor(i);
+    fs.mkdirSync(dir, { recursive: true });
+    const name = `${fm.classNames[labels[i]].replace(/[^A-Za-z]/g, '')}_${i}.png`;
+    await sharp(Buffer.from(bytes.slice(i * 784, (i + 1) * 784)), { raw: { width: 28, height: 28, channels: 1 } }).toFile(path.join(dir, name));
+  }
+  torch.dispose([fm.images, fm.labels, px]);
+}
+
+/** Asserts that each named file is the same, byte for byte, in both folders; prints the count. */
+export function assertSameFiles(cliDir: string, libDir: string, names: string[]): void {
+  for (const n of names) assert.ok(fs.readFileSync(path.join(cliDir, n)).equals(fs.readFileSync(path.join(libDir, n))), `${n} differs`);
+  console.log(`      ${names.length} checkpoint files of the CLI equal the library's byte for byte`);
 }

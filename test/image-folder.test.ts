@@ -1,18 +1,28 @@
 // loadImageFolder (lib/image-folder.ts): their image_datasets.py's listing, labels and
 // center-crop geometry, decoded by sharp. Values are checked where no resampling happens (the
 // crop alone, Fashion-MNIST PNGs at their own size) against the pixels written; the resize
-// sizes against their formula worked by hand.
+// sizes against their formula worked by hand; random crops' draws against their distribution,
+// and the pixels of those that need no resize against the pixels written.
 import * as assert from 'assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
 import { loadFashionMnist, loadImageFolder, openai, torch } from '../lib';
-import { centerCropResize } from '../lib/image-folder';
+import { centerCropResize, randomCropBox } from '../lib/image-folder';
 
 async function writeGray(file: string, width: number, height: number, pixels: Uint8Array): Promise<void> {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   await sharp(Buffer.from(pixels), { raw: { width, height, channels: 1 } }).toFile(file);
+}
+
+// The test's own uniform source (a 32-bit LCG, Numerical Recipes' constants), seeded.
+function lcg(seed: number): () => number {
+  let x = seed >>> 0;
+  return () => {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    return x / 4294967296;
+  };
 }
 
 describe('loadImageFolder', () => {
@@ -100,5 +110,74 @@ describe('loadImageFolder', () => {
     const empty = path.join(tmp, 'empty');
     fs.mkdirSync(empty);
     await assert.rejects(loadImageFolder(empty, { imageSize: 4 }), /no \.jpg, \.jpeg, \.png or \.gif files under/);
+  });
+
+  it('randomCropBox draws as their random_crop_arr: the short side uniform in [S, ceil(S / 0.8)], the crop uniform over the resized image', () => {
+    const S = 64, N = 17000;
+    const random = lcg(11);
+    const sides = new Map<number, number>();
+    let leftSum = 0, topMax = 0, leftMax = 0;
+    for (let i = 0; i < N; i++) {
+      const b = randomCropBox(100, 100, S, random);
+      // A square stays square: round(100 * s / 100) = s.
+      assert.strictEqual(b.width, b.height);
+      assert.ok(b.left >= 0 && b.top >= 0 && b.left + S <= b.width && b.top + S <= b.height, JSON.stringify(b));
+      sides.set(b.width, (sides.get(b.width) ?? 0) + 1);
+      leftSum += b.left;
+      leftMax = Math.max(leftMax, b.left);
+      topMax = Math.max(topMax, b.top);
+    }
+    // Their randrange(ceil(64 / 1.0), ceil(64 / 0.8) + 1): 64..80, 17 sizes of N / 17 = 1000 each.
+    assert.deepStrictEqual([...sides.keys()].sort((a, b) => a - b), Array.from({ length: 17 }, (_, i) => 64 + i));
+    const counts = [...sides.values()];
+    // E[left] = E[(s - 64) / 2] over s uniform in 64..80 = 4.
+    const meanLeft = leftSum / N;
+    console.log(`      ${N} draws at 100x100 -> 64: sizes 64..80 counted ${Math.min(...counts)}..${Math.max(...counts)} (1000 expected each), mean left ${meanLeft.toFixed(3)} (4 expected), max left/top ${leftMax}/${topMax} (16)`);
+    for (const c of counts) assert.ok(Math.abs(c - 1000) < 130, String(c));  // > 4 sigma of a binomial(17000, 1/17)
+    assert.ok(Math.abs(meanLeft - 4) < 0.1, String(meanLeft));
+    assert.strictEqual(leftMax, 16);
+    assert.strictEqual(topMax, 16);
+    // A 1000x600 image: BOX halvings while the short side >= 2 s (s <= 80: 600 -> 300 -> 150), then to s.
+    const b = randomCropBox(1000, 600, 64, () => 0.99);
+    assert.deepStrictEqual([b.width, b.height], [133, 80]);  // s = 80, 250 * 80 / 150 = 133.3
+  });
+
+  it('randomCrop: seeded crops of the shape asked; those that need no resize are the pixels written at their place', async () => {
+    const dir = path.join(tmp, 'random-crop');
+    const W = 10, H = 16, S = 8;
+    const written: Uint8Array[] = [];
+    for (let i = 0; i < 12; i++) {
+      const px = Uint8Array.from({ length: W * H }, (_, k) => (k * 13 + i * 29) % 256);
+      written.push(px);
+      await writeGray(path.join(dir, `c${i % 3}_${String(i).padStart(2, '0')}.png`), W, H, px);
+    }
+    const a = await loadImageFolder(dir, { imageSize: S, channels: 1, randomCrop: true, seed: 5 });
+    const again = await loadImageFolder(dir, { imageSize: S, channels: 1, randomCrop: true, seed: 5 });
+    const other = await loadImageFolder(dir, { imageSize: S, channels: 1, randomCrop: true, seed: 6 });
+    assert.deepStrictEqual(a.images.shape, [12, 1, S, S]);
+    assert.deepStrictEqual(again.crops, a.crops);
+    assert.notDeepStrictEqual(other.crops, a.crops);
+    const got = a.images.data() as Float32Array;
+    let exact = 0;
+    a.crops.forEach((box, i) => {
+      // Short side 10 drawn from {8, 9, 10}: sizes 8x13, 9x14 (rounded) or 10x16 as written.
+      const side = box.width;
+      assert.ok([8, 9, 10].includes(side), JSON.stringify(box));
+      assert.strictEqual(box.height, Math.round((H * side) / W));
+      if (side !== W) return;
+      exact++;
+      const px = written[Number(path.basename(a.files[i]).slice(3, 5))];  // files are in sorted order, c0_00, c0_03, ...
+      for (let y = 0; y < S; y++) {
+        for (let x = 0; x < S; x++) {
+          const want = px[(box.top + y) * W + box.left + x] / 127.5 - 1;
+          assert.ok(Math.abs(got[i * S * S + y * S + x] - want) < 1e-6, `image ${i} (${x}, ${y})`);
+        }
+      }
+    });
+    console.log(`      seed 5: short sides ${a.crops.map((c) => c.width).join(',')}; ${exact} uncropped-size images equal the written pixels at their crop; seed 6 differs`);
+    assert.ok(exact > 0);
+    await assert.rejects(loadImageFolder(dir, { imageSize: S, randomCrop: 'yes' as never }), /randomCrop must be a boolean; got yes/);
+    await assert.rejects(loadImageFolder(dir, { imageSize: S, seed: -1 }), /seed must be an integer in 0\.\.2\^32-1; got -1/);
+    torch.dispose([a.images, again.images, other.images]);
   });
 });

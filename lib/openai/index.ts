@@ -16,5 +16,5 @@ export { createGaussianDiffusion, createModelAndDiffusion, spaceTimesteps } from
 export type { OpenAIDiffusionFlags } from './diffusion';
 export { TrainLoop, trainFlags } from './train';
 export { ClassifierTrainLoop, classifierTrainFlags } from './classifier-train';
-export type { ClassifierTrainFlags, ClassifierStepOptions } from './classifier-train';
+export type { ClassifierTrainFlags, ClassifierStepOptions, ClassifierRunLoopOptions } from './classifier-train';
 export type { OpenAITrainFlags, RunStepOptions, RunLoopOptions, RunLoopResult, TrainBatch } from './train';

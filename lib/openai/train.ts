@@ -6,6 +6,8 @@ import { GaussianDiffusion } from '../diffusion';
 import { checkKeyList, checkOptionKeys } from '../option-keys';
 import { ScheduleSamplerName } from '../schedule-sampler';
 import { flagNumber, snakeCase } from './options';
+import { abortedError, LoopHandle, LoopOptionsBase, loopSettings, RunLoopResult, settleLoop, TrainBatch } from './run-loop';
+export type { RunLoopResult, TrainBatch } from './run-loop';
 import { Tensor } from '../tensor';
 
 /** image_train.py's train flags (snake_case as their README, or camelCase). */
@@ -77,13 +79,7 @@ export interface RunStepOptions {
   noise?: Tensor;
 }
 
-/** A batch of runLoop's `batches`: images [B, C, H, W] in [-1, 1] and, for a class-conditional model, labels. */
-export interface TrainBatch {
-  batch: Tensor;
-  y?: Tensor;
-}
-
-export interface RunLoopOptions {
+export interface RunLoopOptions extends LoopOptionsBase {
   /** Training images, float [N, C, H, W] in [-1, 1]; batches of the flags' batch_size are drawn from them. */
   data?: Tensor;
   /**
@@ -94,55 +90,6 @@ export interface RunLoopOptions {
   batches?: Iterable<TrainBatch> | AsyncIterable<TrainBatch>;
   /** Class labels, int64 [N], of a class-conditional model. */
   labels?: Tensor;
-  /** Steps this call takes at most (their loop has no such limit); default: until lr_anneal_steps, or until aborted. */
-  steps?: number;
-  /** Default: the flags' log_interval. */
-  logInterval?: number;
-  /** Default: the flags' save_interval. */
-  saveInterval?: number;
-  /** Where their save() writes (model{N}.pt, ema_{rate}_{N}.pt, opt{N}.pt), made when missing; none: nothing is saved. */
-  outDir?: string;
-  /** Flip each drawn image left-right with probability 1/2, as their load_data; default true. */
-  randomFlip?: boolean;
-  /** Their dumpkvs: the logged keys averaged over the steps since the last dump. */
-  onLog?: (log: Record<string, number>) => void;
-  /** After each save: N of the files' names, and their paths. */
-  onSave?: (save: { step: number; files: string[] }) => void;
-  /** Aborting ends the run after the current step (with its log and save); the promise rejects with an AbortError. */
-  signal?: AbortSignal;
-}
-
-export interface RunLoopResult {
-  /** Steps this call took. */
-  stepsRun: number;
-  /** Steps this TrainLoop has taken, and the step it resumed from. */
-  step: number;
-  resumeStep: number;
-  /** N of each checkpoint written, in order. */
-  saved: number[];
-}
-
-// Feeds runLoop's batches to the native loop, at most two ahead of it, and closes the queue at the
-// end of the iterable; an error (the iterable's, or a bad batch) the caller turns into the run's
-// rejection.
-async function pump(batches: Iterable<TrainBatch> | AsyncIterable<TrainBatch>, handle: ReturnType<NativeOpenaiTrainer['runLoop']>): Promise<void> {
-  const push = handle.push as NonNullable<typeof handle.push>;
-  const ahead: Promise<boolean>[] = [];
-  if (batches === null || typeof batches !== 'object' || !(Symbol.asyncIterator in batches || Symbol.iterator in batches)) {
-    throw new TypeError('runLoop: batches must be an iterable or async iterable of { batch, y }');
-  }
-  let k = 0;
-  for await (const b of batches as AsyncIterable<TrainBatch>) {
-    if (b === null || typeof b !== 'object' || !(b.batch instanceof Tensor) || (b.y !== undefined && !(b.y instanceof Tensor))) {
-      throw new TypeError(`runLoop: batch ${k} of batches is not { batch: Tensor, y?: Tensor }`);
-    }
-    checkOptionKeys<TrainBatch>(`runLoop: batch ${k} of batches`, b, { batch: true, y: true });
-    ahead.push(push(b.batch, b.y));
-    k++;
-    if (ahead.length >= 2 && !(await ahead.shift())) break;  // the run has ended
-  }
-  // Only at a normal end: on an error the run is cancelled instead (closing would end it well).
-  (handle.close as NonNullable<typeof handle.close>)();
 }
 
 /**
@@ -186,8 +133,8 @@ export class TrainLoop {
    */
   runLoop(options: RunLoopOptions): Promise<RunLoopResult> {
     if (options === null || typeof options !== 'object') return Promise.reject(new TypeError('runLoop: expected an options object such as { data, steps }'));
-    if (options.signal?.aborted) return Promise.reject(Object.assign(new Error('training was aborted'), { name: 'AbortError' }));
-    let handle: ReturnType<NativeOpenaiTrainer['runLoop']>;
+    if (options.signal?.aborted) return Promise.reject(abortedError());
+    let handle: LoopHandle;
     try {
       checkOptionKeys<RunLoopOptions>('runLoop', options, {
         data: true, batches: true, labels: true, steps: true, logInterval: true, saveInterval: true, outDir: true, randomFlip: true, onLog: true, onSave: true, signal: true,
@@ -196,37 +143,11 @@ export class TrainLoop {
       if (options.data !== undefined && !(options.data instanceof Tensor)) throw new TypeError('runLoop: options.data must be a Tensor of images [N, C, H, W]');
       if (options.labels !== undefined && !(options.labels instanceof Tensor)) throw new TypeError('runLoop: options.labels must be an int64 Tensor [N]');
       if (options.batches !== undefined && options.labels !== undefined) throw new TypeError('runLoop: with batches, labels come in each batch as y');
-      const int = (v: unknown, name: string, min: number): number => {
-        if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new RangeError(`runLoop: ${name} must be an integer >= ${min}; got ${String(v)}`);
-        return v;
-      };
-      if (options.outDir !== undefined && (typeof options.outDir !== 'string' || options.outDir === '')) throw new TypeError('runLoop: outDir must be a folder path');
-      handle = this.native.runLoop(options.data, options.labels, {
-        batchSize: this.flags.batch_size,
-        steps: int(options.steps ?? 0, 'steps', 0),
-        logInterval: int(options.logInterval ?? this.flags.log_interval, 'logInterval', 1),
-        saveInterval: int(options.saveInterval ?? this.flags.save_interval, 'saveInterval', 1),
-        outDir: options.outDir ?? '',
-        randomFlip: options.randomFlip ?? true,
-      }, (log) => options.onLog?.(log), (s) => options.onSave?.(s));
+      handle = this.native.runLoop(options.data, options.labels, loopSettings(options, this.flags), (log) => options.onLog?.(log), (s) => options.onSave?.(s));
     } catch (err) {
       return Promise.reject(err);
     }
-    const signal = options.signal;
-    const onAbort = (): void => handle.cancel();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    let pumpError: { error: unknown } | undefined;
-    if (options.batches !== undefined) {
-      pump(options.batches, handle).catch((error) => {
-        pumpError = { error };
-        handle.cancel();
-      });
-    }
-    return handle.promise
-      .catch((err) => {
-        throw pumpError ? pumpError.error : err;
-      })
-      .finally(() => signal?.removeEventListener('abort', onAbort));
+    return settleLoop(handle, options.signal, options.batches);
   }
 
   /** Steps taken by this loop (their self.step; a resumed run starts again at 0). */

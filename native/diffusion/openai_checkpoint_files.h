@@ -1,6 +1,7 @@
 // The pieces of openai/guided-diffusion's checkpoint files that both their TrainLoop's save() and
-// classifier_train.py's save_model write (defined in openai_train_checkpoint.cc): the six-digit
-// step in the names, a model's state dict with given parameters, AdamW's state_dict.
+// classifier_train.py's save_model write, and both resume_checkpoints read (defined in
+// openai_train_checkpoint.cc): the six-digit step in the names, a model's state dict with given
+// parameters, AdamW's state_dict.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -22,5 +23,14 @@ checkpoints::SaveValue openai_state_dict(const torch::jit::Module& model, const 
 // torch.optim.AdamW.state_dict() of adam: per parameter index that has taken a step its step
 // count and moments; one param_group with hyper (the next step's).
 checkpoints::SaveValue adamw_state_dict(const FusedAdam& adam, const AdamHyper& hyper);
+
+// parse_resume_step_from_filename: the integer after the last "model" up to the next "."; 0
+// when there is none.
+int64_t parse_resume_step(const std::string& path);
+// load_state_dict(strict) of a torch.save state dict file; errors name the file.
+void load_model_file(torch::jit::Module model, const std::string& file);
+// AdamW.load_state_dict of a torch.save file into adam (names: its parameters' names, for the
+// messages); returns the file's param_group. Checked whole before adam is changed.
+AdamHyper load_adamw_state(const std::string& file, FusedAdam& adam, const std::vector<std::string>& names);
 
 }  // namespace gd

@@ -32,7 +32,8 @@ OpenaiClassifierStep::OpenaiClassifierStep(torch::jit::Module classifier, Schedu
       sampler_(std::move(sampler)),
       generator_(std::move(generator)),
       params_(model_parameters(classifier_)),
-      adam_(params_, /*adamw=*/true) {
+      adam_(params_, /*adamw=*/true),
+      hyper_{options_.lr, 0.9, 0.999, 1e-8, options_.weight_decay} {
   std::ostringstream msg;
   if (!(options_.lr > 0) || !std::isfinite(options_.lr)) msg << "lr must be a positive number; got " << options_.lr;
   else if (!(options_.weight_decay >= 0)) msg << "weight_decay must be >= 0; got " << options_.weight_decay;
@@ -104,9 +105,11 @@ StepLog OpenaiClassifierStep::run(const at::Tensor& x0, const at::Tensor& y, con
   c10::AutoGradMode grad_on(true);
   const bool was_training = classifier_.is_training();
   classifier_.train(true);
-  // set_annealed_lr before the step, at the fraction of iterations done.
-  AdamHyper hyper{options_.lr, 0.9, 0.999, 1e-8, options_.weight_decay};
-  if (options_.anneal_lr) hyper.lr = options_.lr * (1.0 - static_cast<double>(step_) / static_cast<double>(options_.iterations));
+  // set_annealed_lr before the step, at the fraction of iterations done (resumed steps counted);
+  // without it the lr stays the optimizer's, a resumed one's as loaded.
+  AdamHyper hyper = hyper_;
+  const int64_t done = step_ + resume_step_;
+  if (options_.anneal_lr) hyper.lr = options_.lr * (1.0 - static_cast<double>(done) / static_cast<double>(options_.iterations));
   MeanLog log;
   try {
     adam_.zero_grad();
@@ -126,17 +129,36 @@ StepLog OpenaiClassifierStep::run(const at::Tensor& x0, const at::Tensor& y, con
     at::NoGradGuard no_grad;
     adam_.step();
   }
+  window_.add(log);
   StepLog out;
   log.into(out);
-  out["step"] = static_cast<double>(step_);
-  out["samples"] = static_cast<double>((step_ + 1) * x0.size(0));
+  last_counts_ = {{"step", static_cast<double>(done)}, {"samples", static_cast<double>((done + 1) * x0.size(0))}};
+  out.insert(last_counts_.begin(), last_counts_.end());
   ++step_;
   return out;
 }
 
+StepLog OpenaiClassifierStep::dump_log() {
+  StepLog out = last_counts_;
+  window_.into(out);
+  window_.clear();
+  return out;
+}
+
+void OpenaiClassifierStep::resume(const std::string& model_path) {
+  if (step_ > 0) throw std::invalid_argument("resume_checkpoint: this trainer has taken steps already; resume a fresh one");
+  std::vector<std::string> names;
+  for (const auto& p : classifier_.named_parameters(true)) names.push_back(p.name);
+  const int64_t number = parse_resume_step(model_path);
+  const std::string opt = (std::filesystem::path(model_path).parent_path() / ("opt" + openai_step_name(number) + ".pt")).string();
+  load_model_file(classifier_, model_path);
+  if (std::filesystem::exists(opt)) hyper_ = load_adamw_state(opt, adam_, names);
+  resume_step_ = number;
+}
+
 std::vector<std::string> OpenaiClassifierStep::save(const std::string& dir) const {
   if (step_ == 0) throw std::invalid_argument("save: no step taken yet (their save_model names the files by the last step)");
-  const std::string n = openai_step_name(step_ - 1);
+  const std::string n = openai_step_name(step_ - 1 + resume_step_);
   const std::string model = (std::filesystem::path(dir) / ("model" + n + ".pt")).string();
   const std::string opt = (std::filesystem::path(dir) / ("opt" + n + ".pt")).string();
   checkpoints::WriteTorchSave(model, openai_state_dict(classifier_, params_));
@@ -156,6 +178,7 @@ StepLog OpenaiClassifierStep::evaluate(const at::Tensor& x0, const at::Tensor& y
     throw;
   }
   classifier_.train(was_training);
+  window_.add(log);
   StepLog out;
   log.into(out);
   return out;

@@ -43,11 +43,25 @@ class OpenaiClassifierStep {
   StepLog evaluate(const at::Tensor& x0, const at::Tensor& y, const at::Tensor& t = at::Tensor(),
                    const at::Tensor& noise = at::Tensor());
 
+  // Steps taken by this trainer (their loop variable `step` before the next one), and the step
+  // it resumed from (their resume_step): their logs, lr annealing and file names count both.
   int64_t step() const { return step_; }
+  int64_t resume_step() const { return resume_step_; }
+  int64_t iterations() const { return options_.iterations; }
+  at::Generator generator() const { return generator_; }
+  // Their dumpkvs: every key run() and evaluate() logged since the last dump, averaged (step and
+  // samples: the last step's), then forgotten.
+  StepLog dump_log();
   // Their save_model after the steps taken: model{N:06d}.pt (the state dict) and opt{N:06d}.pt
-  // (AdamW's state_dict, lr as the last step's) in dir, N = the last step's index (their loop
-  // variable: 1 after two steps). Returns the paths written; throws before the first step.
+  // (AdamW's state_dict, lr as the last step's) in dir, N = the last step's index plus the resumed
+  // step (their step + resume_step: 1 after two steps). Returns the paths written; throws before
+  // the first step.
   std::vector<std::string> save(const std::string& dir) const;
+  // Their resume_checkpoint: the classifier's weights from model_path, the step from its name
+  // (parse_resume_step_from_filename), and AdamW's state and param_group from opt{N:06d}.pt beside
+  // it (theirs requires that file; here a missing one starts AdamW fresh, so a released
+  // classifier's weights can be fine-tuned). Before the first step only.
+  void resume(const std::string& model_path);
 
  private:
   // forward_backward_log: logs into `log` under prefix; backward when training.
@@ -61,8 +75,11 @@ class OpenaiClassifierStep {
   at::Generator generator_;
   std::vector<at::Tensor> params_;
   FusedAdam adam_;
-  AdamHyper hyper_;  // the last step's (annealed lr)
+  AdamHyper hyper_;  // the next step's: the flags', or a resumed param_group's; lr annealed before each step
   int64_t step_ = 0;
+  int64_t resume_step_ = 0;
+  MeanLog window_;       // since the last dump_log
+  StepLog last_counts_;  // step and samples of the last step
 };
 
 }  // namespace gd

@@ -1,5 +1,6 @@
 // OpenaiTrainStep::save / resume: openai/guided-diffusion's TrainLoop checkpoints (save,
-// _load_and_sync_parameters, _load_ema_parameters, _load_optimizer_state in train_util.py) as
+// _load_and_sync_parameters, _load_ema_parameters, _load_optimizer_state in train_util.py; the
+// model and optimizer halves shared with classifier_train.py's resume_checkpoint) as
 // torch.save files their code reads and writes: the model's and each EMA's state dict, and
 // AdamW's state_dict in torch.optim's layout.
 #include <charconv>
@@ -56,7 +57,7 @@ std::string python_float(double v) {
 
 // parse_resume_step_from_filename: the text after the last "model", up to its first ".", as an
 // integer; 0 when there is none or it is not one.
-int64_t parse_resume_step(const std::string& path) {
+int64_t resume_step_of(const std::string& path) {
   const auto at = path.rfind("model");
   if (at == std::string::npos) return 0;
   std::string tail = path.substr(at + 5);
@@ -159,13 +160,79 @@ std::vector<std::string> OpenaiTrainStep::save(const std::string& dir, int64_t n
   return written;
 }
 
-void OpenaiTrainStep::resume(const std::string& model_path) {
-  torch::jit::Module model = denoiser_.module();
+int64_t parse_resume_step(const std::string& path) { return resume_step_of(path); }
+
+void load_model_file(torch::jit::Module model, const std::string& file) {
   try {
-    load_named_tensors(model, read_state_dict(model_path), /*strict=*/true);
+    load_named_tensors(model, read_state_dict(file), /*strict=*/true);
   } catch (const c10::Error& e) {
-    bad_file(model_path, std::string("does not fit the model: ") + e.what_without_backtrace());
+    bad_file(file, std::string("does not fit the model: ") + e.what_without_backtrace());
   }
+}
+
+AdamHyper load_adamw_state(const std::string& file, FusedAdam& adam, const std::vector<std::string>& names) {
+  // Read whole before anything is changed: a bad file leaves the fresh state as it was.
+  struct Loaded {
+    at::Tensor step, exp_avg, exp_avg_sq;
+  };
+  std::map<int64_t, Loaded> loaded;
+  AdamHyper h;
+  try {
+    checkpoints::VisitTorchSave(file, [&](const checkpoints::Value& top) {
+      const checkpoints::Value* state = top.kind == checkpoints::Kind::Dict ? entry(top, "state") : nullptr;
+      const checkpoints::Value* groups = top.kind == checkpoints::Kind::Dict ? entry(top, "param_groups") : nullptr;
+      if (state == nullptr || state->kind != checkpoints::Kind::Dict || groups == nullptr || groups->kind != checkpoints::Kind::List) {
+        bad_file(file, "is not an optimizer's state_dict (a dict of 'state' and 'param_groups')");
+      }
+      if (groups->items.size() != 1 || groups->items[0]->kind != checkpoints::Kind::Dict) bad_file(file, "does not hold one param_group, as their AdamW has");
+      const checkpoints::Value& g = *groups->items[0];
+      const checkpoints::Value* params = entry(g, "params");
+      if (params == nullptr || params->kind != checkpoints::Kind::List || params->items.size() != adam.params().size()) {
+        bad_file(file, "has a param_group of " + std::to_string(params == nullptr ? 0 : params->items.size()) +
+                          " parameters; the model has " + std::to_string(adam.params().size()));
+      }
+      const checkpoints::Value* betas = entry(g, "betas");
+      if (betas == nullptr || betas->kind != checkpoints::Kind::Tuple || betas->items.size() != 2) bad_file(file, "has no betas pair");
+      h = {number(entry(g, "lr"), file, "lr"), number(betas->items[0], file, "beta1"), number(betas->items[1], file, "beta2"),
+           number(entry(g, "eps"), file, "eps"), number(entry(g, "weight_decay"), file, "weight_decay")};
+      for (const auto& [k, v] : state->entries) {
+        if (k->kind != checkpoints::Kind::Int || k->i < 0 || k->i >= static_cast<int64_t>(adam.params().size()) || v->kind != checkpoints::Kind::Dict) {
+          bad_file(file, "has a state entry that is not a parameter index of the model");
+        }
+        const checkpoints::Value* m1 = entry(*v, "exp_avg");
+        const checkpoints::Value* m2 = entry(*v, "exp_avg_sq");
+        const at::Tensor& p = adam.params()[static_cast<size_t>(k->i)];
+        const std::string which = "parameter " + std::to_string(k->i) + " (" + names[static_cast<size_t>(k->i)] + ")";
+        for (const checkpoints::Value* m : {m1, m2}) {
+          if (m == nullptr || m->kind != checkpoints::Kind::Tensor || m->tensor.sizes() != p.sizes()) {
+            bad_file(file, "holds no moments of " + which + "'s shape: it was saved from another model");
+          }
+        }
+        loaded[k->i] = {at::full({}, number(entry(*v, "step"), file, "step of " + which), at::kFloat), m1->tensor, m2->tensor};
+      }
+    });
+  } catch (const checkpoints::CheckpointRefused& e) {
+    bad_file(file, e.what());
+  }
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < adam.params().size(); ++i) {
+    const FusedAdam::ParamState s = adam.state(i);
+    auto it = loaded.find(static_cast<int64_t>(i));
+    if (it == loaded.end()) {
+      s.step.zero_();
+      s.exp_avg.zero_();
+      s.exp_avg_sq.zero_();
+    } else {
+      s.step.copy_(it->second.step);
+      s.exp_avg.copy_(it->second.exp_avg);
+      s.exp_avg_sq.copy_(it->second.exp_avg_sq);
+    }
+  }
+  return h;
+}
+
+void OpenaiTrainStep::resume(const std::string& model_path) {
+  load_model_file(denoiser_.module(), model_path);
   resume_step_ = parse_resume_step(model_path);
   const std::string dir = fs::path(model_path).parent_path().string();
   const auto names = param_names();
@@ -187,63 +254,7 @@ void OpenaiTrainStep::resume(const std::string& model_path) {
   }
   const std::string opt = in_dir(dir, "opt" + openai_step_name(resume_step_) + ".pt");
   if (resume_step_ == 0 || !fs::exists(opt)) return;
-  // Read whole before anything is changed: a bad file leaves the fresh state as it was.
-  struct Loaded {
-    at::Tensor step, exp_avg, exp_avg_sq;
-  };
-  std::map<int64_t, Loaded> loaded;
-  AdamHyper h;
-  try {
-    checkpoints::VisitTorchSave(opt, [&](const checkpoints::Value& top) {
-      const checkpoints::Value* state = top.kind == checkpoints::Kind::Dict ? entry(top, "state") : nullptr;
-      const checkpoints::Value* groups = top.kind == checkpoints::Kind::Dict ? entry(top, "param_groups") : nullptr;
-      if (state == nullptr || state->kind != checkpoints::Kind::Dict || groups == nullptr || groups->kind != checkpoints::Kind::List) {
-        bad_file(opt, "is not an optimizer's state_dict (a dict of 'state' and 'param_groups')");
-      }
-      if (groups->items.size() != 1 || groups->items[0]->kind != checkpoints::Kind::Dict) bad_file(opt, "does not hold one param_group, as their AdamW has");
-      const checkpoints::Value& g = *groups->items[0];
-      const checkpoints::Value* params = entry(g, "params");
-      if (params == nullptr || params->kind != checkpoints::Kind::List || params->items.size() != params_.size()) {
-        bad_file(opt, "has a param_group of " + std::to_string(params == nullptr ? 0 : params->items.size()) +
-                          " parameters; the model has " + std::to_string(params_.size()));
-      }
-      const checkpoints::Value* betas = entry(g, "betas");
-      if (betas == nullptr || betas->kind != checkpoints::Kind::Tuple || betas->items.size() != 2) bad_file(opt, "has no betas pair");
-      h = {number(entry(g, "lr"), opt, "lr"), number(betas->items[0], opt, "beta1"), number(betas->items[1], opt, "beta2"),
-           number(entry(g, "eps"), opt, "eps"), number(entry(g, "weight_decay"), opt, "weight_decay")};
-      for (const auto& [k, v] : state->entries) {
-        if (k->kind != checkpoints::Kind::Int || k->i < 0 || k->i >= static_cast<int64_t>(params_.size()) || v->kind != checkpoints::Kind::Dict) {
-          bad_file(opt, "has a state entry that is not a parameter index of the model");
-        }
-        const checkpoints::Value* m1 = entry(*v, "exp_avg");
-        const checkpoints::Value* m2 = entry(*v, "exp_avg_sq");
-        const at::Tensor& p = params_[static_cast<size_t>(k->i)];
-        const std::string which = "parameter " + std::to_string(k->i) + " (" + names[static_cast<size_t>(k->i)] + ")";
-        for (const checkpoints::Value* m : {m1, m2}) {
-          if (m == nullptr || m->kind != checkpoints::Kind::Tensor || m->tensor.sizes() != p.sizes()) {
-            bad_file(opt, "holds no moments of " + which + "'s shape: it was saved from another model");
-          }
-        }
-        loaded[k->i] = {at::full({}, number(entry(*v, "step"), opt, "step of " + which), at::kFloat), m1->tensor, m2->tensor};
-      }
-    });
-  } catch (const checkpoints::CheckpointRefused& e) {
-    bad_file(opt, e.what());
-  }
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const FusedAdam::ParamState s = adam_.state(i);
-    auto it = loaded.find(static_cast<int64_t>(i));
-    if (it == loaded.end()) {
-      s.step.zero_();
-      s.exp_avg.zero_();
-      s.exp_avg_sq.zero_();
-    } else {
-      s.step.copy_(it->second.step);
-      s.exp_avg.copy_(it->second.exp_avg);
-      s.exp_avg_sq.copy_(it->second.exp_avg_sq);
-    }
-  }
-  hyper_ = h;
+  hyper_ = load_adamw_state(opt, adam_, names);
 }
 
 }  // namespace gd

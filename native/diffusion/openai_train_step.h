@@ -17,6 +17,7 @@
 #include "diffusion/optim.h"
 #include "diffusion/schedule.h"
 #include "diffusion/schedule_sampler.h"
+#include "diffusion/train_loop_common.h"
 
 namespace gd {
 
@@ -30,8 +31,7 @@ struct OpenaiTrainOptions {
 
 // What their logger gets from one step: loss, mse, vb (as training_losses gives them, times the
 // sampler's weights, averaged over the microbatches), <key>_q0..3 (the same per quartile of t),
-// grad_norm, param_norm, step, samples.
-using StepLog = std::map<std::string, double>;
+// grad_norm, param_norm, step, samples (StepLog: diffusion/train_loop_common.h).
 
 // Their logger's logkv_mean: each call one value; a dump gives each key's mean since the last.
 class MeanLog {

@@ -67,15 +67,20 @@ class Noise {
 // The guidance sees the model's timesteps (a respaced schedule's map applied), as openai's
 // _WrappedModel gives its cond_fn.
 // The context holds the prediction the step is taken from (x0 as the sampler clipped it).
-at::Tensor guided_gradient(Guidance& guidance, const Schedule& s, const at::Tensor& input, const at::Tensor& t,
-                           int64_t step, int64_t t_value, int64_t total, const Prediction& p) {
+GuidanceContext step_context(const Schedule& s, int64_t t_value, int64_t step, int64_t total) {
   GuidanceContext context;
-  context.x0 = p.x0;
-  context.eps = p.eps;
   context.alpha_bar = s.alphas_cumprod[t_value].item<double>();
   context.sigma = std::sqrt(1 - context.alpha_bar);
   context.step = step;
   context.total = total;
+  return context;
+}
+
+at::Tensor guided_gradient(Guidance& guidance, const Schedule& s, const at::Tensor& input, const at::Tensor& t,
+                           int64_t step, int64_t t_value, int64_t total, const Prediction& p) {
+  GuidanceContext context = step_context(s, t_value, step, total);
+  context.x0 = p.x0;
+  context.eps = p.eps;
   return checked_gradient(guidance, input, s.timestep_map.apply(t), step, static_cast<double>(t_value), context);
 }
 
@@ -171,7 +176,8 @@ at::Tensor sample_ancestral(const Denoiser& denoiser, const Schedule& schedule, 
   ModelCall model(denoiser, s, o.cuda_graph);
   const int64_t T = s.timesteps, batch = o.shape[0];
   const int64_t k = edit.steps(T);
-  const HostLevels levels = edit.editing() ? host_levels(s) : HostLevels{};
+  const int64_t recurrence = guidance && o.x0_guidance ? o.x0_guidance->recurrence : 1;
+  const HostLevels levels = edit.editing() || recurrence > 1 ? host_levels(s) : HostLevels{};
 
   at::Tensor x = noise(o.shape);
   if (k == 0) return unedited(edit, o);
@@ -192,22 +198,38 @@ at::Tensor sample_ancestral(const Denoiser& denoiser, const Schedule& schedule, 
       continue;
     }
     at::Tensor t = at::full({batch}, t_value, at::TensorOptions().dtype(at::kLong).device(o.device));
-    Prediction p = denoiser.prediction(s, x, t, model(x, t, denoiser.self_condition() ? x0_prev : at::Tensor()),
-                                       o.clip_denoised);
-    at::Tensor mean = posterior_mean(s, p.x0, x, t);
-    if (guidance) {
-      const at::Tensor& input = o.cond_input == SampleOptions::CondInput::Mean ? mean : x;
-      at::Tensor g = guided_gradient(*guidance, s, input, t, step, t_value, total, p);
-      mean = condition_mean(mean, p.variance, g);
+    const bool x0_step = guidance && o.x0_guidance && o.x0_guidance->guides(static_cast<double>(t_value));
+    for (int64_t r = 0; r < (x0_step ? recurrence : 1); ++r) {
+      if (r > 0) x = renoise(x, levels.at(to), levels.at(t_value), noise(x.sizes()));  // self-recurrence
+      const at::Tensor self_cond = denoiser.self_condition() ? x0_prev : at::Tensor();
+      Prediction p;
+      at::Tensor x0_grad;  // guidanceInput 'x0': DPS's step, after the unguided update
+      if (x0_step) {
+        const X0Gradient g = x0_loss_gradient(
+            *guidance, x, s.timestep_map.apply(t), static_cast<double>(t_value),
+            [&](const at::Tensor& x_in) { return denoiser.prediction(s, x_in, t, model(x_in, t, self_cond), o.clip_denoised); },
+            o.x0_guidance->gradient_norm, step_context(s, t_value, step, total));
+        p = g.prediction;
+        x0_grad = g.grad;
+      } else {
+        p = denoiser.prediction(s, x, t, model(x, t, self_cond), o.clip_denoised);
+      }
+      at::Tensor mean = posterior_mean(s, p.x0, x, t);
+      if (guidance && !o.x0_guidance) {
+        const at::Tensor& input = o.cond_input == SampleOptions::CondInput::Mean ? mean : x;
+        at::Tensor g = guided_gradient(*guidance, s, input, t, step, t_value, total, p);
+        mean = condition_mean(mean, p.variance, g);
+      }
+      if (t_value > 0) {
+        at::Tensor z = noise(x.sizes());
+        x = mean + (0.5 * p.log_variance).exp() * z;
+      } else {
+        x = mean;
+      }
+      if (x0_grad.defined()) x = x - o.x0_guidance->scale * x0_grad;
+      if (edit.masked()) x = edit.known(x, std::sqrt(levels.at(to)), std::sqrt(1 - levels.at(to)));
+      x0_prev = p.x0;
     }
-    if (t_value > 0) {
-      at::Tensor z = noise(x.sizes());
-      x = mean + (0.5 * p.log_variance).exp() * z;
-    } else {
-      x = mean;
-    }
-    if (edit.masked()) x = edit.known(x, std::sqrt(levels.at(to)), std::sqrt(1 - levels.at(to)));
-    x0_prev = p.x0;
     if (o.return_all_timesteps) all.push_back(x);
     if (o.on_step) o.on_step(step, total, t_value);
     ++step;
@@ -236,7 +258,8 @@ at::Tensor sample_ddim(const Denoiser& denoiser, const Schedule& schedule, Guida
   for (int64_t i = 0; i < n; ++i) times[static_cast<size_t>(i)] = pairs[static_cast<size_t>(n - 1 - i)].first;
   auto time_of = [&](int64_t index) { return index < 0 ? int64_t{-1} : times[static_cast<size_t>(index)]; };
   const int64_t k = edit.steps(n);
-  const HostLevels levels = edit.editing() ? host_levels(s) : HostLevels{};
+  const int64_t recurrence = guidance && o.x0_guidance ? o.x0_guidance->recurrence : 1;
+  const HostLevels levels = edit.editing() || recurrence > 1 ? host_levels(s) : HostLevels{};
 
   at::Tensor x = noise(o.shape);
   if (k == 0) return unedited(edit, o);
@@ -260,25 +283,26 @@ at::Tensor sample_ddim(const Denoiser& denoiser, const Schedule& schedule, Guida
       continue;
     }
     at::Tensor t = at::full({batch}, t_value, at::TensorOptions().dtype(at::kLong).device(o.device));
-    const at::Tensor self_cond = denoiser.self_condition() ? x0_prev : at::Tensor();
-    Prediction p;
-    if (guidance && o.x0_guidance && t_value >= o.guidance_t_lo && t_value <= o.guidance_t_hi) {
-      GuidanceContext context;
-      context.step = step;
-      context.total = total;
-      p = x0_guided_prediction(denoiser, model, s, *guidance, x, t, self_cond, o.clip_denoised, o.x0_guidance_scale,
-                               o.x0_gradient_norm, context);
-      x0_prev = p.x0;
-    } else {
-      p = denoiser.prediction(s, x, t, model(x, t, self_cond), o.clip_denoised);
-      x0_prev = p.x0;  // the model's own (unguided) x0, as in the ancestral sampler
-      if (guidance && !o.x0_guidance) {
-        p = condition_score(s, x, t, p, guided_gradient(*guidance, s, x, t, step, t_value, total, p));
-        if (o.clip_after_guidance) p.x0 = p.x0.clamp(-1.0, 1.0);
+    const bool x0_step = guidance && o.x0_guidance && o.x0_guidance->guides(static_cast<double>(t_value));
+    for (int64_t r = 0; r < (x0_step ? recurrence : 1); ++r) {
+      if (r > 0) x = renoise(x, levels.at(t_next), levels.at(t_value), noise(x.sizes()));  // self-recurrence
+      const at::Tensor self_cond = denoiser.self_condition() ? x0_prev : at::Tensor();
+      Prediction p;
+      if (x0_step) {
+        p = x0_guided_prediction(denoiser, model, s, *guidance, x, t, self_cond, o.clip_denoised, *o.x0_guidance,
+                                 step_context(s, t_value, step, total));
+        x0_prev = p.x0;
+      } else {
+        p = denoiser.prediction(s, x, t, model(x, t, self_cond), o.clip_denoised);
+        x0_prev = p.x0;  // the model's own (unguided) x0, as in the ancestral sampler
+        if (guidance && !o.x0_guidance) {
+          p = condition_score(s, x, t, p, guided_gradient(*guidance, s, x, t, step, t_value, total, p));
+          if (o.clip_after_guidance) p.x0 = p.x0.clamp(-1.0, 1.0);
+        }
       }
+      x = ddim_update(s, p, x, t_value, t_next, o.ddim_eta, noise);
+      if (edit.masked()) x = edit.known(x, std::sqrt(levels.at(t_next)), std::sqrt(1 - levels.at(t_next)));
     }
-    x = ddim_update(s, p, x, t_value, t_next, o.ddim_eta, noise);
-    if (edit.masked()) x = edit.known(x, std::sqrt(levels.at(t_next)), std::sqrt(1 - levels.at(t_next)));
     if (o.return_all_timesteps) all.push_back(x);
     if (o.on_step) o.on_step(step, total, t_value);
     ++step;
@@ -331,6 +355,7 @@ at::Tensor sample_fast(const Denoiser& denoiser, const Schedule& schedule, Guida
   const Noise noise(o);
   EpsModel model(denoiser, s, guidance, o.cuda_graph);
   model.set_total_steps(o.fast.steps);
+  if (o.x0_guidance) model.set_x0_guidance(*o.x0_guidance);
   auto draw = [&noise](at::IntArrayRef shape) { return noise(shape); };
   const Edit edit(o, draw);
   FastSampling run{model, o, draw, edit, {}};
@@ -350,10 +375,11 @@ at::Tensor sample_fast(const Denoiser& denoiser, const Schedule& schedule, Guida
 at::Tensor sample(const Denoiser& denoiser, const Schedule& schedule, Guidance* guidance,
                   const SampleOptions& options) {
   check_options(schedule, options);
-  const bool ddim = options.method == SampleOptions::Method::Ddim ||
-                    (options.method == SampleOptions::Method::Auto && options.sampling_timesteps < schedule.timesteps);
-  if (options.x0_guidance && !ddim) {
-    throw std::invalid_argument("guidanceInput 'x0' is implemented for the DDIM sampler only");
+  if (options.x0_guidance) {
+    check_x0_guidance_options(*options.x0_guidance);
+    if (options.x0_guidance->recurrence > 1 && is_fast_method(options.method)) {
+      throw std::invalid_argument("recurrence is implemented for the ancestral and DDIM samplers only");
+    }
   }
   if (is_fast_method(options.method)) return sample_fast(denoiser, schedule, guidance, options);
   if (options.method == SampleOptions::Method::Ancestral) return sample_ancestral(denoiser, schedule, guidance, options);

@@ -14,6 +14,7 @@
 #include "diffusion/denoiser.h"
 #include "diffusion/guidance.h"
 #include "diffusion/schedule.h"
+#include "diffusion/x0_guidance.h"
 
 namespace gd {
 
@@ -51,14 +52,9 @@ struct SampleOptions {
   // Where the ancestral sampler evaluates the guidance: the posterior mean (the reference's
   // fix of openai/guided-diffusion#51) or x_t (the paper's code). DDIM always uses x_t.
   enum class CondInput { Mean, X } cond_input = CondInput::Mean;
-  // guidanceInput 'x0' (DDIM only): the guidance returns a loss on x0, its gradient through the
-  // model shifts eps by scale * sqrt(1 - ab) * grad (diffusion/x0_guidance.h).
-  bool x0_guidance = false;
-  double x0_guidance_scale = 1.0;
-  bool x0_gradient_norm = false;  // DPS's zeta / ||residual|| (diffusion/x0_guidance.h)
-  // Guide only the steps whose timestep t (of the sampled schedule) is in [lo, hi]; others step
-  // unguided. Default: every step.
-  int64_t guidance_t_lo = INT64_MIN, guidance_t_hi = INT64_MAX;
+  // guidanceInput 'x0' (every sampler): the guidance returns a loss on x0, its gradient through
+  // the model guides the step (diffusion/x0_guidance.h). None: the guidance gives a gradient of x.
+  std::optional<X0GuidanceOptions> x0_guidance;
   bool return_all_timesteps = false;  // stack x_T .. x_0 on dim 1
   bool auto_normalize = true;  // return (x + 1) / 2
   // Noise source; none: the default generator of `device` (torch.manual_seed reproduces the

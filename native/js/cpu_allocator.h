@@ -15,8 +15,10 @@ struct CpuCacheStats {
   size_t limit;   // most bytes the cache keeps
 };
 
-// Frees every cached block; returns the bytes freed.
+// Frees every cached block and releases free memory; returns the cached bytes freed.
 size_t EmptyCpuCache();
+// Hands the free pages of malloc's heaps back to the kernel (glibc's malloc_trim).
+void ReleaseFreeMemory();
 CpuCacheStats GetCpuCacheStats();
 // A lower limit frees the cache at once; 0 turns caching off.
 void SetCpuCacheLimit(size_t bytes);

@@ -14,6 +14,7 @@
 #include "js/openai_classifier_wrap.h"
 #include "js/openai_train_wrap.h"
 #include "js/sample_job.h"
+#include "js/schedule_options.h"
 #include "js/tensor_wrap.h"
 
 namespace gd::js {
@@ -53,18 +54,6 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
     GD_GUARD(env, {
       image_size_ = ToInt(Option(o, "imageSize"), "imageSize");
       channels_ = ToInt(Option(o, "channels"), "channels");
-      ScheduleOptions so;
-      so.timesteps = ToInt(Option(o, "timesteps"), "timesteps");
-      so.beta_schedule = parse_beta_schedule(ToString(Option(o, "betaSchedule"), "betaSchedule"));
-      Napi::Value kw = Option(o, "scheduleFnKwargs");
-      auto num = [&](const char* key, double dflt) {
-        Napi::Value v = Option(kw, key);
-        return IsMissing(v) ? dflt : ToNumber(v, key);
-      };
-      so.cosine_s = num("s", so.cosine_s);
-      so.sigmoid_start = num("start", so.sigmoid_start);
-      so.sigmoid_end = num("end", so.sigmoid_end);
-      so.sigmoid_tau = num("tau", so.sigmoid_tau);
       Napi::Value sampling = Option(o, "samplingTimesteps");
       eta_ = ToNumber(Option(o, "ddimSamplingEta"), "ddimSamplingEta");
       auto_normalize_ = ToBool(Option(o, "autoNormalize"), "autoNormalize");
@@ -73,24 +62,7 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
       clip_after_guidance_ = !IsMissing(clip_after) && ToBool(clip_after, "clipAfterGuidance");
       Napi::Value device = Option(o, "device");
       device_ = IsMissing(device) ? ModelDevice(model) : ToDevice(env, ToString(device, "device"));
-      // A respaced (or rescaled) schedule carries the map to the base timesteps the model sees.
-      Napi::Value respacing = Option(o, "timestepRespacing");
-      Napi::Value rescale_v = Option(o, "rescaleTimesteps");
-      const bool rescale = !IsMissing(rescale_v) && ToBool(rescale_v, "rescaleTimesteps");
-      at::Tensor betas = make_betas(so);
-      Schedule schedule;
-      if (!IsMissing(respacing) || rescale) {
-        const std::string spec = IsMissing(respacing) ? "" : ToString(respacing, "timestepRespacing");
-        std::vector<int64_t> kept;
-        if (spec.empty()) {
-          for (int64_t k = 0; k < so.timesteps; ++k) kept.push_back(k);
-        } else {
-          kept = space_timesteps(so.timesteps, spec);
-        }
-        schedule = respace(betas, kept, rescale);
-      } else {
-        schedule = schedule_from_betas(betas);
-      }
+      Schedule schedule = ScheduleFromOptions(o);
       sampling_timesteps_ = IsMissing(sampling) ? schedule.timesteps : ToInt(sampling, "samplingTimesteps");
       if (sampling_timesteps_ < 1 || sampling_timesteps_ > schedule.timesteps) {
         ThrowRange(env, "samplingTimesteps (" + std::to_string(sampling_timesteps_) + ") must be from 1 to the " +
@@ -218,16 +190,18 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
       setup.options.cuda_graph = cuda_graph_;
       setup.options.return_all_timesteps = ToBool(Option(r, "returnAllTimesteps"), "returnAllTimesteps");
       setup.options.cond_input = parse_cond_input(ToString(Option(r, "condInput"), "condInput"));
-      Napi::Value x0_scale = Option(r, "x0GuidanceScale");  // set by lib/diffusion.ts for guidanceInput 'x0'
+      Napi::Value x0_scale = Option(r, "x0GuidanceScale");  // set by lib/x0-guidance.ts for guidanceInput 'x0'
       if (!IsMissing(x0_scale)) {
-        setup.options.x0_guidance = true;
-        setup.options.x0_guidance_scale = ToNumber(x0_scale, "guidanceScale");
-        setup.options.x0_gradient_norm = ToBool(Option(r, "x0GradientNorm"), "gradientNorm");
+        X0GuidanceOptions x0;
+        x0.scale = ToNumber(x0_scale, "guidanceScale");
+        x0.gradient_norm = ToBool(Option(r, "x0GradientNorm"), "gradientNorm");
+        if (Napi::Value v = Option(r, "x0Recurrence"); !IsMissing(v)) x0.recurrence = ToInt(v, "recurrence");
         Napi::Value interval = Option(r, "x0GuidanceInterval");  // [lo, hi], checked by lib/x0-guidance.ts
         if (!IsMissing(interval)) {
-          setup.options.guidance_t_lo = ToInt(interval.As<Napi::Array>().Get(uint32_t{0}), "guidanceInterval[0]");
-          setup.options.guidance_t_hi = ToInt(interval.As<Napi::Array>().Get(uint32_t{1}), "guidanceInterval[1]");
+          x0.t_lo = ToNumber(interval.As<Napi::Array>().Get(uint32_t{0}), "guidanceInterval[0]");
+          x0.t_hi = ToNumber(interval.As<Napi::Array>().Get(uint32_t{1}), "guidanceInterval[1]");
         }
+        setup.options.x0_guidance = x0;
       }
       Napi::Value method = Option(r, "sampler");
       if (!IsMissing(method)) setup.options.method = parse_sample_method(ToString(method, "sampler"));
@@ -455,6 +429,11 @@ void InstallDiffusion(Napi::Env env, Napi::Object exports) {
   exports.Set("repaintSchedule", Napi::Function::New(env, RepaintSchedule, "repaintSchedule"));
   exports.Set("spaceTimesteps", Napi::Function::New(env, SpaceTimesteps, "spaceTimesteps"));
   exports.Set("createDiffusion", Napi::Function::New(env, CreateDiffusion, "createDiffusion"));
+  // openaiClassifierTrainer(classifier, scheduleOptions, options): a classifier trainer over a
+  // schedule of GaussianDiffusion's options, without a diffusion model.
+  exports.Set("openaiClassifierTrainer", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    GD_GUARD(info.Env(), { return NewOpenaiClassifierTrainer(info.Env(), ModuleWrap::From(info[0], "classifier"), ScheduleFromOptions(info[1]), info[2]); })
+  }, "openaiClassifierTrainer"));
 }
 
 }  // namespace gd::js

@@ -17,14 +17,8 @@ namespace {
 
 class OpenaiLoopJob : public JsJob {
  public:
-  OpenaiLoopJob(Napi::Env env, std::shared_ptr<OpenaiTrainStep> trainer, std::shared_ptr<std::atomic<bool>> busy, at::Tensor images,
-                at::Tensor labels, OpenaiLoopOptions options)
-      : JsJob(env, "training was aborted"),
-        trainer_(std::move(trainer)),
-        busy_(std::move(busy)),
-        images_(std::move(images)),
-        labels_(std::move(labels)),
-        options_(std::move(options)) {}
+  OpenaiLoopJob(Napi::Env env, LoopRun run, LoopCounts counts, std::shared_ptr<std::atomic<bool>> busy)
+      : JsJob(env, "training was aborted"), run_(std::move(run)), counts_(std::move(counts)), busy_(std::move(busy)) {}
 
   Napi::FunctionReference on_log, on_save;
 
@@ -85,10 +79,11 @@ class OpenaiLoopJob : public JsJob {
       std::atomic<bool>& busy;
       ~Idle() { busy = false; }
     } idle{*busy_};
-    options_.on_log = [this](const StepLog& log) {
+    LoopHooks hooks;
+    hooks.on_log = [this](const StepLog& log) {
       if (!on_log.IsEmpty()) PostToJs([this, log](Napi::Env env) { Call(env, on_log, {Object(env, log)}); });
     };
-    options_.on_save = [this](int64_t number, const std::vector<std::string>& files) {
+    hooks.on_save = [this](int64_t number, const std::vector<std::string>& files) {
       if (on_save.IsEmpty()) return;
       PostToJs([this, number, files](Napi::Env env) {
         auto o = Napi::Object::New(env);
@@ -100,11 +95,11 @@ class OpenaiLoopJob : public JsJob {
       });
     };
     // A run ends after its current step (with that step's log and save) once cancelled.
-    options_.after_step = [this] {
+    hooks.after_step = [this] {
       if (cancelled()) throw JobAborted();
     };
-    if (pushed_) options_.next_batch = [this] { return NextPushed(); };
-    result_ = run_openai_loop(*trainer_, images_, labels_, options_);
+    if (pushed_) hooks.next_batch = [this] { return NextPushed(); };
+    result_ = run_(hooks);
   }
 
   static Napi::Object Object(Napi::Env env, const StepLog& log) {
@@ -127,8 +122,9 @@ class OpenaiLoopJob : public JsJob {
   Napi::Value Result(Napi::Env env) override {
     auto o = Napi::Object::New(env);
     o.Set("stepsRun", Napi::Number::New(env, static_cast<double>(result_.steps_run)));
-    o.Set("step", Napi::Number::New(env, static_cast<double>(trainer_->step())));
-    o.Set("resumeStep", Napi::Number::New(env, static_cast<double>(trainer_->resume_step())));
+    const auto [step, resume_step] = counts_();
+    o.Set("step", Napi::Number::New(env, static_cast<double>(step)));
+    o.Set("resumeStep", Napi::Number::New(env, static_cast<double>(resume_step)));
     auto saved = Napi::Array::New(env, result_.saved.size());
     for (size_t i = 0; i < result_.saved.size(); ++i) saved.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(result_.saved[i])));
     o.Set("saved", saved);
@@ -159,19 +155,26 @@ class OpenaiLoopJob : public JsJob {
   std::map<int64_t, Napi::Promise::Deferred> waiting_;  // JS thread only
   int64_t next_id_ = 0;
 
-  std::shared_ptr<OpenaiTrainStep> trainer_;
+  LoopRun run_;
+  LoopCounts counts_;
   std::shared_ptr<std::atomic<bool>> busy_;
-  at::Tensor images_, labels_;
-  OpenaiLoopOptions options_;
   OpenaiLoopResult result_;
 };
 
 }  // namespace
 
-Napi::Object StartOpenaiLoop(Napi::Env env, std::shared_ptr<OpenaiTrainStep> trainer, std::shared_ptr<std::atomic<bool>> busy,
-                             at::Tensor images, at::Tensor labels, OpenaiLoopOptions options, Napi::Value on_log,
-                             Napi::Value on_save, bool pushed) {
-  auto job = std::make_shared<OpenaiLoopJob>(env, std::move(trainer), busy, std::move(images), std::move(labels), std::move(options));
+void ReadLoopSettings(const Napi::Value& o, LoopSettings& s) {
+  s.batch_size = ToInt(Option(o, "batchSize"), "batchSize");
+  s.steps = ToInt(Option(o, "steps"), "steps");
+  s.log_interval = ToInt(Option(o, "logInterval"), "logInterval");
+  s.save_interval = ToInt(Option(o, "saveInterval"), "saveInterval");
+  s.out_dir = ToString(Option(o, "outDir"), "outDir");
+  s.random_flip = ToBool(Option(o, "randomFlip"), "randomFlip");
+}
+
+Napi::Object StartOpenaiLoop(Napi::Env env, LoopRun run, LoopCounts counts, std::shared_ptr<std::atomic<bool>> busy,
+                             Napi::Value on_log, Napi::Value on_save, bool pushed) {
+  auto job = std::make_shared<OpenaiLoopJob>(env, std::move(run), std::move(counts), busy);
   if (on_log.IsFunction()) job->on_log = Napi::Persistent(on_log.As<Napi::Function>());
   if (on_save.IsFunction()) job->on_save = Napi::Persistent(on_save.As<Napi::Function>());
   job->pushed_ = pushed;

@@ -6,6 +6,7 @@
 
 #include <memory>
 
+#include "diffusion/openai_train_loop.h"
 #include "diffusion/openai_train_step.h"
 #include "js/addon_env.h"
 #include "js/common.h"
@@ -97,17 +98,19 @@ class OpenaiTrainerWrap : public Napi::ObjectWrap<OpenaiTrainerWrap> {
     GD_GUARD(info.Env(), {
       const Napi::Value o = info[2];
       OpenaiLoopOptions opts;
-      opts.batch_size = ToInt(Option(o, "batchSize"), "batchSize");
-      opts.steps = ToInt(Option(o, "steps"), "steps");
-      opts.log_interval = ToInt(Option(o, "logInterval"), "logInterval");
-      opts.save_interval = ToInt(Option(o, "saveInterval"), "saveInterval");
-      opts.out_dir = ToString(Option(o, "outDir"), "outDir");
-      opts.random_flip = ToBool(Option(o, "randomFlip"), "randomFlip");
+      ReadLoopSettings(o, opts);
       // No data: the batches are pushed from JS.
       const bool pushed = IsMissing(info[0]);
       at::Tensor images = pushed ? at::Tensor() : TensorWrap::From(info[0], "data");
       at::Tensor labels = Optional(info[1], "labels");
-      return StartOpenaiLoop(info.Env(), trainer_, busy_, images, labels, std::move(opts), info[3], info[4], pushed);
+      auto trainer = trainer_;
+      LoopRun run = [trainer, images, labels, opts](const LoopHooks& hooks) {
+        OpenaiLoopOptions o = opts;
+        static_cast<LoopHooks&>(o) = hooks;
+        return run_openai_loop(*trainer, images, labels, o);
+      };
+      LoopCounts counts = [trainer] { return std::make_pair(trainer->step(), trainer->resume_step()); };
+      return StartOpenaiLoop(info.Env(), std::move(run), std::move(counts), busy_, info[3], info[4], pushed);
     })
   }
 

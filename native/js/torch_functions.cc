@@ -458,6 +458,11 @@ Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(EmptyCpuCache()));
 }
 
+Napi::Value ReleaseFreeMemory(const Napi::CallbackInfo& info) {
+  gd::js::ReleaseFreeMemory();
+  return info.Env().Undefined();
+}
+
 Napi::Value SetCpuCacheLimit(const Napi::CallbackInfo& info) {
   GD_GUARD(info.Env(), {
     const double bytes = ToNumber(info[0], "bytes");
@@ -531,7 +536,7 @@ void InstallTorchFunctions(Napi::Env env, Napi::Object exports) {
       {"linear", Linear}, {"interpolate", Interpolate},
       {"autogradGrad", AutogradGrad}, {"setGradEnabled", SetGradEnabled}, {"isGradEnabled", IsGradEnabled},
       {"setNumThreads", SetNumThreads}, {"getNumThreads", GetNumThreads},
-      {"cpuCache", CpuCache}, {"emptyCache", EmptyCache}, {"setCpuCacheLimit", SetCpuCacheLimit},
+      {"cpuCache", CpuCache}, {"emptyCache", EmptyCache}, {"setCpuCacheLimit", SetCpuCacheLimit}, {"releaseFreeMemory", ReleaseFreeMemory},
       {"cudaIsAvailable", CudaIsAvailable}, {"cudaDeviceCount", CudaDeviceCount},
       {"cudaGraphStats", CudaGraphStats},
       {"memory", Memory}, {"startScope", StartScope}, {"endScope", EndScope},

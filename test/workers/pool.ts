@@ -7,22 +7,11 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Worker } from 'worker_threads';
+import { seededRandom } from '../../lib/seeded-random';
 import { PoolJob, poolJobs, runJob, writeModels } from './pool-jobs';
 
 const POOL = 3;
 const SEED = Number(process.env.GD_POOL_SEED ?? 12345);
-
-// mulberry32: the terminations are reproducible from GD_POOL_SEED.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Slot {
   worker: Worker;
@@ -41,7 +30,8 @@ async function main(): Promise<void> {
   const referenceMs = Date.now() - started;
 
   started = Date.now();
-  const random = rng(SEED);
+  // The terminations are reproducible from GD_POOL_SEED.
+  const random = seededRandom(SEED);
   const queue = [...jobs];
   const attempts = new Map<number, number>();
   const results = new Map<number, number[]>();
