@@ -1,8 +1,7 @@
 // The examples (examples/), tiny: 2 images, 10 DDIM steps. The guidance must lower the loss it
 // guides by, against the unguided samples of the same seed, so CI keeps the examples working.
-// (Not 5 steps: DDIM with eta 1 over 5 steps of the shipped cosine schedule gives NaN even
-// unguided: for its first step, t = 999 -> 799, 1 - alphaBar_prev - sigma^2 rounds to -6e-8 in
-// float32, and its square root is NaN; lucidrains' formula, computed the same way.)
+// (5 steps with eta 1 gave NaN even unguided, until ddim_update clamped its noise coefficient:
+// test/ddim-eta.test.ts.)
 import * as assert from 'assert';
 import * as path from 'path';
 import { jit, torch } from '../lib';

@@ -92,7 +92,9 @@ at::Tensor ddim_update(const Schedule& s, const Prediction& p, const at::Tensor&
   at::Tensor ab = s.alphas_cumprod[t_value];
   at::Tensor ab_next = s.alphas_cumprod[t_next];
   at::Tensor sigma = ((1 - ab / ab_next) * (1 - ab_next) / (1 - ab)).sqrt() * eta;
-  at::Tensor c = (1 - ab_next - sigma.pow(2)).sqrt();
+  // 0 in exact arithmetic when eta is 1 and ab is ~0 (a cosine schedule's first step), where
+  // float32 rounding gave -6e-8 and the square root NaN: clamped, it is 0.
+  at::Tensor c = (1 - ab_next - sigma.pow(2)).clamp_min(0).sqrt();
   at::Tensor z = noise(x.sizes());
   return p.x0 * ab_next.sqrt() + c * p.eps + sigma * z;
 }
