@@ -5,6 +5,7 @@
 import { SingleBar } from 'cli-progress';
 import { CliError } from './cli-util';
 import { loadImageFolder } from './image-folder';
+import * as dist from './distributed';
 import { createGaussianDiffusion, toBool } from './openai/diffusion';
 import { createModel, Flags, MODEL_FLAG_DEFAULTS, parseFlags } from './openai/flags';
 import { RunLoopResult } from './openai/run-loop';
@@ -24,8 +25,14 @@ export interface OpenAITrainCliOptions {
   steps?: number;
   threads?: number;
   skipBadFiles?: boolean;
-  /** Seeds the fresh weights (torch.manualSeed) and the loop's draws. */
+  /** Seeds the fresh weights (torch.manualSeed) and the loop's draws (rank r: seed + r). */
   seed?: number;
+  /**
+   * A rank of --nproc-per-node (the default process group is initialized): their image_train.py
+   * under DDP, each rank training on its shard of the images (files[rank::world], as their
+   * load_data) with batch_size images per step, gradients averaged; rank 0 alone reports and saves.
+   */
+  distributed?: boolean;
 }
 
 /** --openai's flag string, each flag one of `known` (the flags of their `script`). */
@@ -91,6 +98,11 @@ export async function trainOpenAI(o: OpenAITrainCliOptions, signal?: AbortSignal
   const outDir = o.outDir ?? process.env.OPENAI_LOGDIR;
   if (!outDir) throw new CliError('train --openai needs --out-dir (or OPENAI_LOGDIR, as their logger): where checkpoints go');
   if (o.threads) torch.setNumThreads(o.threads);
+  const rank = o.distributed ? dist.getRank() : 0;
+  const world = o.distributed ? dist.getWorldSize() : 1;
+  const say = (line: string): void => {
+    if (rank === 0) process.stderr.write(line);
+  };
 
   const modelFlags: Flags = {};
   const loopFlags: Record<string, string | number> = {};
@@ -100,7 +112,8 @@ export async function trainOpenAI(o: OpenAITrainCliOptions, signal?: AbortSignal
   }
   if (o.seed !== undefined) {
     torch.manualSeed(o.seed);
-    loopFlags.seed = o.seed;
+    // Each rank its own draws of batches, timesteps and noise, as their ranks' own random states.
+    loopFlags.seed = o.seed + rank;
   }
   const model = createModel(modelFlags);
   try {
@@ -111,20 +124,33 @@ export async function trainOpenAI(o: OpenAITrainCliOptions, signal?: AbortSignal
       throw new CliError(err.message);
     });
     try {
-      if (data.skipped.length > 0) process.stderr.write(`skipped ${data.skipped.length} files that do not decode, e.g. ${data.skipped[0].file}: ${data.skipped[0].reason}\n`);
+      if (data.skipped.length > 0) say(`skipped ${data.skipped.length} files that do not decode, e.g. ${data.skipped[0].file}: ${data.skipped[0].reason}\n`);
       if (classCond && data.classes!.length > (numClasses as number)) {
         throw new CliError(`${data.classes!.length} classes in the file names, more than the model's ${numClasses}`);
       }
-      process.stderr.write(`${data.files.length} images of ${imageSize}x${imageSize}${classCond ? `, ${data.classes!.length} classes` : ''} from ${dataDir}\n`);
+      say(`${data.files.length} images of ${imageSize}x${imageSize}${classCond ? `, ${data.classes!.length} classes` : ''} from ${dataDir}` +
+        (world > 1 ? `, rank r training on images r, r + ${world}, ... (of ${world} ranks)` : '') + '\n');
+      if (data.files.length < world * Number(loopFlags.batch_size ?? 1)) {
+        throw new CliError(`${data.files.length} images cannot give each of ${world} ranks a batch of ${loopFlags.batch_size ?? 1}`);
+      }
+      // Their load_data's shard: rank r takes files r, r + world, ... of the sorted list (classes
+      // numbered over all the files, so every rank labels alike).
+      const images = world > 1 ? data.images.slice(0, rank, null, world) : data.images;
+      const labels = world > 1 ? data.labels?.slice(0, rank, null, world) : data.labels;
       let loop: TrainLoop;
       try {
-        loop = new TrainLoop(createGaussianDiffusion(model, modelFlags), loopFlags);
+        loop = new TrainLoop(createGaussianDiffusion(model, modelFlags), { ...loopFlags, distributed: world > 1 });
       } catch (err) {
         throw new CliError((err as Error).message);
       }
-      const report = loopReporter(o.steps, 'loss', loop.resumeStep + loop.step);
-      const run = await loop.runLoop({ data: data.images, labels: data.labels, steps: o.steps, outDir, signal, onLog: report.onLog, onSave: report.onSave });
-      report.done(run, outDir);
+      const report = rank === 0 ? loopReporter(o.steps, 'loss', loop.resumeStep + loop.step) : undefined;
+      try {
+        const run = await loop.runLoop({ data: images, labels, steps: o.steps, outDir, signal, onLog: report?.onLog, onSave: report?.onSave });
+        report?.done(run, outDir);
+      } finally {
+        if (images !== data.images) images.dispose();
+        if (labels !== data.labels) labels?.dispose();
+      }
     } finally {
       data.images.dispose();
       data.labels?.dispose();

@@ -342,18 +342,25 @@ export function buildProgram(): Command {
     .option('--out-dir <dir>', 'where to install the model (default: the package\'s models/fashion-mnist); with --openai: where checkpoints go (their OPENAI_LOGDIR)')
     .option('--cache-dir <dir>', 'where checkpoints go and resume from (default: .gd-cache/train)')
     .option('--threads <n>', 'LibTorch intra-op threads', int('--threads'), 1)
-    .option('--nproc-per-node <n>', 'data-parallel over n processes (the recipe\'s batch split over them: the same training)', int('--nproc-per-node'))
+    .option('--nproc-per-node <n>', 'data-parallel over n processes (the recipe\'s batch split over them: the same training); with --openai: their DDP, batch_size per rank, the images sharded over the ranks', int('--nproc-per-node'))
     .action(async (part: string | undefined, flags: { steps?: number; minutes?: number; limit?: number; outDir?: string; cacheDir?: string; threads: number; nprocPerNode?: number;
       openai?: string; dataDir?: string; skipBadFiles?: boolean; seed?: number }, cmd: Command) => {
       if (flags.openai !== undefined) {
         if (part !== undefined) throw new CliError(`train --openai takes no part ('${part}'): the model is the one the flags describe`);
         const given = (option: string): boolean => cmd.getOptionValueSource(option) === 'cli';
-        const notWith = ['minutes', 'limit', 'cacheDir', 'nprocPerNode'].find(given);
+        const notWith = ['minutes', 'limit', 'cacheDir'].find(given);
         if (notWith) throw new CliError(`${flagName(notWith)} does not apply with --openai`);
+        if (await relaunched(flags.nprocPerNode)) return;
+        const distributed = flags.nprocPerNode !== undefined;
         // Ctrl-C ends the run after its current step, as an abort: the last save stays the newest checkpoint.
         const stop = new AbortController();
         process.once('SIGINT', () => stop.abort());
-        return trainOpenAI({ openai: flags.openai, dataDir: flags.dataDir, outDir: flags.outDir, steps: flags.steps, threads: given('threads') ? flags.threads : undefined, skipBadFiles: flags.skipBadFiles, seed: flags.seed }, stop.signal);
+        try {
+          return await trainOpenAI({ openai: flags.openai, dataDir: flags.dataDir, outDir: flags.outDir, steps: flags.steps, threads: given('threads') ? flags.threads : undefined,
+            skipBadFiles: flags.skipBadFiles, seed: flags.seed, distributed }, stop.signal);
+        } finally {
+          if (distributed) dist.destroyProcessGroup();
+        }
       }
       const onlyOpenAI = (['dataDir', 'skipBadFiles', 'seed'] as const).find((k) => flags[k] !== undefined);
       if (onlyOpenAI) throw new CliError(`${flagName(onlyOpenAI)} needs --openai "$MODEL_FLAGS $DIFFUSION_FLAGS $TRAIN_FLAGS"`);

@@ -38,13 +38,20 @@ export interface OpenAITrainFlags {
   log_interval?: number | string;
   /** runLoop saves every this many steps (and at its end); default 10000. */
   save_interval?: number | string;
+  /**
+   * Not theirs (their DDP): train data-parallel over the default process group
+   * (distributed.initProcessGroup). Each rank steps on its own batch, gradients are averaged
+   * over the ranks before AdamW, the first step starts from rank 0's weights, and only rank 0
+   * saves; default false.
+   */
+  distributed?: boolean;
 }
 
-const FLAGS = ['lr', 'weight_decay', 'lr_anneal_steps', 'batch_size', 'microbatch', 'ema_rate', 'schedule_sampler', 'seed', 'resume_checkpoint', 'log_interval', 'save_interval'];
+const FLAGS = ['lr', 'weight_decay', 'lr_anneal_steps', 'batch_size', 'microbatch', 'ema_rate', 'schedule_sampler', 'seed', 'resume_checkpoint', 'log_interval', 'save_interval', 'distributed'];
 const num = flagNumber;
 
 /** The train flags with their defaults (their create_argparser's), keys snake_case. */
-export function trainFlags(flags: OpenAITrainFlags = {}): { lr: number; weight_decay: number; lr_anneal_steps: number; batch_size: number; microbatch: number; ema_rate: number[]; schedule_sampler: ScheduleSamplerName; seed: number; resume_checkpoint: string; log_interval: number; save_interval: number } {
+export function trainFlags(flags: OpenAITrainFlags = {}): { lr: number; weight_decay: number; lr_anneal_steps: number; batch_size: number; microbatch: number; ema_rate: number[]; schedule_sampler: ScheduleSamplerName; seed: number; resume_checkpoint: string; log_interval: number; save_interval: number; distributed: boolean } {
   if (flags === null || typeof flags !== 'object') throw new TypeError('TrainLoop: expected a flags object such as { lr: 1e-4 }');
   const raw: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(flags)) if (value !== undefined) raw[snakeCase(key)] = value;
@@ -53,6 +60,7 @@ export function trainFlags(flags: OpenAITrainFlags = {}): { lr: number; weight_d
   const sampler = (raw.schedule_sampler ?? 'uniform') as ScheduleSamplerName;
   const resume = raw.resume_checkpoint ?? '';
   if (typeof resume !== 'string') throw new TypeError(`resume_checkpoint must be a path (a string); got ${String(resume)}`);
+  if (raw.distributed !== undefined && typeof raw.distributed !== 'boolean') throw new TypeError(`distributed must be a boolean; got ${String(raw.distributed)}`);
   if (sampler !== 'uniform' && sampler !== 'loss-second-moment') throw new TypeError(`schedule_sampler must be 'uniform' or 'loss-second-moment'; got '${String(sampler)}'`);
   return {
     lr: num(raw.lr ?? 1e-4, 'lr', false),
@@ -66,6 +74,7 @@ export function trainFlags(flags: OpenAITrainFlags = {}): { lr: number; weight_d
     resume_checkpoint: resume,
     log_interval: num(raw.log_interval ?? 10, 'log_interval', true),
     save_interval: num(raw.save_interval ?? 10000, 'save_interval', true),
+    distributed: raw.distributed === true,
   };
 }
 
@@ -107,6 +116,7 @@ export class TrainLoop {
     this.native = diffusion.openaiTrainer({
       lr: f.lr, weightDecay: f.weight_decay, lrAnnealSteps: f.lr_anneal_steps, microbatch: f.microbatch, emaRate: f.ema_rate,
       scheduleSampler: f.schedule_sampler, lossType: diffusion.options.lossType, seed: f.seed, resumeCheckpoint: f.resume_checkpoint,
+      distributed: f.distributed,
     });
   }
 

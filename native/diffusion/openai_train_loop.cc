@@ -16,7 +16,8 @@ OpenaiLoopResult run_openai_loop(OpenaiTrainStep& trainer, const at::Tensor& ima
   const int64_t anneal = trainer.lr_anneal_steps();
   OpenaiLoopResult result;
   auto save = [&](int64_t number) {
-    if (o.out_dir.empty()) return;
+    // Their save(): rank 0 alone writes.
+    if (o.out_dir.empty() || trainer.rank() != 0) return;
     const auto files = trainer.save(o.out_dir, number);
     result.saved.push_back(number);
     if (o.on_save) o.on_save(number, files);

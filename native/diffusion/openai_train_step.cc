@@ -60,6 +60,13 @@ OpenaiTrainStep::OpenaiTrainStep(Denoiser denoiser, Schedule schedule, LossType 
   else if (params_.empty()) msg << "the model has no parameters; nothing to train";
   else if (!sampler_ || sampler_->timesteps() != schedule_.timesteps)
     msg << "the schedule sampler must cover the diffusion's " << schedule_.timesteps << " steps";
+  else if (options_.parallel.world_size < 1 || options_.parallel.rank < 0 || options_.parallel.rank >= options_.parallel.world_size)
+    msg << "rank " << options_.parallel.rank << " is not in a world of " << options_.parallel.world_size;
+  else if (options_.parallel.active() && (!options_.parallel.average || !options_.parallel.broadcast))
+    msg << "data-parallel training needs the collectives of a process group";
+  else if (options_.parallel.active() && sampler_->loss_aware())
+    msg << "schedule_sampler loss-second-moment is not supported with data-parallel training yet (theirs all-gathers the "
+           "ranks' losses); use uniform";
   for (double r : options_.ema_rate) {
     if (msg.tellp() == 0 && !(r >= 0 && r <= 1)) msg << "each ema_rate must be in [0, 1]; got " << r;
   }
@@ -92,7 +99,20 @@ StepLog OpenaiTrainStep::run(const at::Tensor& x0, const at::Tensor& y, const at
   const bool was_training = model.is_training();
   model.train(true);
   MeanLog log;
+  const DataParallel& par = options_.parallel;
+  // Data parallel: every rank must reach the all-reduce, so a non-finite loss is told to all
+  // ranks through it and thrown on each after.
+  double bad_loss = 0;
   try {
+    if (par.active() && !synced_) {
+      // As DDP's construction (and their sync_params): every rank starts from rank 0's state.
+      at::NoGradGuard no_grad;
+      std::vector<at::Tensor> start;
+      for (const auto& p : params_) start.push_back(p.detach());
+      for (const auto& e : ema_) start.insert(start.end(), e.begin(), e.end());
+      par.broadcast(start);
+      synced_ = true;
+    }
     adam_.zero_grad();
     for (int64_t i = 0; i < batch; i += micro) {
       const int64_t n = std::min(micro, batch - i);
@@ -122,11 +142,23 @@ StepLog OpenaiTrainStep::run(const at::Tensor& x0, const at::Tensor& y, const at
       if (terms.vb.defined()) logged.emplace_back("vb", terms.vb * w);
       log_loss_dict(log, logged, t, schedule_.timesteps);
       const double value = loss.item<double>();
-      if (!std::isfinite(value)) {
+      if (!std::isfinite(value) && par.active()) {
+        if (bad_loss == 0) bad_loss = value;
+      } else if (!std::isfinite(value)) {
         throw std::runtime_error("the loss is not finite (" + std::to_string(value) + ") at step " + std::to_string(step_ + 1) +
                                  "; lower lr or check the data");
       }
       loss.backward();
+    }
+    if (par.active()) {
+      at::NoGradGuard no_grad;
+      at::Tensor bad = at::tensor({bad_loss == 0 ? 0.0 : 1.0}, at::kDouble).to(params_.front().device());
+      average_gradients(params_, par, {bad});
+      if (bad.item<double>() > 0) {
+        throw std::runtime_error("the loss is not finite at step " + std::to_string(step_ + 1) + " on " +
+                                 (bad_loss == 0 ? std::string("another rank") : "this rank (" + std::to_string(bad_loss) + ")") +
+                                 "; lower lr or check the data");
+      }
     }
   } catch (...) {
     model.train(was_training);
@@ -156,7 +188,8 @@ StepLog OpenaiTrainStep::run(const at::Tensor& x0, const at::Tensor& y, const at
     hyper_.lr = options_.lr * (1.0 - static_cast<double>(s) / static_cast<double>(options_.lr_anneal_steps));
   }
   out["step"] = static_cast<double>(s);
-  out["samples"] = static_cast<double>((s + 1) * batch);
+  // Their global_batch: batch_size times the ranks.
+  out["samples"] = static_cast<double>((s + 1) * batch * par.world_size);
   last_counts_ = {{"step", out["step"]}, {"samples", out["samples"]}};
   ++step_;
   return out;

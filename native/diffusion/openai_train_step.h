@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "diffusion/data_parallel.h"
 #include "diffusion/denoiser.h"
 #include "diffusion/openai_losses.h"
 #include "diffusion/optim.h"
@@ -27,6 +28,11 @@ struct OpenaiTrainOptions {
   int64_t lr_anneal_steps = 0;  // > 0: after step s, lr = lr * (1 - s / lr_anneal_steps)
   int64_t microbatch = 0;       // <= 0: the whole batch at once
   std::vector<double> ema_rate{0.9999};
+  // Their TrainLoop under DDP: each rank steps on its own batch, the gradients are averaged
+  // over the ranks before the norms and AdamW (so N ranks of batch b step as one process of
+  // batch N*b), the first step starts from rank 0's weights and EMA, and only rank 0 saves.
+  // The loss-second-moment sampler is refused here (theirs all-gathers its losses).
+  DataParallel parallel;
 };
 
 // What their logger gets from one step: loss, mse, vb (as training_losses gives them, times the
@@ -86,6 +92,8 @@ class OpenaiTrainStep {
   StepLog dump_log();
   at::Generator generator() const { return generator_; }
   int64_t lr_anneal_steps() const { return options_.lr_anneal_steps; }
+  // This process's rank in the data-parallel run (0 when there is none): rank 0 alone saves.
+  int64_t rank() const { return options_.parallel.rank; }
 
   // Their save() (openai_train_checkpoint.cc): model{N:06d}.pt (the model's state dict),
   // ema_{rate}_{N:06d}.pt per rate (rate as Python's str(float)), opt{N:06d}.pt (AdamW's
@@ -114,6 +122,7 @@ class OpenaiTrainStep {
   AdamHyper hyper_;  // lr annealed; all of it replaced by a resumed optimizer's param_group
   int64_t step_ = 0;
   int64_t resume_step_ = 0;
+  bool synced_ = false;  // data parallel: rank 0's weights and EMA copied to every rank
   MeanLog window_;  // since the last dump_log
   StepLog last_counts_;  // step and samples of the last step
 };

@@ -194,15 +194,10 @@ void broadcast_start(TrainState& state, const TrainOptions::Parallel& p) {
 // undefined are undefined on every rank (the ranks run the same graph) and stay so.
 void average_step(const std::vector<at::Tensor>& params, double& loss, double& accuracy,
                   const TrainOptions::Parallel& p) {
-  std::vector<at::Tensor> tensors;
-  for (const auto& param : params) {
-    if (param.grad().defined()) tensors.push_back(param.grad());
-  }
   const bool has_accuracy = !std::isnan(accuracy);
   at::Tensor stats = at::tensor({loss, has_accuracy ? accuracy : 0.0}, at::kDouble);
   if (!params.empty()) stats = stats.to(params.front().device());
-  tensors.push_back(stats);
-  p.average(tensors);
+  average_gradients(params, p, {stats});
   stats = stats.cpu();
   loss = stats[0].item<double>();
   if (has_accuracy) accuracy = stats[1].item<double>();

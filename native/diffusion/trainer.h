@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "diffusion/data_parallel.h"
 #include "diffusion/denoiser.h"
 #include "diffusion/schedule.h"
 #include "diffusion/training.h"
@@ -82,17 +83,8 @@ struct TrainOptions {
   // (and the step's loss) are averaged before clipping, so N ranks of batch b take the steps
   // one process of batch N*b takes. The run starts by copying rank 0's weights, EMA and
   // generator to every rank; only rank 0 writes checkpoints.
-  struct Parallel {
-    int64_t rank = 0;
-    int64_t world_size = 1;
-    // Averages the tensors over the ranks, in place. Needed when world_size > 1.
-    std::function<void(const std::vector<at::Tensor>&)> average;
-    // Copies rank 0's tensors into every rank's, in place. Needed when world_size > 1.
-    std::function<void(const std::vector<at::Tensor>&)> broadcast;
-    // Throws naming the first of these named numbers that differs between the ranks. Needed
-    // when world_size > 1.
-    std::function<void(const std::vector<std::pair<std::string, double>>&)> agree;
-  } parallel;
+  using Parallel = DataParallel;  // diffusion/data_parallel.h
+  Parallel parallel;
 };
 
 namespace detail {

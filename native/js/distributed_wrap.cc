@@ -215,6 +215,18 @@ Napi::Value Destroy(const Napi::CallbackInfo& info) {
 
 std::shared_ptr<dist::ProcessGroup> DefaultGroupFor(Napi::Env env, const char* what) { return Group(env, what); }
 
+DataParallel DataParallelFor(Napi::Env env, const char* what) {
+  std::shared_ptr<ProcessGroup> group = Group(env, what);
+  DataParallel p;
+  p.rank = group->rank();
+  p.world_size = group->world_size();
+  const std::string name = what;
+  p.average = [group](const std::vector<at::Tensor>& ts) { group->average(ts); };
+  p.broadcast = [group, name](const std::vector<at::Tensor>& ts) { group->broadcast_all(ts, 0, name); };
+  p.agree = [group, name](const std::vector<std::pair<std::string, double>>& values) { group->agree(name, values); };
+  return p;
+}
+
 void InstallDistributed(Napi::Env env, Napi::Object exports) {
   exports.Set("distInit", Napi::Function::New(env, Init, "distInit"));
   exports.Set("distState", Napi::Function::New(env, State, "distState"));

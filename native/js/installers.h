@@ -5,6 +5,8 @@
 
 #include <memory>
 
+#include "diffusion/data_parallel.h"
+
 namespace gd::dist {
 class ProcessGroup;
 }
@@ -24,5 +26,8 @@ void InstallScheduleSampler(Napi::Env env, Napi::Object exports);
 
 // The default process group (initProcessGroup's), or a JS Error naming `what` when none.
 std::shared_ptr<dist::ProcessGroup> DefaultGroupFor(Napi::Env env, const char* what);
+// Data-parallel training over the default group (kept alive by the functions), for both
+// trainers; `what` names the caller in errors.
+DataParallel DataParallelFor(Napi::Env env, const char* what);
 
 }  // namespace gd::js

@@ -10,6 +10,7 @@
 #include "diffusion/openai_train_step.h"
 #include "js/addon_env.h"
 #include "js/common.h"
+#include "js/installers.h"
 #include "js/openai_loop_job.h"
 #include "js/tensor_wrap.h"
 
@@ -133,6 +134,8 @@ Napi::Value NewOpenaiTrainer(Napi::Env env, const Denoiser& denoiser, const Sche
   opts.ema_rate.clear();
   auto arr = rates.As<Napi::Array>();
   for (uint32_t i = 0; i < arr.Length(); ++i) opts.ema_rate.push_back(ToNumber(arr.Get(i), "emaRate"));
+  Napi::Value distributed = Option(o, "distributed");
+  if (!IsMissing(distributed) && ToBool(distributed, "distributed")) opts.parallel = DataParallelFor(env, "TrainLoop with distributed: true");
   auto sampler = std::make_shared<ScheduleSampler>(ToString(Option(o, "scheduleSampler"), "scheduleSampler"), schedule.timesteps);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(ToInt(Option(o, "seed"), "seed")));
   auto trainer = std::make_shared<OpenaiTrainStep>(denoiser, schedule, parse_loss_type(ToString(Option(o, "lossType"), "lossType")),

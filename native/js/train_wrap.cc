@@ -5,7 +5,6 @@
 #include <functional>
 
 #include "diffusion/fashion_mnist.h"
-#include "distributed/process_group.h"
 #include "diffusion/trainer.h"
 #include "js/common.h"
 #include "js/installers.h"
@@ -118,14 +117,7 @@ TrainOptions ToTrainOptions(const Napi::Value& o) {
   Napi::Value distributed = Option(o, "distributed");
   if (!IsMissing(distributed) && ToBool(distributed, "distributed")) {
     // Data parallel over the default process group (the trainer keeps it alive for the run).
-    std::shared_ptr<dist::ProcessGroup> group = DefaultGroupFor(o.Env(), "train with distributed: true");
-    t.parallel.rank = group->rank();
-    t.parallel.world_size = group->world_size();
-    t.parallel.average = [group](const std::vector<at::Tensor>& ts) { group->average(ts); };
-    t.parallel.broadcast = [group](const std::vector<at::Tensor>& ts) { group->broadcast_all(ts, 0, "train with distributed: true"); };
-    t.parallel.agree = [group](const std::vector<std::pair<std::string, double>>& values) {
-      group->agree("train with distributed: true", values);
-    };
+    t.parallel = DataParallelFor(o.Env(), "train with distributed: true");
   }
   return t;
 }
