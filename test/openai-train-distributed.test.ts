@@ -45,6 +45,8 @@ describe('openai TrainLoop data-parallel (gloo, loopback)', function () {
     assert.strictEqual(r0.log.grad_norm, r1.log.grad_norm);
     // Their global_batch: samples counts both ranks' images.
     assert.strictEqual(r0.log.samples, 4);
+    // Theirs all-gathers the loss-second-moment sampler's losses; ours refuses it, naming it.
+    for (const r of [r0, r1]) assert.match(r.refused!, /schedule_sampler loss-second-moment is not supported with data-parallel training yet .*; use uniform/);
 
     const before = torch.memory().tensors;
     const whole = openaiStep({ from: 0, count: 4, initSeed: 30, distributed: false });
@@ -61,6 +63,17 @@ describe('openai TrainLoop data-parallel (gloo, loopback)', function () {
     const alone = maxParamDiff(half.params, whole.params);
     printMeasured('rank 0\'s batch of 2 without averaging vs batch 4: max |difference| of the weights', alone);
     assert.ok(alone > 1e-4, `${alone}`);
+  });
+
+  it('distributed needs a boolean and an initialized process group, named in the errors', () => {
+    const model = openai.createModel(OPENAI_FLAGS);
+    try {
+      const diffusion = openai.createGaussianDiffusion(model, OPENAI_FLAGS);
+      assert.throws(() => new openai.TrainLoop(diffusion, { distributed: 'yes' as unknown as boolean }), /^TypeError: distributed must be a boolean; got yes$/);
+      assert.throws(() => new openai.TrainLoop(diffusion, { distributed: true }), /TrainLoop with distributed: true: the default process group is not initialized; call initProcessGroup\(\) first/);
+    } finally {
+      model.dispose();
+    }
   });
 
   it('train --openai --nproc-per-node 2 shards the images, and rank 0 alone logs and writes checkpoints that load', async () => {

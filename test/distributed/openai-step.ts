@@ -8,6 +8,7 @@ export const OPENAI_FLAGS = { image_size: 8, num_channels: 32, num_res_blocks: 1
 export const OPENAI_TRAIN_FLAGS = { lr: 1e-3, weight_decay: 0.01, ema_rate: '0.9' };
 
 export interface OpenaiStepReport {
+  refused?: string;
   log: Record<string, number>;
   params: Record<string, number[]>;
   ema: Record<string, number[]>;
@@ -40,4 +41,17 @@ export function openaiStep(o: { from: number; count: number; initSeed: number; d
     model.dispose();
     return report;
   });
+}
+
+/** The error of a data-parallel TrainLoop with the loss-second-moment sampler (refused). */
+export function openaiRefusal(): string {
+  const model = openai.createModel(OPENAI_FLAGS);
+  try {
+    new openai.TrainLoop(openai.createGaussianDiffusion(model, OPENAI_FLAGS), { schedule_sampler: 'loss-second-moment', distributed: true });
+    return 'no error';
+  } catch (err) {
+    return (err as Error).message;
+  } finally {
+    model.dispose();
+  }
 }
