@@ -119,6 +119,16 @@ async function measure(args: Args, row: Row, dir: string, log: (s: string) => vo
   return m;
 }
 
+// A row of several threads whose threads and the other processes' load want more cores than the machine
+// has times contention (OpenMP's workers waiting for cores), not either side's code.
+function contentionNote(measured: Measured[]): string[] {
+  const cores = os.cpus().length;
+  const over = measured.filter((m) => m.row.threads > 1 && m.row.threads + Math.max(...m.externalCores) > cores);
+  if (over.length === 0) return [];
+  return ['', `Rows where threads plus the other load exceed this machine's ${cores} cores (${over.map((m) => describe(m.row)).join('; ')}) measure contention more than code: ` +
+    "OpenMP's workers wait for a core, and their waiting counts as CPU time. Compare those rows only on a quiet machine."];
+}
+
 function report(args: Args, measured: Measured[]): string {
   const head = ['model', 'batch', 'microbatch', 'threads', 'ours ms/step', 'theirs ms/step', 'theirs/ours (wall)', 'ours CPU ms/step', 'theirs CPU ms/step', 'theirs/ours (CPU)',
     'faults/step ours / theirs', 'peak RSS MiB ours / theirs', 'other load (cores)'];
@@ -146,6 +156,7 @@ function report(args: Args, measured: Measured[]): string {
       'Wall time suffers from other load on the machine (last column: cores kept busy by other processes during the children, the largest over the rounds); CPU time per step (all threads of the process) much less so.',
     '',
     table(head, rows),
+    ...contentionNote(measured),
   ].join('\n') + '\n';
 }
 
