@@ -65,7 +65,7 @@ def prepare():
         data[f"batch{i}"] = th.rand(batch, 3, size, size) * 2 - 1
         data[f"y{i}"] = th.randint(0, 1000, (batch,))
     th.save(data, spec["files"]["data"])
-    emit({"cpuMs": usage()["cpu"]})
+    emit({"cpuMs": usage()["cpu"], "torch": th.__version__})
 
 
 def train():

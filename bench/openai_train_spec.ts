@@ -31,4 +31,6 @@ export interface OpenAITrainResult {
   rssPeakKiB: number;
   threads: number;
   cpuMs: number;
+  /** prepare only: Python's torch.__version__. */
+  torch?: string;
 }
