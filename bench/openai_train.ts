@@ -120,14 +120,16 @@ async function measure(args: Args, row: Row, dir: string, log: (s: string) => vo
   return m;
 }
 
-// A row of several threads whose threads and the other processes' load want more cores than the machine
-// has times contention (OpenMP's workers waiting for cores), not either side's code.
+// A row of several threads whose threads and the other processes' load want half a core or more
+// beyond the machine's is likely to time contention (OpenMP's workers waiting for cores) more than
+// either side's code: in a run with 1.1-1.4 cores of other load, 2-thread rows took 5-9x the CPU
+// time of the 1-thread row on both sides.
 function contentionNote(measured: Measured[]): string[] {
   const cores = os.cpus().length;
-  const over = measured.filter((m) => m.row.threads > 1 && m.row.threads + Math.max(...m.externalCores) > cores);
+  const over = measured.filter((m) => m.row.threads > 1 && m.row.threads + Math.max(...m.externalCores) >= cores + 0.5);
   if (over.length === 0) return [];
-  return ['', `Rows where threads plus the other load exceed this machine's ${cores} cores (${over.map((m) => describe(m.row)).join('; ')}) measure contention more than code: ` +
-    "OpenMP's workers wait for a core, and their waiting counts as CPU time. Compare those rows only on a quiet machine."];
+  return ['', `Rows where threads plus the other load exceed this machine's ${cores} cores by half a core or more (${over.map((m) => describe(m.row)).join('; ')}) are likely to measure contention more than code ` +
+    "(OpenMP's workers waiting for a core, their spinning counted as CPU time). Compare those rows only on a quiet machine."];
 }
 
 /** The checkout's commit (short), or 'unknown' where it is not a git checkout. */
