@@ -17,6 +17,7 @@ import { MALLOC_TUNED, MALLOC_TUNED_TEXT } from './cases';
 import { BENCH_SRC, PYTHON, ROOT, fmt, median, mib, runChild, sourceCommit, table } from './common';
 import type { OpenAIProfile, OpenAIResult, OpenAISpec } from './openai_spec';
 import { openai } from '../lib';
+import { OpenaiBenchArgs, parseOpenaiBenchArgs } from './openai_args';
 
 const NETS = {
   '64x64': {
@@ -50,33 +51,10 @@ const ROWS: Row[] = [
   { net: '128x128', batch: 1, threads: 2, autocast: null },
 ];
 
-interface Args {
-  repo: string;
-  rounds: number;
-  quick: boolean;
-  out: string;
-}
+type Args = OpenaiBenchArgs;
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { repo: process.env.GD_OPENAI_REPO ?? '', rounds: 2, quick: false, out: path.join(ROOT, 'bench', 'OPENAI_NETS.md') };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = (): string => {
-      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
-      return argv[++i];
-    };
-    if (a === '--repo') args.repo = value();
-    else if (a === '--rounds') args.rounds = Number(value());
-    else if (a === '--quick') args.quick = true;
-    else if (a === '--out') args.out = path.resolve(value());
-    else throw new Error(`unknown argument ${a}; usage: npm run bench:openai -- --repo PATH [--rounds N] [--quick] [--out FILE]`);
-  }
-  if (!args.repo || !fs.existsSync(path.join(args.repo, 'guided_diffusion', 'unet.py'))) {
-    throw new Error(`--repo (or GD_OPENAI_REPO) must be a checkout of openai/guided-diffusion; got '${args.repo}'`);
-  }
-  if (!(Number.isInteger(args.rounds) && args.rounds >= 1)) throw new Error(`--rounds must be a positive integer; got ${args.rounds}`);
-  if (args.quick) args.rounds = 1;
-  return args;
+  return parseOpenaiBenchArgs(argv, { out: path.join(ROOT, 'bench', 'OPENAI_NETS.md'), rounds: 2, usage: 'usage: npm run bench:openai -- --repo PATH [--rounds N] [--quick] [--out FILE]', needs: 'guided_diffusion/unet.py' });
 }
 
 function python(mode: string, spec: OpenAISpec) {

@@ -18,6 +18,7 @@ import { MALLOC_TUNED, MALLOC_TUNED_TEXT } from './cases';
 import { BENCH_SRC, PYTHON, ROOT, fmt, median, mib, runChild, sourceCommit, table } from './common';
 import type { OpenAITrainResult, OpenAITrainSpec } from './openai_train_spec';
 import { openai } from '../lib';
+import { OpenaiBenchArgs, parseOpenaiBenchArgs } from './openai_args';
 
 const BASE = '--image_size 32 --num_channels 64 --num_res_blocks 2 --channel_mult 1,2,2,2 --attention_resolutions 16,8 --class_cond True ' +
   '--diffusion_steps 1000 --noise_schedule linear --use_fp16 False';
@@ -45,33 +46,10 @@ const ROWS: Row[] = [
 
 const USAGE = 'usage: npm run bench:openai-train -- --repo PATH [--rounds N] [--quick] [--out FILE]';
 
-interface Args {
-  repo: string;
-  rounds: number;
-  quick: boolean;
-  out: string;
-}
+type Args = OpenaiBenchArgs;
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { repo: process.env.GD_OPENAI_REPO ?? '', rounds: 2, quick: false, out: path.join(ROOT, 'bench', 'OPENAI_TRAIN.md') };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = (): string => {
-      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
-      return argv[++i];
-    };
-    if (a === '--repo') args.repo = value();
-    else if (a === '--rounds') args.rounds = Number(value());
-    else if (a === '--quick') args.quick = true;
-    else if (a === '--out') args.out = path.resolve(value());
-    else throw new Error(`unknown argument ${a}; ${USAGE}`);
-  }
-  if (!args.repo || !fs.existsSync(path.join(args.repo, 'guided_diffusion', 'train_util.py'))) {
-    throw new Error(`--repo (or GD_OPENAI_REPO) must be a checkout of openai/guided-diffusion; got '${args.repo}'`);
-  }
-  if (!(Number.isInteger(args.rounds) && args.rounds >= 1)) throw new Error(`--rounds must be a positive integer; got ${args.rounds}`);
-  if (args.quick) args.rounds = 1;
-  return args;
+  return parseOpenaiBenchArgs(argv, { out: path.join(ROOT, 'bench', 'OPENAI_TRAIN.md'), rounds: 2, usage: USAGE, needs: 'guided_diffusion/train_util.py' });
 }
 
 function specFor(args: Args, row: Row, dir: string): OpenAITrainSpec {

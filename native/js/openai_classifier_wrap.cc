@@ -18,12 +18,6 @@ namespace gd::js {
 
 namespace {
 
-Napi::Object ToObject(Napi::Env env, const StepLog& log) {
-  auto o = Napi::Object::New(env);
-  for (const auto& [key, value] : log) o.Set(key, Napi::Number::New(env, value));
-  return o;
-}
-
 class OpenaiClassifierTrainerWrap : public Napi::ObjectWrap<OpenaiClassifierTrainerWrap> {
  public:
   static thread_local std::shared_ptr<OpenaiClassifierStep>* pending;
@@ -47,10 +41,6 @@ class OpenaiClassifierTrainerWrap : public Napi::ObjectWrap<OpenaiClassifierTrai
   }
 
  private:
-  static at::Tensor Optional(const Napi::Value& v, const char* name) {
-    return IsMissing(v) ? at::Tensor() : TensorWrap::From(v, name);
-  }
-
   // The trainer belongs to a running runLoop's thread until it ends.
   void CheckIdle(Napi::Env env, const char* what) const {
     if (*busy_) throw Napi::Error::New(env, std::string("ClassifierTrainLoop.") + what + ": a runLoop of this ClassifierTrainLoop is running; wait for its promise");
@@ -59,16 +49,16 @@ class OpenaiClassifierTrainerWrap : public Napi::ObjectWrap<OpenaiClassifierTrai
   Napi::Value RunStep(const Napi::CallbackInfo& info) {
     CheckIdle(info.Env(), "runStep");
     GD_GUARD(info.Env(), {
-      return ToObject(info.Env(), trainer_->run(TensorWrap::From(info[0], "batch"), TensorWrap::From(info[1], "y"),
-                                                Optional(info[2], "t"), Optional(info[3], "noise")));
+      return StepLogObject(info.Env(), trainer_->run(TensorWrap::From(info[0], "batch"), TensorWrap::From(info[1], "y"),
+                                                OptionalTensor(info[2], "t"), OptionalTensor(info[3], "noise")));
     })
   }
 
   Napi::Value Evaluate(const Napi::CallbackInfo& info) {
     CheckIdle(info.Env(), "evaluate");
     GD_GUARD(info.Env(), {
-      return ToObject(info.Env(), trainer_->evaluate(TensorWrap::From(info[0], "batch"), TensorWrap::From(info[1], "y"),
-                                                     Optional(info[2], "t"), Optional(info[3], "noise")));
+      return StepLogObject(info.Env(), trainer_->evaluate(TensorWrap::From(info[0], "batch"), TensorWrap::From(info[1], "y"),
+                                                     OptionalTensor(info[2], "t"), OptionalTensor(info[3], "noise")));
     })
   }
 
@@ -82,9 +72,7 @@ class OpenaiClassifierTrainerWrap : public Napi::ObjectWrap<OpenaiClassifierTrai
     CheckIdle(info.Env(), "save");
     GD_GUARD(info.Env(), {
       const auto paths = trainer_->save(ToString(info[0], "dir"));
-      auto arr = Napi::Array::New(info.Env(), paths.size());
-      for (size_t i = 0; i < paths.size(); ++i) arr.Set(static_cast<uint32_t>(i), Napi::String::New(info.Env(), paths[i]));
-      return arr;
+      return PathArray(info.Env(), paths);
     })
   }
 
@@ -98,7 +86,7 @@ class OpenaiClassifierTrainerWrap : public Napi::ObjectWrap<OpenaiClassifierTrai
       ReadLoopSettings(o, opts);
       opts.eval_interval = ToInt(Option(o, "evalInterval"), "evalInterval");
       const at::Tensor images = TensorWrap::From(info[0], "data"), labels = TensorWrap::From(info[1], "labels");
-      const at::Tensor val_images = Optional(info[2], "evalData"), val_labels = Optional(info[3], "evalLabels");
+      const at::Tensor val_images = OptionalTensor(info[2], "evalData"), val_labels = OptionalTensor(info[3], "evalLabels");
       auto trainer = trainer_;
       LoopRun run = [trainer, images, labels, val_images, val_labels, opts](const LoopHooks& hooks) {
         ClassifierLoopOptions with = opts;

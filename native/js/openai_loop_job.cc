@@ -81,16 +81,14 @@ class OpenaiLoopJob : public JsJob {
     } idle{*busy_};
     LoopHooks hooks;
     hooks.on_log = [this](const StepLog& log) {
-      if (!on_log.IsEmpty()) PostToJs([this, log](Napi::Env env) { Call(env, on_log, {Object(env, log)}); });
+      if (!on_log.IsEmpty()) PostToJs([this, log](Napi::Env env) { Call(env, on_log, {StepLogObject(env, log)}); });
     };
     hooks.on_save = [this](int64_t number, const std::vector<std::string>& files) {
       if (on_save.IsEmpty()) return;
       PostToJs([this, number, files](Napi::Env env) {
         auto o = Napi::Object::New(env);
         o.Set("step", Napi::Number::New(env, static_cast<double>(number)));
-        auto arr = Napi::Array::New(env, files.size());
-        for (size_t i = 0; i < files.size(); ++i) arr.Set(static_cast<uint32_t>(i), Napi::String::New(env, files[i]));
-        o.Set("files", arr);
+        o.Set("files", PathArray(env, files));
         Call(env, on_save, {o});
       });
     };
@@ -100,12 +98,6 @@ class OpenaiLoopJob : public JsJob {
     };
     if (pushed_) hooks.next_batch = [this] { return NextPushed(); };
     result_ = run_(hooks);
-  }
-
-  static Napi::Object Object(Napi::Env env, const StepLog& log) {
-    auto o = Napi::Object::New(env);
-    for (const auto& [key, value] : log) o.Set(key, Napi::Number::New(env, value));
-    return o;
   }
 
   // A throwing callback stops the run, which rejects with what it threw (as train() does).
@@ -162,6 +154,22 @@ class OpenaiLoopJob : public JsJob {
 };
 
 }  // namespace
+
+Napi::Object StepLogObject(Napi::Env env, const StepLog& log) {
+  auto o = Napi::Object::New(env);
+  for (const auto& [key, value] : log) o.Set(key, Napi::Number::New(env, value));
+  return o;
+}
+
+Napi::Array PathArray(Napi::Env env, const std::vector<std::string>& paths) {
+  auto arr = Napi::Array::New(env, paths.size());
+  for (size_t i = 0; i < paths.size(); ++i) arr.Set(static_cast<uint32_t>(i), Napi::String::New(env, paths[i]));
+  return arr;
+}
+
+at::Tensor OptionalTensor(const Napi::Value& v, const char* name) {
+  return IsMissing(v) ? at::Tensor() : TensorWrap::From(v, name);
+}
 
 void ReadLoopSettings(const Napi::Value& o, LoopSettings& s) {
   s.batch_size = ToInt(Option(o, "batchSize"), "batchSize");

@@ -9,7 +9,11 @@
 #include <memory>
 
 #include <functional>
+#include <string>
 #include <utility>
+#include <vector>
+
+#include <ATen/ATen.h>
 
 #include "diffusion/train_loop_common.h"
 
@@ -19,6 +23,12 @@ namespace gd::js {
 using LoopRun = std::function<OpenaiLoopResult(const LoopHooks& hooks)>;
 // The trainer's step count and resumed step after the run, for the promise's result.
 using LoopCounts = std::function<std::pair<int64_t, int64_t>()>;
+
+// What both trainers' wrappers and their loop jobs hand to JS: a step's log as {key: number},
+// the paths a save wrote, and a tensor argument that may be left out.
+Napi::Object StepLogObject(Napi::Env env, const StepLog& log);
+Napi::Array PathArray(Napi::Env env, const std::vector<std::string>& paths);
+at::Tensor OptionalTensor(const Napi::Value& v, const char* name);
 
 // runLoop's options object into settings: batchSize, steps, logInterval, saveInterval, outDir,
 // randomFlip (checked and filled by lib/openai/run-loop.ts's callers).

@@ -41,10 +41,6 @@ class OpenaiTrainerWrap : public Napi::ObjectWrap<OpenaiTrainerWrap> {
   }
 
  private:
-  static at::Tensor Optional(const Napi::Value& v, const char* name) {
-    return IsMissing(v) ? at::Tensor() : TensorWrap::From(v, name);
-  }
-
   // The trainer belongs to a running runLoop's thread until it ends.
   void CheckIdle(Napi::Env env, const char* what) const {
     if (*busy_) throw Napi::Error::New(env, std::string("TrainLoop.") + what + ": a runLoop of this TrainLoop is running; wait for its promise");
@@ -53,11 +49,9 @@ class OpenaiTrainerWrap : public Napi::ObjectWrap<OpenaiTrainerWrap> {
   Napi::Value RunStep(const Napi::CallbackInfo& info) {
     CheckIdle(info.Env(), "runStep");
     GD_GUARD(info.Env(), {
-      const StepLog log = trainer_->run(TensorWrap::From(info[0], "batch"), Optional(info[1], "y"), Optional(info[2], "t"),
-                                        Optional(info[3], "weights"), Optional(info[4], "noise"));
-      auto o = Napi::Object::New(info.Env());
-      for (const auto& [key, value] : log) o.Set(key, Napi::Number::New(info.Env(), value));
-      return o;
+      const StepLog log = trainer_->run(TensorWrap::From(info[0], "batch"), OptionalTensor(info[1], "y"), OptionalTensor(info[2], "t"),
+                                        OptionalTensor(info[3], "weights"), OptionalTensor(info[4], "noise"));
+      return StepLogObject(info.Env(), log);
     })
   }
 
@@ -87,9 +81,7 @@ class OpenaiTrainerWrap : public Napi::ObjectWrap<OpenaiTrainerWrap> {
     CheckIdle(info.Env(), "save");
     GD_GUARD(info.Env(), {
       const auto paths = trainer_->save(ToString(info[0], "dir"), trainer_->step() + trainer_->resume_step());
-      auto arr = Napi::Array::New(info.Env(), paths.size());
-      for (size_t i = 0; i < paths.size(); ++i) arr.Set(static_cast<uint32_t>(i), Napi::String::New(info.Env(), paths[i]));
-      return arr;
+      return PathArray(info.Env(), paths);
     })
   }
 
@@ -103,7 +95,7 @@ class OpenaiTrainerWrap : public Napi::ObjectWrap<OpenaiTrainerWrap> {
       // No data: the batches are pushed from JS.
       const bool pushed = IsMissing(info[0]);
       at::Tensor images = pushed ? at::Tensor() : TensorWrap::From(info[0], "data");
-      at::Tensor labels = Optional(info[1], "labels");
+      at::Tensor labels = OptionalTensor(info[1], "labels");
       auto trainer = trainer_;
       LoopRun run = [trainer, images, labels, opts](const LoopHooks& hooks) {
         OpenaiLoopOptions o = opts;
