@@ -89,6 +89,7 @@ export interface NativeOpenaiClassifierTrainer {
   evaluate(batch: Tensor, y: Tensor, t?: Tensor, noise?: Tensor): Record<string, number>;
   step(): number;
   resumeStep(): number;
+  lgLossScale(): number;
   save(dir: string): string[];
   runLoop(
     data: Tensor,
@@ -106,6 +107,7 @@ export interface NativeOpenaiTrainer {
   emaParameters(index: number): Record<string, Tensor>;
   step(): number;
   resumeStep(): number;
+  lgLossScale(): number;
   save(dir: string): string[];
   runLoop(
     data: Tensor | undefined,

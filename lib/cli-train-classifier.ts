@@ -39,9 +39,6 @@ function folder(cli: string | undefined, flag: unknown, name: string): string | 
 
 export async function trainClassifier(o: ClassifierTrainCliOptions, signal?: AbortSignal): Promise<void> {
   const f = scriptFlags(o.openai, KNOWN, 'classifier_train.py');
-  if (f.classifier_use_fp16 !== undefined && toBool(f.classifier_use_fp16, '--classifier_use_fp16')) {
-    throw new CliError('--classifier_use_fp16 True: fp16 training with loss scaling is not supported yet; train in float32 (classifier_use_fp16 False)');
-  }
   const dataDir = folder(o.dataDir, f.data_dir, 'data_dir');
   if (!dataDir) throw new CliError('train-classifier needs --data-dir: a folder of .png/.jpg images, each class the part of its file name before the first _ (their image_datasets.py)');
   const valDir = folder(o.valDataDir, f.val_data_dir, 'val_data_dir');
@@ -66,6 +63,12 @@ export async function trainClassifier(o: ClassifierTrainCliOptions, signal?: Abo
     classifier = createClassifier(netFlags);
   } catch (err) {
     throw new CliError(`--openai: ${(err as Error).message}`);
+  }
+  // Loss scaling where the classifier has float16 convolutions: createClassifier builds float32
+  // ones on the CPU (saying so), where this trains in float32 as their classifier_use_fp16 False.
+  loopFlags.classifier_use_fp16 = classifier.attribute('use_fp16') === true;
+  if (netFlags.classifier_use_fp16 !== undefined && toBool(netFlags.classifier_use_fp16, '--classifier_use_fp16') && !loopFlags.classifier_use_fp16) {
+    process.stderr.write('--classifier_use_fp16 True: float16 convolutions and loss scaling are for CUDA; on the CPU this trains in float32\n');
   }
   const imageSize = Number(netFlags.image_size ?? CLASSIFIER_FLAG_DEFAULTS.image_size);
   const read = (dir: string, randomCrop: boolean): Promise<ImageFolder> =>

@@ -15,7 +15,7 @@ import * as torch from './torch';
 export const DIFFUSION_FLAGS = ['learn_sigma', 'diffusion_steps', 'noise_schedule', 'timestep_respacing', 'use_kl', 'predict_xstart', 'rescale_timesteps', 'rescale_learned_sigmas'];
 // image_train.py's create_argparser, less the model and diffusion flags.
 const TRAIN_FLAGS = ['data_dir', 'schedule_sampler', 'lr', 'weight_decay', 'lr_anneal_steps', 'batch_size', 'microbatch', 'ema_rate', 'log_interval', 'save_interval', 'resume_checkpoint', 'use_fp16', 'fp16_scale_growth'];
-const LOOP_FLAGS = ['schedule_sampler', 'lr', 'weight_decay', 'lr_anneal_steps', 'batch_size', 'microbatch', 'ema_rate', 'log_interval', 'save_interval', 'resume_checkpoint'];
+const LOOP_FLAGS = ['schedule_sampler', 'lr', 'weight_decay', 'lr_anneal_steps', 'batch_size', 'microbatch', 'ema_rate', 'log_interval', 'save_interval', 'resume_checkpoint', 'fp16_scale_growth'];
 const KNOWN = new Set([...Object.keys(MODEL_FLAG_DEFAULTS), ...DIFFUSION_FLAGS, ...TRAIN_FLAGS]);
 
 export interface OpenAITrainCliOptions {
@@ -87,9 +87,6 @@ export function loopReporter(total: number | undefined, lossKey: string, firstSt
 
 export async function trainOpenAI(o: OpenAITrainCliOptions, signal?: AbortSignal): Promise<void> {
   const f = scriptFlags(o.openai, KNOWN, 'image_train.py');
-  if (f.use_fp16 !== undefined && toBool(f.use_fp16, '--use_fp16')) {
-    throw new CliError('--use_fp16 True: fp16 training with loss scaling is not supported yet; train in float32 (use_fp16 False)');
-  }
   if (o.dataDir !== undefined && f.data_dir !== undefined && o.dataDir !== String(f.data_dir)) {
     throw new CliError(`--data-dir ${o.dataDir} and --data_dir ${f.data_dir} in the flags disagree`);
   }
@@ -108,7 +105,7 @@ export async function trainOpenAI(o: OpenAITrainCliOptions, signal?: AbortSignal
   const loopFlags: Record<string, string | number> = {};
   for (const [k, v] of Object.entries(f)) {
     if (LOOP_FLAGS.includes(k)) loopFlags[k] = typeof v === 'boolean' ? String(v) : v;
-    else if (k !== 'data_dir' && k !== 'fp16_scale_growth') modelFlags[k] = v;
+    else if (k !== 'data_dir') modelFlags[k] = v;
   }
   if (o.seed !== undefined) {
     torch.manualSeed(o.seed);
@@ -117,6 +114,12 @@ export async function trainOpenAI(o: OpenAITrainCliOptions, signal?: AbortSignal
   }
   const model = createModel(modelFlags);
   try {
+    // Loss scaling where the model has float16 convolutions: createModel builds float32 ones on
+    // the CPU (saying so), where this trains in float32 as their use_fp16 False.
+    loopFlags.use_fp16 = String(model.attribute('use_fp16') === true);
+    if (modelFlags.use_fp16 !== undefined && toBool(modelFlags.use_fp16, '--use_fp16') && loopFlags.use_fp16 === 'false') {
+      say('--use_fp16 True: float16 convolutions and loss scaling are for CUDA; on the CPU this trains in float32\n');
+    }
     const numClasses = model.attribute('num_classes');
     const classCond = typeof numClasses === 'number' && numClasses > 0;
     const imageSize = Number(modelFlags.image_size ?? MODEL_FLAG_DEFAULTS.image_size);

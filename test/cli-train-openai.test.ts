@@ -72,10 +72,12 @@ describe('CLI: train --openai (their image_train.py)', () => {
     assert.ok(fs.statSync(png).size > 100);
   });
 
-  it('names what is wrong: fp16, flags not of image_train.py, no data or out dir, a part, options of the recipe, a folder without images', () => {
+  it('names what is wrong: fp16 flag values, flags not of image_train.py, no data or out dir, a part, options of the recipe, a folder without images', () => {
     const dirs = ['--data-dir', data, '--out-dir', path.join(tmp, 'x')];
     const cases: [string[], RegExp][] = [
-      [['train', '--openai', `${ALL} --use_fp16 True`, ...dirs], /--use_fp16 True: fp16 training with loss scaling is not supported yet/],
+      [['train', '--openai', `${ALL} --use_fp16 True --fp16_scale_growth -1`, ...dirs], /fp16_scale_growth must be a number >= 0; got -1/],
+      [['train', '--openai', `${ALL} --fp16_scale_growth fast`, ...dirs], /fp16_scale_growth: expected a number but received fast/],
+      [['train', '--openai', `${ALL} --use_fp16 maybe`, ...dirs], /use_fp16.*maybe/],
       [['train', '--openai', `${ALL} --classifier_depth 2`, ...dirs], /unknown flag --classifier_depth \(not a flag of their image_train.py\)/],
       [['train', '--openai', ALL, '--out-dir', path.join(tmp, 'x')], /train --openai needs --data-dir/],
       [['train', '--openai', ALL, '--data-dir', data], /train --openai needs --out-dir \(or OPENAI_LOGDIR/],

@@ -45,9 +45,15 @@ export interface ClassifierTrainFlags {
   eval_interval?: number | string;
   /** runLoop saves every this many steps (not at step 0) and at its end; default 10000. */
   save_interval?: number | string;
+  /**
+   * Their classifier_use_fp16: their MixedPrecisionTrainer from lg_loss_scale 16, growth 1e-3
+   * (see OpenAITrainFlags.use_fp16); the classifier runs as built (EncoderUNetModel's useFp16
+   * gives float16 convolutions). Logs lg_loss_scale. Default false.
+   */
+  classifier_use_fp16?: boolean | string;
 }
 
-const FLAGS = ['lr', 'weight_decay', 'batch_size', 'microbatch', 'noised', 'iterations', 'anneal_lr', 'schedule_sampler', 'seed', 'resume_checkpoint', 'log_interval', 'eval_interval', 'save_interval'];
+const FLAGS = ['lr', 'weight_decay', 'batch_size', 'microbatch', 'noised', 'iterations', 'anneal_lr', 'schedule_sampler', 'seed', 'resume_checkpoint', 'log_interval', 'eval_interval', 'save_interval', 'classifier_use_fp16'];
 const num = flagNumber;
 // create_classifier_and_diffusion's diffusion flags (image_size is the classifier's, and passes).
 const DIFFUSION_FLAGS = ['diffusion_steps', 'learn_sigma', 'sigma_small', 'noise_schedule', 'use_kl', 'predict_xstart', 'rescale_timesteps', 'rescale_learned_sigmas', 'timestep_respacing', 'image_size'];
@@ -65,6 +71,7 @@ function bool(value: unknown, flag: string): boolean {
 export function classifierTrainFlags(flags: ClassifierTrainFlags = {}): {
   lr: number; weight_decay: number; batch_size: number; microbatch: number; noised: boolean; iterations: number; anneal_lr: boolean;
   schedule_sampler: ScheduleSamplerName; seed: number; resume_checkpoint: string; log_interval: number; eval_interval: number; save_interval: number;
+  classifier_use_fp16: boolean;
 } {
   if (flags === null || typeof flags !== 'object') throw new TypeError('ClassifierTrainLoop: expected a flags object such as { lr: 3e-4 }');
   const raw: Record<string, unknown> = {};
@@ -93,6 +100,7 @@ export function classifierTrainFlags(flags: ClassifierTrainFlags = {}): {
     log_interval: positive(raw.log_interval ?? 10, 'log_interval'),
     eval_interval: positive(raw.eval_interval ?? 5, 'eval_interval'),
     save_interval: positive(raw.save_interval ?? 10000, 'save_interval'),
+    classifier_use_fp16: bool(raw.classifier_use_fp16 ?? false, 'classifier_use_fp16'),
   };
 }
 
@@ -136,6 +144,7 @@ export class ClassifierTrainLoop {
     const options = {
       lr: f.lr, weightDecay: f.weight_decay, microbatch: f.microbatch, noised: f.noised, iterations: f.iterations,
       annealLr: f.anneal_lr, scheduleSampler: f.schedule_sampler, seed: f.seed, resumeCheckpoint: f.resume_checkpoint,
+      useFp16: f.classifier_use_fp16,
     };
     if (diffusion instanceof GaussianDiffusion) {
       this.native = diffusion.openaiClassifierTrainer(classifier, options);
@@ -201,6 +210,11 @@ export class ClassifierTrainLoop {
   /** Steps taken by this loop (their loop variable; a resumed run starts again at 0). */
   get step(): number {
     return this.native.step();
+  }
+
+  /** Their mp_trainer.lg_loss_scale: the next step's loss scale, log2 (with classifier_use_fp16). */
+  get lgLossScale(): number {
+    return this.native.lgLossScale();
   }
 
   /** The step a resumed run started from (their resume_step, from the checkpoint's name; else 0). */

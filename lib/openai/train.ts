@@ -3,6 +3,7 @@
 // runs natively (native/diffusion/openai_train_step.h); this file only reads the flags.
 import { NativeOpenaiTrainer } from '../binding';
 import { GaussianDiffusion } from '../diffusion';
+import { toBool } from './diffusion';
 import { checkKeyList, checkOptionKeys } from '../option-keys';
 import { ScheduleSamplerName } from '../schedule-sampler';
 import { flagNumber, snakeCase } from './options';
@@ -45,13 +46,24 @@ export interface OpenAITrainFlags {
    * saves; default false.
    */
   distributed?: boolean;
+  /**
+   * Their use_fp16 (fp16_util.MixedPrecisionTrainer): float32 master weights stepped by AdamW,
+   * the loss times 2**lg_loss_scale (from 20) before backward, and a step whose gradients
+   * overflow skipped (no AdamW, no EMA; step, lr annealing and logs go on) with lg_loss_scale
+   * lowered by 1, else the gradients unscaled and lg_loss_scale raised by fp16_scale_growth.
+   * The model runs as built: give it float16 convolutions with UNetModel's useFp16 (their
+   * convert_to_fp16). Logs lg_loss_scale. Default false.
+   */
+  use_fp16?: boolean | string;
+  /** lg_loss_scale's rise after each step taken with use_fp16; default 1e-3. */
+  fp16_scale_growth?: number | string;
 }
 
-const FLAGS = ['lr', 'weight_decay', 'lr_anneal_steps', 'batch_size', 'microbatch', 'ema_rate', 'schedule_sampler', 'seed', 'resume_checkpoint', 'log_interval', 'save_interval', 'distributed'];
+const FLAGS = ['lr', 'weight_decay', 'lr_anneal_steps', 'batch_size', 'microbatch', 'ema_rate', 'schedule_sampler', 'seed', 'resume_checkpoint', 'log_interval', 'save_interval', 'distributed', 'use_fp16', 'fp16_scale_growth'];
 const num = flagNumber;
 
 /** The train flags with their defaults (their create_argparser's), keys snake_case. */
-export function trainFlags(flags: OpenAITrainFlags = {}): { lr: number; weight_decay: number; lr_anneal_steps: number; batch_size: number; microbatch: number; ema_rate: number[]; schedule_sampler: ScheduleSamplerName; seed: number; resume_checkpoint: string; log_interval: number; save_interval: number; distributed: boolean } {
+export function trainFlags(flags: OpenAITrainFlags = {}): { lr: number; weight_decay: number; lr_anneal_steps: number; batch_size: number; microbatch: number; ema_rate: number[]; schedule_sampler: ScheduleSamplerName; seed: number; resume_checkpoint: string; log_interval: number; save_interval: number; distributed: boolean; use_fp16: boolean; fp16_scale_growth: number } {
   if (flags === null || typeof flags !== 'object') throw new TypeError('TrainLoop: expected a flags object such as { lr: 1e-4 }');
   const raw: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(flags)) if (value !== undefined) raw[snakeCase(key)] = value;
@@ -75,6 +87,8 @@ export function trainFlags(flags: OpenAITrainFlags = {}): { lr: number; weight_d
     log_interval: num(raw.log_interval ?? 10, 'log_interval', true),
     save_interval: num(raw.save_interval ?? 10000, 'save_interval', true),
     distributed: raw.distributed === true,
+    use_fp16: toBool(raw.use_fp16 ?? false, 'use_fp16'),
+    fp16_scale_growth: num(raw.fp16_scale_growth ?? 1e-3, 'fp16_scale_growth', false),
   };
 }
 
@@ -116,7 +130,7 @@ export class TrainLoop {
     this.native = diffusion.openaiTrainer({
       lr: f.lr, weightDecay: f.weight_decay, lrAnnealSteps: f.lr_anneal_steps, microbatch: f.microbatch, emaRate: f.ema_rate,
       scheduleSampler: f.schedule_sampler, lossType: diffusion.options.lossType, seed: f.seed, resumeCheckpoint: f.resume_checkpoint,
-      distributed: f.distributed,
+      distributed: f.distributed, useFp16: f.use_fp16, fp16ScaleGrowth: f.fp16_scale_growth,
     });
   }
 
@@ -163,6 +177,11 @@ export class TrainLoop {
   /** Steps taken by this loop (their self.step; a resumed run starts again at 0). */
   get step(): number {
     return this.native.step();
+  }
+
+  /** Their mp_trainer.lg_loss_scale: the next step's loss scale, log2 (with use_fp16). */
+  get lgLossScale(): number {
+    return this.native.lgLossScale();
   }
 
   /** The step a resumed run started from (their resume_step, from the checkpoint's name; else 0). */

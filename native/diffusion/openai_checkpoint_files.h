@@ -29,6 +29,9 @@ checkpoints::SaveValue adamw_state_dict(const FusedAdam& adam, const AdamHyper& 
 int64_t parse_resume_step(const std::string& path);
 // load_state_dict(strict) of a torch.save state dict file; errors name the file.
 void load_model_file(torch::jit::Module model, const std::string& file);
+// A state dict file's tensors of the given parameter names, copied into targets (same order;
+// an EMA, or use_fp16's float32 masters); checked whole before any is changed.
+void load_named_params(const std::string& file, const std::vector<std::string>& names, const std::vector<at::Tensor>& targets);
 // AdamW.load_state_dict of a torch.save file into adam (names: its parameters' names, for the
 // messages); returns the file's param_group. Checked whole before adam is changed.
 AdamHyper load_adamw_state(const std::string& file, FusedAdam& adam, const std::vector<std::string>& names);

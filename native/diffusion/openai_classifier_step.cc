@@ -31,7 +31,8 @@ OpenaiClassifierStep::OpenaiClassifierStep(torch::jit::Module classifier, Schedu
       options_(options),
       sampler_(std::move(sampler)),
       generator_(std::move(generator)),
-      params_(model_parameters(classifier_)),
+      mp_(model_parameters(classifier_), options_.fp16),
+      params_(mp_.master()),
       adam_(params_, /*adamw=*/true),
       hyper_{options_.lr, 0.9, 0.999, 1e-8, options_.weight_decay} {
   std::ostringstream msg;
@@ -90,11 +91,12 @@ void OpenaiClassifierStep::forward_backward_log(const at::Tensor& x0, const at::
     const at::Tensor mean = loss.mean();
     if (mean.requires_grad()) {
       const double value = mean.item<double>();
-      if (!std::isfinite(value)) {
+      // With use_fp16 a non-finite loss overflows the gradients and the step is skipped, as theirs.
+      if (!std::isfinite(value) && !mp_.use_fp16()) {
         throw std::runtime_error("the loss is not finite (" + std::to_string(value) + ") at step " + std::to_string(step_ + 1) +
                                  "; lower lr or check the data");
       }
-      (mean * (static_cast<double>(n) / static_cast<double>(batch))).backward();
+      mp_.scale(mean * (static_cast<double>(n) / static_cast<double>(batch))).backward();
     }
   }
 }
@@ -112,22 +114,24 @@ StepLog OpenaiClassifierStep::run(const at::Tensor& x0, const at::Tensor& y, con
   if (options_.anneal_lr) hyper.lr = options_.lr * (1.0 - static_cast<double>(done) / static_cast<double>(options_.iterations));
   MeanLog log;
   try {
+    mp_.zero_grad();
     adam_.zero_grad();
     forward_backward_log(x0, y, t, noise, "train", log);
   } catch (...) {
     classifier_.train(was_training);
+    mp_.zero_grad();
     adam_.zero_grad();
     throw;
   }
   classifier_.train(was_training);
-  const auto [grad_norm, param_norm] = grad_and_param_norm(params_);
-  log.add("grad_norm", grad_norm);
-  log.add("param_norm", param_norm);
+  mp_.grads_to_master();
+  const bool took_step = mp_.unscale_or_skip(log);
   adam_.set_hyper(hyper);
   hyper_ = hyper;
-  {
+  if (took_step) {
     at::NoGradGuard no_grad;
     adam_.step();
+    mp_.finish_step();
   }
   window_.add(log);
   StepLog out;
@@ -152,6 +156,8 @@ void OpenaiClassifierStep::resume(const std::string& model_path) {
   const int64_t number = parse_resume_step(model_path);
   const std::string opt = (std::filesystem::path(model_path).parent_path() / ("opt" + openai_step_name(number) + ".pt")).string();
   load_model_file(classifier_, model_path);
+  // use_fp16: the masters take the file's float32 weights, not the model's float16 roundings.
+  if (mp_.use_fp16()) load_named_params(model_path, names, params_);
   if (std::filesystem::exists(opt)) hyper_ = load_adamw_state(opt, adam_, names);
   resume_step_ = number;
 }

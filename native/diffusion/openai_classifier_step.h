@@ -11,6 +11,7 @@
 
 #include <memory>
 
+#include "diffusion/mixed_precision.h"
 #include "diffusion/openai_train_step.h"
 #include "diffusion/optim.h"
 #include "diffusion/schedule.h"
@@ -25,6 +26,9 @@ struct OpenaiClassifierTrainOptions {
   bool noised = true;
   int64_t iterations = 150000;
   bool anneal_lr = false;   // lr * (1 - step / iterations), set before each step
+  // Their classifier_use_fp16 (diffusion/mixed_precision.h), from lg_loss_scale 16 as their
+  // script; fp16_scale_growth is MixedPrecisionTrainer's default (the script has no such flag).
+  MixedPrecisionOptions fp16{false, 1e-3, 16.0};
 };
 
 class OpenaiClassifierStep {
@@ -36,7 +40,8 @@ class OpenaiClassifierStep {
   // One training step on x0 [B, C, H, W] in [-1, 1] with labels y int64 [B]. t and noise
   // undefined: drawn (t by the sampler, noise randn, from the generator). Returns their logged
   // keys: train_loss, train_acc@1, train_acc@5 (5 classes or more), each also per quartile of t
-  // (_q0.._q3, as their log_loss_dict), grad_norm, param_norm, step, samples.
+  // (_q0.._q3, as their log_loss_dict), grad_norm, param_norm, step, samples; with use_fp16
+  // lg_loss_scale, and no grad_norm / param_norm when the step was skipped.
   StepLog run(const at::Tensor& x0, const at::Tensor& y, const at::Tensor& t = at::Tensor(),
               const at::Tensor& noise = at::Tensor());
   // Their val pass (model.eval(), no_grad): val_loss, val_acc@1, val_acc@5 and their quartiles.
@@ -48,6 +53,8 @@ class OpenaiClassifierStep {
   int64_t step() const { return step_; }
   int64_t resume_step() const { return resume_step_; }
   int64_t iterations() const { return options_.iterations; }
+  // Their mp_trainer.lg_loss_scale (the next step's; use_fp16 only).
+  double lg_loss_scale() const { return mp_.lg_loss_scale(); }
   at::Generator generator() const { return generator_; }
   // Their dumpkvs: every key run() and evaluate() logged since the last dump, averaged (step and
   // samples: the last step's), then forgotten.
@@ -73,7 +80,8 @@ class OpenaiClassifierStep {
   OpenaiClassifierTrainOptions options_;
   std::shared_ptr<ScheduleSampler> sampler_;
   at::Generator generator_;
-  std::vector<at::Tensor> params_;
+  MixedPrecision mp_;
+  std::vector<at::Tensor> params_;  // what AdamW steps: mp_.master()
   FusedAdam adam_;
   AdamHyper hyper_;  // the next step's: the flags', or a resumed param_group's; lr annealed before each step
   int64_t step_ = 0;

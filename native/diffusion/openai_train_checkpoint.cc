@@ -231,11 +231,25 @@ AdamHyper load_adamw_state(const std::string& file, FusedAdam& adam, const std::
   return h;
 }
 
+void load_named_params(const std::string& file, const std::vector<std::string>& names, const std::vector<at::Tensor>& targets) {
+  std::map<std::string, at::Tensor> sd;
+  for (auto& [name, t] : read_state_dict(file)) sd[name] = t;
+  for (size_t i = 0; i < names.size(); ++i) {
+    auto it = sd.find(names[i]);
+    if (it == sd.end()) bad_file(file, "has no " + names[i] + ", a parameter of the model");
+    if (it->second.sizes() != targets[i].sizes()) bad_file(file, "holds " + names[i] + " in another shape than the model's");
+  }
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < names.size(); ++i) targets[i].detach().copy_(sd[names[i]]);
+}
+
 void OpenaiTrainStep::resume(const std::string& model_path) {
   load_model_file(denoiser_.module(), model_path);
+  const auto names = param_names();
+  // use_fp16: the masters take the file's float32 weights, not the model's float16 roundings.
+  if (mp_.use_fp16()) load_named_params(model_path, names, params_);
   resume_step_ = parse_resume_step(model_path);
   const std::string dir = fs::path(model_path).parent_path().string();
-  const auto names = param_names();
   at::NoGradGuard no_grad;
   for (size_t r = 0; r < ema_.size(); ++r) {
     const std::string file = in_dir(dir, "ema_" + python_float(options_.ema_rate[r]) + "_" + openai_step_name(resume_step_) + ".pt");
@@ -243,14 +257,7 @@ void OpenaiTrainStep::resume(const std::string& model_path) {
       for (size_t i = 0; i < params_.size(); ++i) ema_[r][i].copy_(params_[i]);
       continue;
     }
-    std::map<std::string, at::Tensor> sd;
-    for (auto& [name, t] : read_state_dict(file)) sd[name] = t;
-    for (size_t i = 0; i < names.size(); ++i) {
-      auto it = sd.find(names[i]);
-      if (it == sd.end()) bad_file(file, "has no " + names[i] + ", a parameter of the model");
-      if (it->second.sizes() != ema_[r][i].sizes()) bad_file(file, "holds " + names[i] + " in another shape than the model's");
-      ema_[r][i].copy_(it->second);
-    }
+    load_named_params(file, names, ema_[r]);
   }
   const std::string opt = in_dir(dir, "opt" + openai_step_name(resume_step_) + ".pt");
   if (resume_step_ == 0 || !fs::exists(opt)) return;

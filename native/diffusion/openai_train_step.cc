@@ -49,7 +49,8 @@ OpenaiTrainStep::OpenaiTrainStep(Denoiser denoiser, Schedule schedule, LossType 
       options_(std::move(options)),
       sampler_(std::move(sampler)),
       generator_(std::move(generator)),
-      params_(model_parameters(denoiser_.module())),
+      mp_(model_parameters(denoiser_.module()), options_.fp16),
+      params_(mp_.master()),
       adam_(params_, /*adamw=*/true),
       hyper_{options_.lr, 0.9, 0.999, 1e-8, options_.weight_decay} {
   std::ostringstream msg;
@@ -111,8 +112,10 @@ StepLog OpenaiTrainStep::run(const at::Tensor& x0, const at::Tensor& y, const at
       for (const auto& p : params_) start.push_back(p.detach());
       for (const auto& e : ema_) start.insert(start.end(), e.begin(), e.end());
       par.broadcast(start);
+      mp_.model_from_master();
       synced_ = true;
     }
+    mp_.zero_grad();
     adam_.zero_grad();
     for (int64_t i = 0; i < batch; i += micro) {
       const int64_t n = std::min(micro, batch - i);
@@ -142,14 +145,17 @@ StepLog OpenaiTrainStep::run(const at::Tensor& x0, const at::Tensor& y, const at
       if (terms.vb.defined()) logged.emplace_back("vb", terms.vb * w);
       log_loss_dict(log, logged, t, schedule_.timesteps);
       const double value = loss.item<double>();
-      if (!std::isfinite(value) && par.active()) {
+      // With use_fp16 a non-finite loss overflows the gradients and the step is skipped, as theirs.
+      if (!std::isfinite(value) && !mp_.use_fp16()) {
+        if (!par.active()) {
+          throw std::runtime_error("the loss is not finite (" + std::to_string(value) + ") at step " + std::to_string(step_ + 1) +
+                                   "; lower lr or check the data");
+        }
         if (bad_loss == 0) bad_loss = value;
-      } else if (!std::isfinite(value)) {
-        throw std::runtime_error("the loss is not finite (" + std::to_string(value) + ") at step " + std::to_string(step_ + 1) +
-                                 "; lower lr or check the data");
       }
-      loss.backward();
+      mp_.scale(loss).backward();
     }
+    mp_.grads_to_master();
     if (par.active()) {
       at::NoGradGuard no_grad;
       at::Tensor bad = at::tensor({bad_loss == 0 ? 0.0 : 1.0}, at::kDouble).to(params_.front().device());
@@ -167,19 +173,20 @@ StepLog OpenaiTrainStep::run(const at::Tensor& x0, const at::Tensor& y, const at
   model.train(was_training);
 
   at::NoGradGuard no_grad;
-  const auto [grad_norm, param_norm] = grad_and_param_norm(params_);
-  log.add("grad_norm", grad_norm);
-  log.add("param_norm", param_norm);
+  const bool took_step = mp_.unscale_or_skip(log);
   window_.add(log);
   StepLog out;
   log.into(out);
 
-  adam_.set_hyper(hyper_);
-  adam_.step();
-  // Their update_ema: ema = ema * rate + param * (1 - rate).
-  for (size_t r = 0; r < ema_.size(); ++r) {
-    at::_foreach_mul_(ema_[r], options_.ema_rate[r]);
-    at::_foreach_add_(ema_[r], params_, 1.0 - options_.ema_rate[r]);
+  if (took_step) {
+    adam_.set_hyper(hyper_);
+    adam_.step();
+    mp_.finish_step();
+    // Their update_ema: ema = ema * rate + param * (1 - rate), of the masters.
+    for (size_t r = 0; r < ema_.size(); ++r) {
+      at::_foreach_mul_(ema_[r], options_.ema_rate[r]);
+      at::_foreach_add_(ema_[r], params_, 1.0 - options_.ema_rate[r]);
+    }
   }
   // _anneal_lr runs after the step with the step count before its increment: step s + 1 takes
   // lr * (1 - s / lr_anneal_steps), s counting the resumed run's steps too.

@@ -14,6 +14,7 @@
 
 #include "diffusion/data_parallel.h"
 #include "diffusion/denoiser.h"
+#include "diffusion/mixed_precision.h"
 #include "diffusion/openai_losses.h"
 #include "diffusion/optim.h"
 #include "diffusion/schedule.h"
@@ -33,11 +34,16 @@ struct OpenaiTrainOptions {
   // batch N*b), the first step starts from rank 0's weights and EMA, and only rank 0 saves.
   // The loss-second-moment sampler is refused here (theirs all-gathers its losses).
   DataParallel parallel;
+  // Their use_fp16 / fp16_scale_growth (diffusion/mixed_precision.h): the model as given (its
+  // torso's convolutions float16 when built with use_fp16), trained through float32 masters
+  // with dynamic loss scaling. A skipped step still counts (their step, lr annealing, logs).
+  MixedPrecisionOptions fp16;
 };
 
 // What their logger gets from one step: loss, mse, vb (as training_losses gives them, times the
 // sampler's weights, averaged over the microbatches), <key>_q0..3 (the same per quartile of t),
-// grad_norm, param_norm, step, samples (StepLog: diffusion/train_loop_common.h).
+// grad_norm, param_norm, step, samples (StepLog: diffusion/train_loop_common.h); with use_fp16
+// lg_loss_scale, and no grad_norm / param_norm from a skipped step.
 
 // Their logger's logkv_mean: each call one value; a dump gives each key's mean since the last.
 class MeanLog {
@@ -105,6 +111,8 @@ class OpenaiTrainStep {
   // one starts fresh (an EMA as a copy of the loaded weights), as theirs.
   void resume(const std::string& model_path);
   const std::vector<double>& ema_rate() const { return options_.ema_rate; }
+  // Their mp_trainer.lg_loss_scale (the next step's; use_fp16 only).
+  double lg_loss_scale() const { return mp_.lg_loss_scale(); }
   // The EMA weights of rate i, in the model's named_parameters order.
   const std::vector<at::Tensor>& ema_params(size_t i) const { return ema_.at(i); }
   std::vector<std::string> param_names() const;
@@ -116,7 +124,8 @@ class OpenaiTrainStep {
   OpenaiTrainOptions options_;
   std::shared_ptr<ScheduleSampler> sampler_;
   at::Generator generator_;
-  std::vector<at::Tensor> params_;
+  MixedPrecision mp_;
+  std::vector<at::Tensor> params_;  // what AdamW steps and the EMA follows: mp_.master()
   FusedAdam adam_;
   std::vector<std::vector<at::Tensor>> ema_;
   AdamHyper hyper_;  // lr annealed; all of it replaced by a resumed optimizer's param_group

@@ -11,6 +11,7 @@
 #include "diffusion/openai_classifier_step.h"
 #include "js/addon_env.h"
 #include "js/common.h"
+#include "js/mixed_precision_options.h"
 #include "js/openai_loop_job.h"
 #include "js/tensor_wrap.h"
 
@@ -29,6 +30,7 @@ class OpenaiClassifierTrainerWrap : public Napi::ObjectWrap<OpenaiClassifierTrai
                            InstanceMethod<&OpenaiClassifierTrainerWrap::Evaluate>("evaluate"),
                            InstanceMethod<&OpenaiClassifierTrainerWrap::Step>("step"),
                            InstanceMethod<&OpenaiClassifierTrainerWrap::ResumeStep>("resumeStep"),
+                           InstanceMethod<&OpenaiClassifierTrainerWrap::LgLossScale>("lgLossScale"),
                            InstanceMethod<&OpenaiClassifierTrainerWrap::Save>("save"),
                            InstanceMethod<&OpenaiClassifierTrainerWrap::RunLoop>("runLoop"),
                        });
@@ -64,6 +66,7 @@ class OpenaiClassifierTrainerWrap : public Napi::ObjectWrap<OpenaiClassifierTrai
 
   Napi::Value Step(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(trainer_->step())); }
 
+  Napi::Value LgLossScale(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), trainer_->lg_loss_scale()); }
   Napi::Value ResumeStep(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(trainer_->resume_step()));
   }
@@ -115,6 +118,7 @@ Napi::Value NewOpenaiClassifierTrainer(Napi::Env env, const torch::jit::Module& 
   opts.noised = ToBool(Option(o, "noised"), "noised");
   opts.iterations = ToInt(Option(o, "iterations"), "iterations");
   opts.anneal_lr = ToBool(Option(o, "annealLr"), "annealLr");
+  opts.fp16 = ParseMixedPrecision(o, opts.fp16);
   auto sampler = std::make_shared<ScheduleSampler>(ToString(Option(o, "scheduleSampler"), "scheduleSampler"), schedule.timesteps);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(ToInt(Option(o, "seed"), "seed")));
   auto trainer = std::make_shared<OpenaiClassifierStep>(classifier, schedule, opts, std::move(sampler), gen);

@@ -11,6 +11,7 @@
 #include "js/addon_env.h"
 #include "js/common.h"
 #include "js/installers.h"
+#include "js/mixed_precision_options.h"
 #include "js/openai_loop_job.h"
 #include "js/tensor_wrap.h"
 
@@ -29,6 +30,7 @@ class OpenaiTrainerWrap : public Napi::ObjectWrap<OpenaiTrainerWrap> {
                            InstanceMethod<&OpenaiTrainerWrap::EmaParameters>("emaParameters"),
                            InstanceMethod<&OpenaiTrainerWrap::Step>("step"),
                            InstanceMethod<&OpenaiTrainerWrap::ResumeStep>("resumeStep"),
+                           InstanceMethod<&OpenaiTrainerWrap::LgLossScale>("lgLossScale"),
                            InstanceMethod<&OpenaiTrainerWrap::Save>("save"),
                            InstanceMethod<&OpenaiTrainerWrap::RunLoop>("runLoop"),
                        });
@@ -72,6 +74,7 @@ class OpenaiTrainerWrap : public Napi::ObjectWrap<OpenaiTrainerWrap> {
   }
 
   Napi::Value Step(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(trainer_->step())); }
+  Napi::Value LgLossScale(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), trainer_->lg_loss_scale()); }
   Napi::Value ResumeStep(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(trainer_->resume_step()));
   }
@@ -121,6 +124,7 @@ Napi::Value NewOpenaiTrainer(Napi::Env env, const Denoiser& denoiser, const Sche
   opts.weight_decay = ToNumber(Option(o, "weightDecay"), "weightDecay");
   opts.lr_anneal_steps = ToInt(Option(o, "lrAnnealSteps"), "lrAnnealSteps");
   opts.microbatch = ToInt(Option(o, "microbatch"), "microbatch");
+  opts.fp16 = ParseMixedPrecision(o, opts.fp16);
   Napi::Value rates = Option(o, "emaRate");
   if (!rates.IsArray()) ThrowType(env, "emaRate must be an array of numbers; got " + Describe(rates));
   opts.ema_rate.clear();
