@@ -72,6 +72,24 @@ describe('CLI: train --openai (their image_train.py)', () => {
     assert.ok(fs.statSync(png).size > 100);
   });
 
+  it('--use_fp16 True on the CPU: says it trains in float32 (no loss scaling: no lg_loss_scale logged) and trains', () => {
+    const out = path.join(tmp, 'fp16');
+    const r = cli('train', '--openai', `${ALL} --use_fp16 True --fp16_scale_growth 0.01`, '--data-dir', data, '--out-dir', out, '--steps', '1', '--threads', '1', '--seed', '7');
+    assert.strictEqual(r.status, 0, r.stderr);
+    assert.match(r.stderr, /--use_fp16 True: float16 convolutions and loss scaling are for CUDA; on the CPU this trains in float32/);
+    assert.match(r.stderr, /^step 0 \|.* grad_norm /m);
+    assert.doesNotMatch(r.stderr, /lg_loss_scale/);
+    assert.ok(fs.existsSync(path.join(out, 'model000000.pt')));
+    const model = openai.createModel({ ...openai.parseFlags(MODEL_FLAGS), use_fp16: false });
+    try {
+      model.loadStateDict(path.join(out, 'model000000.pt'));
+      assert.ok(Object.values(model.namedParameters()).every((p) => p.dtype === 'float32'));
+    } finally {
+      model.dispose();
+    }
+    console.log(`      ${r.stderr.split('\n').filter((l) => /use_fp16|^step 0/.test(l)).join('\n      ')}`);
+  });
+
   it('names what is wrong: fp16 flag values, flags not of image_train.py, no data or out dir, a part, options of the recipe, a folder without images', () => {
     const dirs = ['--data-dir', data, '--out-dir', path.join(tmp, 'x')];
     const cases: [string[], RegExp][] = [
