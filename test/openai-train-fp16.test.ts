@@ -9,7 +9,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { openai, readStateDict, torch, Tensor } from '../lib';
-import { FIXTURES, readF32 } from './helpers';
+import { spawnSync } from 'child_process';
+import { FIXTURES, readF32, testPython } from './helpers';
 
 const DIR = path.join(FIXTURES, 'openai-fp16');
 // float16 backward passes round differently at the last bit when their float32 inputs do (our
@@ -108,5 +109,50 @@ describe('openai TrainLoop use_fp16 (dynamic loss scaling)', () => {
     assert.strictEqual(torch.memory().tensors, before);
     fs.rmSync(out, { recursive: true, force: true });
     model.dispose();
+  });
+
+  it('save() writes opt{N}.pt in their use_fp16 layout (AdamW over their two flat masters), which torch takes and ours resumes unchanged', () => {
+    const model = net();
+    const dirs = [fs.mkdtempSync(path.join(os.tmpdir(), 'gd-fp16-opt-')), fs.mkdtempSync(path.join(os.tmpdir(), 'gd-fp16-opt-'))];
+    try {
+      torch.tidy(() => {
+        const diffusion = openai.createGaussianDiffusion(model, { learn_sigma: true, image_size: fixture.net.image_size });
+        const flags = { ...fixture.flags, resume_checkpoint: path.join(DIR, 'start.pt') };
+        const loop = new openai.TrainLoop(diffusion, flags);
+        const y = torch.tensor(fixture.y, { dtype: 'int64' });
+        (fixture.steps as { t: number[]; weights: number[] }[]).slice(0, 3).forEach((s, k) => {
+          loop.runStep(tensorOf('batch'), { y, t: torch.tensor(s.t, { dtype: 'int64' }), weights: torch.tensor(s.weights), noise: tensorOf(`noise${k}`) });
+        });
+        assert.deepStrictEqual(loop.save(dirs[0]).map((f) => path.basename(f)), ['model000003.pt', 'ema_0.9_000003.pt', 'opt000003.pt']);
+        // Resumed (masters, EMA and AdamW's state from the files) and saved again: the same bytes.
+        const again = new openai.TrainLoop(diffusion, { ...flags, resume_checkpoint: path.join(dirs[0], 'model000003.pt') });
+        again.save(dirs[1]);
+        for (const f of ['model000003.pt', 'ema_0.9_000003.pt', 'opt000003.pt']) {
+          assert.ok(fs.readFileSync(path.join(dirs[0], f)).equals(fs.readFileSync(path.join(dirs[1], f))), f);
+        }
+      });
+      // Their make_master_params: the parameters of ndim <= 1 flattened to (-1), the others to (1, -1).
+      const script = `
+import sys, torch
+d = sys.argv[1]
+m = torch.load(d + "/model000003.pt", weights_only=True)
+o = torch.load(d + "/opt000003.pt", weights_only=True)
+groups = [[t for t in m.values() if t.ndim <= 1], [t for t in m.values() if t.ndim > 1]]
+masters = [torch.nn.Parameter(torch.cat([t.reshape(-1) for t in groups[0]])),
+           torch.nn.Parameter(torch.cat([t.reshape(-1) for t in groups[1]]).view(1, -1))]
+opt = torch.optim.AdamW(masters, lr=1)
+opt.load_state_dict(o)
+print(len(o["state"]), [tuple(opt.state[p]["exp_avg"].shape) == tuple(p.shape) for p in masters],
+      [float(opt.state[p]["step"]) for p in masters], opt.param_groups[0]["lr"], opt.param_groups[0]["weight_decay"])
+`;
+      const r = spawnSync(testPython(), ['-c', script, dirs[0]], { encoding: 'utf8' });
+      assert.strictEqual(r.status, 0, r.stderr);
+      // Two of the three steps were taken (the second overflowed).
+      assert.strictEqual(r.stdout.trim(), '2 [True, True] [2.0, 2.0] 0.001 0.05');
+      console.log(`      torch.load + AdamW(their two flat masters).load_state_dict: ${r.stdout.trim()}`);
+    } finally {
+      for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+      model.dispose();
+    }
   });
 });

@@ -21,6 +21,8 @@ MixedPrecision::MixedPrecision(std::vector<at::Tensor> model_params, MixedPrecis
     master_ = model_;
     return;
   }
+  groups_.resize(2);
+  for (size_t i = 0; i < model_.size(); ++i) groups_[model_[i].dim() <= 1 ? 0 : 1].push_back(i);
   at::NoGradGuard no_grad;
   for (const auto& p : model_) {
     if (!p.is_floating_point()) throw std::invalid_argument("use_fp16: the model has a parameter that is not floating point");

@@ -19,6 +19,11 @@ namespace gd {
 class FusedAdam;
 class MeanLog;
 
+// Their master tensors as groups of our parameter indices (get_param_groups_and_shapes): first
+// the parameters of ndim <= 1 (their flat master of shape (-1)), then the others ((1, -1)).
+// Their optimizer's state_dict holds one entry per group, so checkpoints go through these.
+using FlatGroups = std::vector<std::vector<size_t>>;
+
 struct MixedPrecisionOptions {
   bool use_fp16 = false;
   double fp16_scale_growth = 1e-3;     // their default (image_train.py's flag)
@@ -33,6 +38,8 @@ class MixedPrecision {
   // What the optimizer and the EMA work on: float32 masters with use_fp16, else the model's.
   const std::vector<at::Tensor>& master() const { return master_; }
   const std::vector<at::Tensor>& model_params() const { return model_; }
+  // With use_fp16 their two flat masters' groups (what opt{N}.pt is laid out by), else null.
+  const FlatGroups* flat_groups() const { return options_.use_fp16 ? &groups_ : nullptr; }
   double lg_loss_scale() const { return lg_loss_scale_; }
   // Their backward(): the loss to call backward() on (times 2**lg_loss_scale with use_fp16).
   at::Tensor scale(const at::Tensor& loss) const;
@@ -59,6 +66,7 @@ class MixedPrecision {
   MixedPrecisionOptions options_;
   std::vector<at::Tensor> model_;
   std::vector<at::Tensor> master_;
+  FlatGroups groups_;
   double lg_loss_scale_;
   std::string last_overflow_;
 };

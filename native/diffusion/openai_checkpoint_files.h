@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "checkpoints/torch_save_writer.h"
+#include "diffusion/mixed_precision.h"
 #include "diffusion/optim.h"
 
 namespace gd {
@@ -22,7 +23,9 @@ std::string openai_step_name(int64_t n);
 checkpoints::SaveValue openai_state_dict(const torch::jit::Module& model, const std::vector<at::Tensor>& params);
 // torch.optim.AdamW.state_dict() of adam: per parameter index that has taken a step its step
 // count and moments; one param_group with hyper (the next step's).
-checkpoints::SaveValue adamw_state_dict(const FusedAdam& adam, const AdamHyper& hyper);
+// flat (use_fp16): one entry per group of their flat masters, the moments of the group's
+// parameters concatenated in its shape ((-1), then (1, -1)), as their fp16 TrainLoop saves.
+checkpoints::SaveValue adamw_state_dict(const FusedAdam& adam, const AdamHyper& hyper, const FlatGroups* flat = nullptr);
 
 // parse_resume_step_from_filename: the integer after the last "model" up to the next "."; 0
 // when there is none.
@@ -34,6 +37,8 @@ void load_model_file(torch::jit::Module model, const std::string& file);
 void load_named_params(const std::string& file, const std::vector<std::string>& names, const std::vector<at::Tensor>& targets);
 // AdamW.load_state_dict of a torch.save file into adam (names: its parameters' names, for the
 // messages); returns the file's param_group. Checked whole before adam is changed.
-AdamHyper load_adamw_state(const std::string& file, FusedAdam& adam, const std::vector<std::string>& names);
+// flat (use_fp16): the file holds their flat masters' state (as adamw_state_dict writes it).
+AdamHyper load_adamw_state(const std::string& file, FusedAdam& adam, const std::vector<std::string>& names,
+                           const FlatGroups* flat = nullptr);
 
 }  // namespace gd

@@ -158,7 +158,7 @@ void OpenaiClassifierStep::resume(const std::string& model_path) {
   load_model_file(classifier_, model_path);
   // use_fp16: the masters take the file's float32 weights, not the model's float16 roundings.
   if (mp_.use_fp16()) load_named_params(model_path, names, params_);
-  if (std::filesystem::exists(opt)) hyper_ = load_adamw_state(opt, adam_, names);
+  if (std::filesystem::exists(opt)) hyper_ = load_adamw_state(opt, adam_, names, mp_.flat_groups());
   resume_step_ = number;
 }
 
@@ -168,7 +168,7 @@ std::vector<std::string> OpenaiClassifierStep::save(const std::string& dir) cons
   const std::string model = (std::filesystem::path(dir) / ("model" + n + ".pt")).string();
   const std::string opt = (std::filesystem::path(dir) / ("opt" + n + ".pt")).string();
   checkpoints::WriteTorchSave(model, openai_state_dict(classifier_, params_));
-  checkpoints::WriteTorchSave(opt, adamw_state_dict(adam_, hyper_));
+  checkpoints::WriteTorchSave(opt, adamw_state_dict(adam_, hyper_, mp_.flat_groups()));
   return {model, opt};
 }
 

@@ -117,13 +117,28 @@ checkpoints::SaveValue openai_state_dict(const torch::jit::Module& model, const 
   return checkpoints::SaveValue::StateDict(named);
 }
 
-checkpoints::SaveValue adamw_state_dict(const FusedAdam& adam, const AdamHyper& hyper) {
+checkpoints::SaveValue adamw_state_dict(const FusedAdam& adam, const AdamHyper& hyper, const FlatGroups* flat) {
   using V = checkpoints::SaveValue;
   std::vector<std::pair<V, V>> state;
   std::vector<V> indices;
-  for (size_t i = 0; i < adam.params().size(); ++i) {
+  const size_t n = flat != nullptr ? flat->size() : adam.params().size();
+  for (size_t i = 0; i < n; ++i) {
     indices.push_back(V::Int(static_cast<int64_t>(i)));
-    const FusedAdam::ParamState s = adam.state(i);
+    FusedAdam::ParamState s;
+    if (flat == nullptr) {
+      s = adam.state(i);
+    } else {
+      // All of a group's parameters step together (a master gets a gradient every step).
+      const std::vector<size_t>& g = (*flat)[i];
+      if (g.empty()) continue;
+      std::vector<at::Tensor> m1, m2;
+      for (size_t j : g) {
+        m1.push_back(adam.state(j).exp_avg.reshape(-1));
+        m2.push_back(adam.state(j).exp_avg_sq.reshape(-1));
+      }
+      const std::vector<int64_t> shape = i == 0 ? std::vector<int64_t>{-1} : std::vector<int64_t>{1, -1};
+      s = {adam.state(g.front()).step, at::cat(m1).view(shape), at::cat(m2).view(shape)};
+    }
     if (s.step.item<double>() == 0) continue;
     state.emplace_back(V::Int(static_cast<int64_t>(i)),
                        V::Dict({{V::Str("step"), V::Tensor(s.step.detach().clone())},
@@ -156,7 +171,7 @@ std::vector<std::string> OpenaiTrainStep::save(const std::string& dir, int64_t n
   for (size_t r = 0; r < ema_.size(); ++r) {
     write("ema_" + python_float(options_.ema_rate[r]) + "_" + openai_step_name(number) + ".pt", openai_state_dict(denoiser_.module(), ema_[r]));
   }
-  write("opt" + openai_step_name(number) + ".pt", adamw_state_dict(adam_, hyper_));
+  write("opt" + openai_step_name(number) + ".pt", adamw_state_dict(adam_, hyper_, mp_.flat_groups()));
   return written;
 }
 
@@ -170,13 +185,21 @@ void load_model_file(torch::jit::Module model, const std::string& file) {
   }
 }
 
-AdamHyper load_adamw_state(const std::string& file, FusedAdam& adam, const std::vector<std::string>& names) {
+AdamHyper load_adamw_state(const std::string& file, FusedAdam& adam, const std::vector<std::string>& names, const FlatGroups* flat) {
   // Read whole before anything is changed: a bad file leaves the fresh state as it was.
   struct Loaded {
     at::Tensor step, exp_avg, exp_avg_sq;
   };
   std::map<int64_t, Loaded> loaded;
   AdamHyper h;
+  // The file's entries: our parameters, or (flat) their flat masters, each a group of ours.
+  const size_t entries = flat != nullptr ? flat->size() : adam.params().size();
+  auto numel_of = [&](size_t i) {
+    if (flat == nullptr) return adam.params()[i].numel();
+    int64_t n = 0;
+    for (size_t j : (*flat)[i]) n += adam.params()[j].numel();
+    return n;
+  };
   try {
     checkpoints::VisitTorchSave(file, [&](const checkpoints::Value& top) {
       const checkpoints::Value* state = top.kind == checkpoints::Kind::Dict ? entry(top, "state") : nullptr;
@@ -187,24 +210,28 @@ AdamHyper load_adamw_state(const std::string& file, FusedAdam& adam, const std::
       if (groups->items.size() != 1 || groups->items[0]->kind != checkpoints::Kind::Dict) bad_file(file, "does not hold one param_group, as their AdamW has");
       const checkpoints::Value& g = *groups->items[0];
       const checkpoints::Value* params = entry(g, "params");
-      if (params == nullptr || params->kind != checkpoints::Kind::List || params->items.size() != adam.params().size()) {
+      if (params == nullptr || params->kind != checkpoints::Kind::List || params->items.size() != entries) {
         bad_file(file, "has a param_group of " + std::to_string(params == nullptr ? 0 : params->items.size()) +
-                          " parameters; the model has " + std::to_string(adam.params().size()));
+                          " parameters; the model has " + std::to_string(entries) +
+                          (flat != nullptr ? " (use_fp16: their two flat master tensors)" : ""));
       }
       const checkpoints::Value* betas = entry(g, "betas");
       if (betas == nullptr || betas->kind != checkpoints::Kind::Tuple || betas->items.size() != 2) bad_file(file, "has no betas pair");
       h = {number(entry(g, "lr"), file, "lr"), number(betas->items[0], file, "beta1"), number(betas->items[1], file, "beta2"),
            number(entry(g, "eps"), file, "eps"), number(entry(g, "weight_decay"), file, "weight_decay")};
       for (const auto& [k, v] : state->entries) {
-        if (k->kind != checkpoints::Kind::Int || k->i < 0 || k->i >= static_cast<int64_t>(adam.params().size()) || v->kind != checkpoints::Kind::Dict) {
+        if (k->kind != checkpoints::Kind::Int || k->i < 0 || k->i >= static_cast<int64_t>(entries) || v->kind != checkpoints::Kind::Dict) {
           bad_file(file, "has a state entry that is not a parameter index of the model");
         }
         const checkpoints::Value* m1 = entry(*v, "exp_avg");
         const checkpoints::Value* m2 = entry(*v, "exp_avg_sq");
-        const at::Tensor& p = adam.params()[static_cast<size_t>(k->i)];
-        const std::string which = "parameter " + std::to_string(k->i) + " (" + names[static_cast<size_t>(k->i)] + ")";
+        const auto i = static_cast<size_t>(k->i);
+        const std::string which = flat != nullptr ? "flat master " + std::to_string(k->i)
+                                                  : "parameter " + std::to_string(k->i) + " (" + names[i] + ")";
         for (const checkpoints::Value* m : {m1, m2}) {
-          if (m == nullptr || m->kind != checkpoints::Kind::Tensor || m->tensor.sizes() != p.sizes()) {
+          const bool fits = m != nullptr && m->kind == checkpoints::Kind::Tensor &&
+                            (flat != nullptr ? m->tensor.numel() == numel_of(i) : m->tensor.sizes() == adam.params()[i].sizes());
+          if (!fits) {
             bad_file(file, "holds no moments of " + which + "'s shape: it was saved from another model");
           }
         }
@@ -213,6 +240,20 @@ AdamHyper load_adamw_state(const std::string& file, FusedAdam& adam, const std::
     });
   } catch (const checkpoints::CheckpointRefused& e) {
     bad_file(file, e.what());
+  }
+  if (flat != nullptr) {
+    // Each flat master's state split into its parameters' (their unflatten order: the group's).
+    std::map<int64_t, Loaded> split;
+    for (const auto& [gi, l] : loaded) {
+      int64_t offset = 0;
+      for (size_t j : (*flat)[static_cast<size_t>(gi)]) {
+        const at::Tensor& p = adam.params()[j];
+        auto part = [&](const at::Tensor& t) { return t.reshape(-1).narrow(0, offset, p.numel()).view(p.sizes()); };
+        split[static_cast<int64_t>(j)] = {l.step, part(l.exp_avg), part(l.exp_avg_sq)};
+        offset += p.numel();
+      }
+    }
+    loaded = std::move(split);
   }
   at::NoGradGuard no_grad;
   for (size_t i = 0; i < adam.params().size(); ++i) {
@@ -261,7 +302,7 @@ void OpenaiTrainStep::resume(const std::string& model_path) {
   }
   const std::string opt = in_dir(dir, "opt" + openai_step_name(resume_step_) + ".pt");
   if (resume_step_ == 0 || !fs::exists(opt)) return;
-  hyper_ = load_adamw_state(opt, adam_, names);
+  hyper_ = load_adamw_state(opt, adam_, names, mp_.flat_groups());
 }
 
 }  // namespace gd
