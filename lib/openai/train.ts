@@ -52,7 +52,8 @@ export interface OpenAITrainFlags {
    * overflow skipped (no AdamW, no EMA; step, lr annealing and logs go on) with lg_loss_scale
    * lowered by 1, else the gradients unscaled and lg_loss_scale raised by fp16_scale_growth.
    * The model runs as built: give it float16 convolutions with UNetModel's useFp16 (their
-   * convert_to_fp16). Logs lg_loss_scale. Default false.
+   * convert_to_fp16), and start it with resume_checkpoint so that the masters take the file's
+   * float32 weights (as theirs), not the float16 model's. Logs lg_loss_scale. Default false.
    */
   use_fp16?: boolean | string;
   /** lg_loss_scale's rise after each step taken with use_fp16; default 1e-3. */
