@@ -10,6 +10,7 @@ import { ImageFolder, loadImageFolder } from './image-folder';
 import { toBool } from './openai/diffusion';
 import { CLASSIFIER_FLAG_DEFAULTS, createClassifier, Flags } from './openai/flags';
 import { ClassifierTrainLoop } from './openai/classifier-train';
+import * as dist from './distributed';
 import * as torch from './torch';
 
 // classifier_train.py's create_argparser, less the classifier and diffusion flags.
@@ -26,8 +27,10 @@ export interface ClassifierTrainCliOptions {
   steps?: number;
   threads?: number;
   skipBadFiles?: boolean;
-  /** Seeds the fresh weights (torch.manualSeed), the random crops and the loop's draws. */
+  /** Seeds the fresh weights (torch.manualSeed), the random crops and the loop's draws (rank r: seed + r). */
   seed?: number;
+  /** A rank of --nproc-per-node: the default process group is up. */
+  distributed?: boolean;
 }
 
 // A folder given both as a CLI option and as their flag must agree.
@@ -45,6 +48,11 @@ export async function trainClassifier(o: ClassifierTrainCliOptions, signal?: Abo
   const outDir = o.outDir ?? process.env.OPENAI_LOGDIR;
   if (!outDir) throw new CliError('train-classifier needs --out-dir (or OPENAI_LOGDIR, as their logger): where checkpoints go');
   if (o.threads) torch.setNumThreads(o.threads);
+  const rank = o.distributed ? dist.getRank() : 0;
+  const world = o.distributed ? dist.getWorldSize() : 1;
+  const say = (line: string): void => {
+    if (rank === 0) process.stderr.write(line);
+  };
 
   const netFlags: Flags = {};
   const diffusionFlags: Flags = {};
@@ -56,8 +64,10 @@ export async function trainClassifier(o: ClassifierTrainCliOptions, signal?: Abo
   }
   if (o.seed !== undefined) {
     torch.manualSeed(o.seed);
-    loopFlags.seed = o.seed;
+    // Each rank its own draws of batches, timesteps and noise, as their ranks' own random states.
+    loopFlags.seed = o.seed + rank;
   }
+  loopFlags.distributed = world > 1;
   let classifier;
   try {
     classifier = createClassifier(netFlags);
@@ -68,7 +78,7 @@ export async function trainClassifier(o: ClassifierTrainCliOptions, signal?: Abo
   // ones on the CPU (saying so), where this trains in float32 as their classifier_use_fp16 False.
   loopFlags.classifier_use_fp16 = classifier.attribute('use_fp16') === true;
   if (netFlags.classifier_use_fp16 !== undefined && toBool(netFlags.classifier_use_fp16, '--classifier_use_fp16') && !loopFlags.classifier_use_fp16) {
-    process.stderr.write('--classifier_use_fp16 True: float16 convolutions and loss scaling are for CUDA; on the CPU this trains in float32\n');
+    say('--classifier_use_fp16 True: float16 convolutions and loss scaling are for CUDA; on the CPU this trains in float32\n');
   }
   const imageSize = Number(netFlags.image_size ?? CLASSIFIER_FLAG_DEFAULTS.image_size);
   const read = (dir: string, randomCrop: boolean): Promise<ImageFolder> =>
@@ -82,22 +92,34 @@ export async function trainClassifier(o: ClassifierTrainCliOptions, signal?: Abo
     const val = valDir ? await read(valDir, false) : undefined;
     if (val) owned.push(val);
     for (const d of owned) {
-      if (d.skipped.length > 0) process.stderr.write(`skipped ${d.skipped.length} files that do not decode, e.g. ${d.skipped[0].file}: ${d.skipped[0].reason}\n`);
+      if (d.skipped.length > 0) say(`skipped ${d.skipped.length} files that do not decode, e.g. ${d.skipped[0].file}: ${d.skipped[0].reason}\n`);
       if (d.classes!.length > OUTPUTS) throw new CliError(`${d.classes!.length} classes in the file names, more than the classifier's ${OUTPUTS} outputs`);
     }
-    process.stderr.write(`${data.files.length} images of ${imageSize}x${imageSize}, ${data.classes!.length} classes from ${dataDir}` +
-      (val ? `; ${val.files.length} held out from ${valDir}` : '') + '\n');
+    say(`${data.files.length} images of ${imageSize}x${imageSize}, ${data.classes!.length} classes from ${dataDir}` +
+      (val ? `; ${val.files.length} held out from ${valDir}` : '') +
+      (world > 1 ? `, rank r training on images r, r + ${world}, ... (of ${world} ranks)` : '') + '\n');
+    const batch = Number(loopFlags.batch_size ?? 4);
+    for (const d of owned) {
+      if (d.files.length < world * batch) throw new CliError(`${d.files.length} images cannot give each of ${world} ranks a batch of ${batch}`);
+    }
+    // Their load_data's shard: rank r takes files r, r + world, ... of the sorted list.
+    const shard = (t: torch.Tensor | undefined): torch.Tensor | undefined => (t === undefined || world === 1 ? t : t.slice(0, rank, null, world));
+    const [images, labels, valImages, valLabels] = [data.images, data.labels, val?.images, val?.labels].map(shard);
     let loop: ClassifierTrainLoop;
     try {
       loop = new ClassifierTrainLoop(classifier, diffusionFlags, loopFlags);
     } catch (err) {
       throw new CliError((err as Error).message);
     }
-    const report = loopReporter(o.steps ?? loop.flags.iterations - loop.resumeStep, 'train_loss', loop.resumeStep + loop.step);
-    const run = await loop.runLoop({
-      data: data.images, labels: data.labels!, evalData: val?.images, evalLabels: val?.labels, steps: o.steps, outDir, signal, onLog: report.onLog, onSave: report.onSave,
-    });
-    report.done(run, outDir);
+    const report = rank === 0 ? loopReporter(o.steps ?? loop.flags.iterations - loop.resumeStep, 'train_loss', loop.resumeStep + loop.step) : undefined;
+    try {
+      const run = await loop.runLoop({
+        data: images!, labels: labels!, evalData: valImages, evalLabels: valLabels, steps: o.steps, outDir, signal, onLog: report?.onLog, onSave: report?.onSave,
+      });
+      report?.done(run, outDir);
+    } finally {
+      if (world > 1) torch.dispose([images, labels, valImages, valLabels].filter((t): t is torch.Tensor => t !== undefined));
+    }
   } finally {
     for (const d of owned) torch.dispose([d.images, ...(d.labels ? [d.labels] : [])]);
     classifier.dispose();

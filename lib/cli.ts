@@ -390,11 +390,18 @@ export function buildProgram(): Command {
     .option('--seed <n>', 'seed of the fresh weights, the random crops and the draws of batches, timesteps and noise', int('--seed', 0))
     .option('--threads <n>', 'LibTorch intra-op threads', int('--threads'))
     .option('--skip-bad-files', 'leave out images that do not decode (default: stop, naming the file)')
-    .action((flags: { openai: string; dataDir?: string; valDataDir?: string; outDir?: string; steps?: number; seed?: number; threads?: number; skipBadFiles?: boolean }) => {
+    .option('--nproc-per-node <n>', 'their DDP over n processes: batch_size per rank, the images sharded over the ranks, rank 0 logging and saving', int('--nproc-per-node'))
+    .action(async (flags: { openai: string; dataDir?: string; valDataDir?: string; outDir?: string; steps?: number; seed?: number; threads?: number; skipBadFiles?: boolean; nprocPerNode?: number }) => {
+      if (await relaunched(flags.nprocPerNode)) return;
+      const distributed = flags.nprocPerNode !== undefined;
       // Ctrl-C ends the run after its current step, as an abort: the last save stays the newest checkpoint.
       const stop = new AbortController();
       process.once('SIGINT', () => stop.abort());
-      return trainClassifier(flags, stop.signal);
+      try {
+        return await trainClassifier({ ...flags, distributed }, stop.signal);
+      } finally {
+        if (distributed) dist.destroyProcessGroup();
+      }
     });
   program
     .command('launch')

@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { openai, torch } from '../lib';
-import { OPENAI_FLAGS, openaiStep, OpenaiStepReport } from './distributed/openai-step';
+import { CLASSIFIER_FLAGS, ClassifierStepReport, OPENAI_FLAGS, openaiClassifierStep, openaiStep, OpenaiStepReport } from './distributed/openai-step';
 import { runRanks } from './distributed/ranks';
 import { collectedMemory, maxAbsDiff, printMeasured, writeFashionMnistPngs } from './helpers';
 
@@ -112,5 +112,69 @@ describe('openai TrainLoop data-parallel (gloo, loopback)', function () {
     assert.ok(Number.isFinite(norm) && norm > 0);
     // The TrainLoop's optimizer and EMA go with it to the garbage collector.
     assert.strictEqual((await collectedMemory()).tensors, before);
+  });
+
+  it('ClassifierTrainLoop: 2 ranks of batch 2 take the step of one process of batch 4 (grad_norm within 1e-6, weights within 1e-3 of what averaging changes)', async () => {
+    const out = await runRanks<ClassifierStepReport>(2, 'openai-classifier-step', { batch: 2, initSeed: 40 }, { limitMs: 240000 });
+    for (const o of out) assert.strictEqual(o.code, 0, o.stderr);
+    const [r0, r1] = out.map((o) => o.result!);
+    // Rank 1 built its classifier from another seed: the step starts from rank 0's weights.
+    assert.strictEqual(maxParamDiff(r1.params, r0.params), 0, 'rank 1 weights differ from rank 0\'s');
+    assert.strictEqual(r0.log.grad_norm, r1.log.grad_norm);
+    assert.strictEqual(r0.log.samples, 4);
+    const before = torch.memory().tensors;
+    const whole = openaiClassifierStep({ from: 0, count: 4, initSeed: 40, distributed: false });
+    const half = openaiClassifierStep({ from: 0, count: 2, initSeed: 40, distributed: false });
+    assert.strictEqual(torch.memory().tensors, before);
+    const gradNorm = Math.abs(r0.log.grad_norm - whole.log.grad_norm) / whole.log.grad_norm;
+    printMeasured(`classifier, 2 ranks x batch 2 vs 1 process x batch 4, one step: relative difference of grad_norm (${whole.log.grad_norm.toFixed(5)})`, gradNorm, TOL);
+    // AdamW's first step moves each weight by about lr times its gradient's sign, so the few
+    // weights whose gradient over the 4 images cancels down to float rounding (75 of 1.5 million
+    // here) step differently for sums in another order: the weights are compared as a whole,
+    // against how far rank 0's batch alone, without the average, steps from batch 4's.
+    let num = 0, den = 0, apart = 0, max = 0;
+    for (const k of Object.keys(whole.params)) {
+      whole.params[k].forEach((v, i) => {
+        const d = Math.abs(v - r0.params[k][i]);
+        num += d * d;
+        den += (v - half.params[k][i]) ** 2;
+        max = Math.max(max, d);
+        if (d > 1e-6) apart++;
+      });
+    }
+    const rel = Math.sqrt(num / den);
+    printMeasured(`the same, ||ranks - batch 4|| / ||batch 2 alone - batch 4|| of the weights (max |difference| ${max.toExponential(2)}, ${apart} weights apart by > 1e-6)`, rel, 1e-3);
+    assert.ok(gradNorm <= TOL && rel <= 1e-3, JSON.stringify({ gradNorm, rel }));
+    const classifier = openai.createClassifier(CLASSIFIER_FLAGS);
+    try {
+      assert.throws(() => new openai.ClassifierTrainLoop(classifier, { diffusion_steps: 50 }, { distributed: 1 as unknown as boolean }), /^TypeError: distributed must be a boolean; got 1$/);
+      assert.throws(() => new openai.ClassifierTrainLoop(classifier, { diffusion_steps: 50 }, { distributed: true }), /ClassifierTrainLoop with distributed: true: the default process group is not initialized; call initProcessGroup\(\) first/);
+    } finally {
+      classifier.dispose();
+    }
+  });
+
+  it('train-classifier --nproc-per-node 2 shards the images, and rank 0 alone logs and writes checkpoints that load', () => {
+    const data = path.join(tmp, 'classifier-images');
+    fs.mkdirSync(data);
+    return writeFashionMnistPngs(16, () => data).then(() => {
+      const outDir = path.join(tmp, 'classifier-ckpts');
+      const flags = '--image_size 8 --classifier_channel_mult 1,2 --classifier_width 64 --classifier_depth 1 --classifier_attention_resolutions 1 --classifier_pool adaptive --iterations 3 --lr 1e-3 --batch_size 2 --log_interval 1 --save_interval 2 --diffusion_steps 50';
+      const r = spawnSync(process.execPath, [CLI, 'train-classifier', '--openai', flags, '--data-dir', data, '--out-dir', outDir, '--seed', '3', '--nproc-per-node', '2'],
+        { encoding: 'utf8', env: { ...process.env, OPENAI_LOGDIR: '' }, timeout: 240000 });
+      assert.strictEqual(r.status, 0, r.stderr);
+      console.log(r.stderr.trim().split('\n').map((l) => `      ${l}`).join('\n'));
+      assert.strictEqual(r.stderr.match(/^16 images of 8x8, \d+ classes from .*, rank r training on images r, r \+ 2, \.\.\. \(of 2 ranks\)$/gm)?.length, 1, r.stderr);
+      for (const s of [0, 1, 2]) assert.strictEqual(r.stderr.match(new RegExp(`^step ${s} \\|.*\\| samples ${(s + 1) * 4} \\|`, 'gm'))?.length, 1, r.stderr);
+      // Their save_model at step 2 (save_interval 2, not at step 0), which is the last: once.
+      assert.strictEqual(r.stderr.match(/^trained 3 steps, to step 3; checkpoints 000002 in /gm)?.length, 1, r.stderr);
+      assert.deepStrictEqual(fs.readdirSync(outDir).sort(), ['model000002.pt', 'opt000002.pt']);
+      torch.tidy(() => {
+        const classifier = openai.createClassifier(CLASSIFIER_FLAGS);
+        const loop = new openai.ClassifierTrainLoop(classifier, { diffusion_steps: 50 }, { resume_checkpoint: path.join(outDir, 'model000002.pt') });
+        assert.strictEqual(loop.resumeStep, 2);
+        classifier.dispose();
+      });
+    });
   });
 });

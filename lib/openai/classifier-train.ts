@@ -9,7 +9,7 @@ import { Module } from '../module';
 import { checkKeyList, checkOptionKeys } from '../option-keys';
 import { ScheduleSamplerName } from '../schedule-sampler';
 import { diffusionFlags, OpenAIDiffusionFlags } from './diffusion';
-import { flagNumber, snakeCase } from './options';
+import { distributedFlag, flagNumber, snakeCase } from './options';
 import { abortedError, LoopOptionsBase, loopInt, loopSettings, RunLoopResult, settleLoop } from './run-loop';
 import { Tensor } from '../tensor';
 
@@ -51,9 +51,16 @@ export interface ClassifierTrainFlags {
    * gives float16 convolutions). Logs lg_loss_scale. Default false.
    */
   classifier_use_fp16?: boolean | string;
+  /**
+   * Not theirs (their DDP): train data-parallel over the default process group
+   * (distributed.initProcessGroup), as TrainLoop's distributed: each rank steps on its own batch,
+   * gradients averaged over the ranks before AdamW, the first step from rank 0's weights, only
+   * rank 0 saving; default false.
+   */
+  distributed?: boolean;
 }
 
-const FLAGS = ['lr', 'weight_decay', 'batch_size', 'microbatch', 'noised', 'iterations', 'anneal_lr', 'schedule_sampler', 'seed', 'resume_checkpoint', 'log_interval', 'eval_interval', 'save_interval', 'classifier_use_fp16'];
+const FLAGS = ['lr', 'weight_decay', 'batch_size', 'microbatch', 'noised', 'iterations', 'anneal_lr', 'schedule_sampler', 'seed', 'resume_checkpoint', 'log_interval', 'eval_interval', 'save_interval', 'classifier_use_fp16', 'distributed'];
 const num = flagNumber;
 // create_classifier_and_diffusion's diffusion flags (image_size is the classifier's, and passes).
 const DIFFUSION_FLAGS = ['diffusion_steps', 'learn_sigma', 'sigma_small', 'noise_schedule', 'use_kl', 'predict_xstart', 'rescale_timesteps', 'rescale_learned_sigmas', 'timestep_respacing', 'image_size'];
@@ -71,7 +78,7 @@ function bool(value: unknown, flag: string): boolean {
 export function classifierTrainFlags(flags: ClassifierTrainFlags = {}): {
   lr: number; weight_decay: number; batch_size: number; microbatch: number; noised: boolean; iterations: number; anneal_lr: boolean;
   schedule_sampler: ScheduleSamplerName; seed: number; resume_checkpoint: string; log_interval: number; eval_interval: number; save_interval: number;
-  classifier_use_fp16: boolean;
+  classifier_use_fp16: boolean; distributed: boolean;
 } {
   if (flags === null || typeof flags !== 'object') throw new TypeError('ClassifierTrainLoop: expected a flags object such as { lr: 3e-4 }');
   const raw: Record<string, unknown> = {};
@@ -101,6 +108,7 @@ export function classifierTrainFlags(flags: ClassifierTrainFlags = {}): {
     eval_interval: positive(raw.eval_interval ?? 5, 'eval_interval'),
     save_interval: positive(raw.save_interval ?? 10000, 'save_interval'),
     classifier_use_fp16: bool(raw.classifier_use_fp16 ?? false, 'classifier_use_fp16'),
+    distributed: distributedFlag(raw.distributed),
   };
 }
 
@@ -144,7 +152,7 @@ export class ClassifierTrainLoop {
     const options = {
       lr: f.lr, weightDecay: f.weight_decay, microbatch: f.microbatch, noised: f.noised, iterations: f.iterations,
       annealLr: f.anneal_lr, scheduleSampler: f.schedule_sampler, seed: f.seed, resumeCheckpoint: f.resume_checkpoint,
-      useFp16: f.classifier_use_fp16,
+      useFp16: f.classifier_use_fp16, distributed: f.distributed,
     };
     if (diffusion instanceof GaussianDiffusion) {
       this.native = diffusion.openaiClassifierTrainer(classifier, options);

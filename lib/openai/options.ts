@@ -31,6 +31,12 @@ export function flagNumber(value: unknown, flag: string, integer: boolean): numb
   return n;
 }
 
+/** The trainers' distributed flag: a boolean (not one of their argparse flags). */
+export function distributedFlag(value: unknown): boolean {
+  if (value !== undefined && typeof value !== 'boolean') throw new TypeError(`distributed must be a boolean; got ${String(value)}`);
+  return value === true;
+}
+
 export const camelCase = (name: string): string => name.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
 function describe(v: unknown): string {

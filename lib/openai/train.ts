@@ -6,7 +6,7 @@ import { GaussianDiffusion } from '../diffusion';
 import { toBool } from './diffusion';
 import { checkKeyList, checkOptionKeys } from '../option-keys';
 import { ScheduleSamplerName } from '../schedule-sampler';
-import { flagNumber, snakeCase } from './options';
+import { distributedFlag, flagNumber, snakeCase } from './options';
 import { abortedError, LoopHandle, LoopOptionsBase, loopSettings, RunLoopResult, settleLoop, TrainBatch } from './run-loop';
 export type { RunLoopResult, TrainBatch } from './run-loop';
 import { Tensor } from '../tensor';
@@ -73,7 +73,6 @@ export function trainFlags(flags: OpenAITrainFlags = {}): { lr: number; weight_d
   const sampler = (raw.schedule_sampler ?? 'uniform') as ScheduleSamplerName;
   const resume = raw.resume_checkpoint ?? '';
   if (typeof resume !== 'string') throw new TypeError(`resume_checkpoint must be a path (a string); got ${String(resume)}`);
-  if (raw.distributed !== undefined && typeof raw.distributed !== 'boolean') throw new TypeError(`distributed must be a boolean; got ${String(raw.distributed)}`);
   if (sampler !== 'uniform' && sampler !== 'loss-second-moment') throw new TypeError(`schedule_sampler must be 'uniform' or 'loss-second-moment'; got '${String(sampler)}'`);
   return {
     lr: num(raw.lr ?? 1e-4, 'lr', false),
@@ -87,7 +86,7 @@ export function trainFlags(flags: OpenAITrainFlags = {}): { lr: number; weight_d
     resume_checkpoint: resume,
     log_interval: num(raw.log_interval ?? 10, 'log_interval', true),
     save_interval: num(raw.save_interval ?? 10000, 'save_interval', true),
-    distributed: raw.distributed === true,
+    distributed: distributedFlag(raw.distributed),
     use_fp16: toBool(raw.use_fp16 ?? false, 'use_fp16'),
     fp16_scale_growth: num(raw.fp16_scale_growth ?? 1e-3, 'fp16_scale_growth', false),
   };

@@ -33,4 +33,13 @@ struct DataParallel {
 // are undefined on every rank (the ranks run the same graph) and stay so.
 void average_gradients(const std::vector<at::Tensor>& params, const DataParallel& p, const std::vector<at::Tensor>& extra = {});
 
+// Why p cannot train (empty when it can): this rank outside the world, or a world of several
+// ranks without the collectives of a process group.
+std::string data_parallel_problem(const DataParallel& p);
+
+// The openai trainers' step: average_gradients, the ranks told in the same call whether any saw
+// a non-finite loss (bad_loss: this rank's, 0 when finite), and then every rank throws, naming
+// the step (1-based) and where: no rank is left waiting in a collective for another.
+void average_gradients_or_throw(const std::vector<at::Tensor>& params, const DataParallel& p, double bad_loss, int64_t step);
+
 }  // namespace gd

@@ -23,7 +23,8 @@ OpenaiLoopResult run_classifier_loop(OpenaiClassifierStep& trainer, const at::Te
   if (val_images.defined()) val.emplace(val_images, val_labels, o.batch_size, o.random_flip, trainer.generator());
   OpenaiLoopResult result;
   auto save = [&] {
-    if (o.out_dir.empty()) return;
+    // Their save_model: rank 0 alone writes.
+    if (o.out_dir.empty() || trainer.rank() != 0) return;
     const auto files = trainer.save(o.out_dir);
     result.saved.push_back(trainer.step() - 1 + trainer.resume_step());
     if (o.on_save) o.on_save(result.saved.back(), files);

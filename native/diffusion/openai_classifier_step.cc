@@ -42,6 +42,7 @@ OpenaiClassifierStep::OpenaiClassifierStep(torch::jit::Module classifier, Schedu
   else if (params_.empty()) msg << "the classifier has no parameters; nothing to train";
   else if (!sampler_ || sampler_->timesteps() != schedule_.timesteps)
     msg << "the schedule sampler must cover the diffusion's " << schedule_.timesteps << " steps";
+  else if (!data_parallel_problem(options_.parallel).empty()) msg << data_parallel_problem(options_.parallel);
   if (msg.tellp() > 0) throw std::invalid_argument(msg.str());
 }
 
@@ -92,7 +93,9 @@ void OpenaiClassifierStep::forward_backward_log(const at::Tensor& x0, const at::
     if (mean.requires_grad()) {
       const double value = mean.item<double>();
       // With use_fp16 a non-finite loss overflows the gradients and the step is skipped, as theirs.
-      if (!std::isfinite(value) && !mp_.use_fp16()) {
+      if (!std::isfinite(value) && !mp_.use_fp16() && options_.parallel.active()) {
+        if (bad_loss_ == 0) bad_loss_ = value;
+      } else if (!std::isfinite(value) && !mp_.use_fp16()) {
         throw std::runtime_error("the loss is not finite (" + std::to_string(value) + ") at step " + std::to_string(step_ + 1) +
                                  "; lower lr or check the data");
       }
@@ -113,10 +116,21 @@ StepLog OpenaiClassifierStep::run(const at::Tensor& x0, const at::Tensor& y, con
   const int64_t done = step_ + resume_step_;
   if (options_.anneal_lr) hyper.lr = options_.lr * (1.0 - static_cast<double>(done) / static_cast<double>(options_.iterations));
   MeanLog log;
+  const DataParallel& par = options_.parallel;
   try {
+    if (par.active() && !synced_) {
+      // As DDP's construction (their sync_params): every rank starts from rank 0's weights.
+      at::NoGradGuard no_grad;
+      par.broadcast(params_);
+      mp_.model_from_master();
+      synced_ = true;
+    }
     mp_.zero_grad();
     adam_.zero_grad();
+    bad_loss_ = 0;
     forward_backward_log(x0, y, t, noise, "train", log);
+    mp_.grads_to_master();
+    if (par.active()) average_gradients_or_throw(params_, par, bad_loss_, step_ + 1);
   } catch (...) {
     classifier_.train(was_training);
     mp_.zero_grad();
@@ -124,7 +138,6 @@ StepLog OpenaiClassifierStep::run(const at::Tensor& x0, const at::Tensor& y, con
     throw;
   }
   classifier_.train(was_training);
-  mp_.grads_to_master();
   const bool took_step = mp_.unscale_or_skip(log);
   adam_.set_hyper(hyper);
   hyper_ = hyper;
@@ -136,7 +149,7 @@ StepLog OpenaiClassifierStep::run(const at::Tensor& x0, const at::Tensor& y, con
   window_.add(log);
   StepLog out;
   log.into(out);
-  last_counts_ = {{"step", static_cast<double>(done)}, {"samples", static_cast<double>((done + 1) * x0.size(0))}};
+  last_counts_ = {{"step", static_cast<double>(done)}, {"samples", static_cast<double>((done + 1) * x0.size(0) * par.world_size)}};
   out.insert(last_counts_.begin(), last_counts_.end());
   ++step_;
   return out;

@@ -29,6 +29,10 @@ struct OpenaiClassifierTrainOptions {
   // Their classifier_use_fp16 (diffusion/mixed_precision.h), from lg_loss_scale 16 as their
   // script; fp16_scale_growth is MixedPrecisionTrainer's default (the script has no such flag).
   MixedPrecisionOptions fp16{false, 1e-3, 16.0};
+  // Their DDP (as OpenaiTrainOptions.parallel): the ranks' gradients averaged before the norms
+  // and AdamW, the first step from rank 0's weights, samples counting every rank's batch, rank 0
+  // alone saving (in the loop).
+  DataParallel parallel;
 };
 
 class OpenaiClassifierStep {
@@ -53,6 +57,8 @@ class OpenaiClassifierStep {
   int64_t step() const { return step_; }
   int64_t resume_step() const { return resume_step_; }
   int64_t iterations() const { return options_.iterations; }
+  // This process's rank in the data-parallel run (0 when there is none): rank 0 alone saves.
+  int64_t rank() const { return options_.parallel.rank; }
   // Their mp_trainer.lg_loss_scale (the next step's; use_fp16 only).
   double lg_loss_scale() const { return mp_.lg_loss_scale(); }
   at::Generator generator() const { return generator_; }
@@ -86,6 +92,8 @@ class OpenaiClassifierStep {
   AdamHyper hyper_;  // the next step's: the flags', or a resumed param_group's; lr annealed before each step
   int64_t step_ = 0;
   int64_t resume_step_ = 0;
+  bool synced_ = false;   // data parallel: rank 0's weights copied to every rank
+  double bad_loss_ = 0;   // data parallel: this step's non-finite loss, told to the ranks before throwing
   MeanLog window_;       // since the last dump_log
   StepLog last_counts_;  // step and samples of the last step
 };

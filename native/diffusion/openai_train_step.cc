@@ -61,10 +61,7 @@ OpenaiTrainStep::OpenaiTrainStep(Denoiser denoiser, Schedule schedule, LossType 
   else if (params_.empty()) msg << "the model has no parameters; nothing to train";
   else if (!sampler_ || sampler_->timesteps() != schedule_.timesteps)
     msg << "the schedule sampler must cover the diffusion's " << schedule_.timesteps << " steps";
-  else if (options_.parallel.world_size < 1 || options_.parallel.rank < 0 || options_.parallel.rank >= options_.parallel.world_size)
-    msg << "rank " << options_.parallel.rank << " is not in a world of " << options_.parallel.world_size;
-  else if (options_.parallel.active() && (!options_.parallel.average || !options_.parallel.broadcast))
-    msg << "data-parallel training needs the collectives of a process group";
+  else if (!data_parallel_problem(options_.parallel).empty()) msg << data_parallel_problem(options_.parallel);
   else if (options_.parallel.active() && sampler_->loss_aware())
     msg << "schedule_sampler loss-second-moment is not supported with data-parallel training yet (theirs all-gathers the "
            "ranks' losses); use uniform";
@@ -156,16 +153,7 @@ StepLog OpenaiTrainStep::run(const at::Tensor& x0, const at::Tensor& y, const at
       mp_.scale(loss).backward();
     }
     mp_.grads_to_master();
-    if (par.active()) {
-      at::NoGradGuard no_grad;
-      at::Tensor bad = at::tensor({bad_loss == 0 ? 0.0 : 1.0}, at::kDouble).to(params_.front().device());
-      average_gradients(params_, par, {bad});
-      if (bad.item<double>() > 0) {
-        throw std::runtime_error("the loss is not finite at step " + std::to_string(step_ + 1) + " on " +
-                                 (bad_loss == 0 ? std::string("another rank") : "this rank (" + std::to_string(bad_loss) + ")") +
-                                 "; lower lr or check the data");
-      }
-    }
+    if (par.active()) average_gradients_or_throw(params_, par, bad_loss, step_ + 1);
   } catch (...) {
     model.train(was_training);
     throw;

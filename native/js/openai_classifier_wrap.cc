@@ -11,6 +11,7 @@
 #include "diffusion/openai_classifier_step.h"
 #include "js/addon_env.h"
 #include "js/common.h"
+#include "js/installers.h"
 #include "js/mixed_precision_options.h"
 #include "js/openai_loop_job.h"
 #include "js/tensor_wrap.h"
@@ -119,6 +120,8 @@ Napi::Value NewOpenaiClassifierTrainer(Napi::Env env, const torch::jit::Module& 
   opts.iterations = ToInt(Option(o, "iterations"), "iterations");
   opts.anneal_lr = ToBool(Option(o, "annealLr"), "annealLr");
   opts.fp16 = ParseMixedPrecision(o, opts.fp16);
+  Napi::Value distributed = Option(o, "distributed");
+  if (!IsMissing(distributed) && ToBool(distributed, "distributed")) opts.parallel = DataParallelFor(env, "ClassifierTrainLoop with distributed: true");
   auto sampler = std::make_shared<ScheduleSampler>(ToString(Option(o, "scheduleSampler"), "scheduleSampler"), schedule.timesteps);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(ToInt(Option(o, "seed"), "seed")));
   auto trainer = std::make_shared<OpenaiClassifierStep>(classifier, schedule, opts, std::move(sampler), gen);

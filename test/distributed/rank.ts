@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { classifierGuidance, GaussianDiffusion, jit, Module, sampleDistributed, torch, trainClassifier, trainDiffusion, Unet, Classifier, TrainResult } from '../../lib';
 import { REFERENCE } from '../helpers';
-import { openaiRefusal, openaiStep } from './openai-step';
+import { openaiClassifierStep, openaiRefusal, openaiStep } from './openai-step';
 
 const dist = torch.distributed;
 
@@ -184,6 +184,9 @@ async function main(): Promise<void> {
     // Rank r steps on images [r b, (r + 1) b), from a model seeded initSeed + r (rank 0's is everyone's).
     await dist.initProcessGroup({ timeoutMs: 60000 });
     result = { ...openaiStep({ from: rank * arg.batch, count: arg.batch, initSeed: arg.initSeed + rank, distributed: true }), refused: openaiRefusal() };
+  } else if (scenario === 'openai-classifier-step') {
+    await dist.initProcessGroup({ timeoutMs: 60000 });
+    result = openaiClassifierStep({ from: rank * arg.batch, count: arg.batch, initSeed: arg.initSeed + rank, distributed: true });
   } else if (scenario === 'train') {
     await dist.initProcessGroup({ timeoutMs: 20000 });
     // Each rank builds its model from another seed: the run must start from rank 0's weights.
