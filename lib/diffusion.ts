@@ -326,9 +326,10 @@ export class GaussianDiffusion {
 
   /**
    * A shipped model: GaussianDiffusion.pretrained('fashion-mnist') returns { diffusion,
-   * classifier, classNames, meta }. Defined in lib/pretrained.ts.
+   * classifier, classNames, meta }; 'fashion-mnist-cfg' (classifier-free guided) the same without
+   * a classifier, meta.cfgScale and meta.nullClass telling how to guide. Defined in lib/pretrained.ts.
    */
-  static pretrained: (name?: string, options?: import('./pretrained').PretrainedOptions) => import('./pretrained').Pretrained;
+  static pretrained: typeof import('./pretrained').loadPretrained;
 
   /** True when sample() takes DDIM steps by default (samplingTimesteps < the schedule's steps). */
   get isDdimSampling(): boolean {
