@@ -5,7 +5,7 @@
 // classifier-free guidance (issue 22 §2).
 import * as assert from 'assert';
 import * as path from 'path';
-import { jit, Module, Tensor, torch, trainDiffusion, Unet } from '../lib';
+import { jit, Module, openai, Tensor, torch, trainDiffusion, Unet } from '../lib';
 import { FIXTURES, linearAlphaBars, maxAbsDiff, printMeasured } from './helpers';
 
 const THEIRS = path.join(FIXTURES, 'lucidrains-cfg', 'unet_cfg.pt');
@@ -96,14 +96,14 @@ describe('trainDiffusion({ labels, condDropProb }): label dropout for classifier
 
   // The trainer's draws, in its order, from a CPU generator seeded as it is: batch indices,
   // timesteps, noise, then the dropout coin (the global generator after manualSeed is one).
-  function firstStepLoss(model: Module, data: Tensor, labels: Tensor, p: number): { loss: number; dropped: number } {
+  function firstStepLoss(model: Module, data: Tensor, labels: Tensor, p: number, nullClass = 3): { loss: number; dropped: number } {
     return torch.tidy(() => {
       torch.manualSeed(SEED);
       const idx = torch.randint(0, data.shape[0], [B], { dtype: 'int64' });
       const t = torch.randint(0, T, [B], { dtype: 'int64' });
       const noise = torch.randn([B, ...data.shape.slice(1)]);
       const drop = p > 0 ? torch.rand([B]).lt(p) : torch.zeros([B], { dtype: 'bool' });
-      const y = torch.where(drop, torch.full([B], 3, { dtype: 'int64' }), labels.indexSelect(0, idx));
+      const y = torch.where(drop, torch.full([B], nullClass, { dtype: 'int64' }), labels.indexSelect(0, idx));
       const ab = torch.tensor(linearAlphaBars(T)).indexSelect(0, t).reshape([B, 1, 1, 1]);
       const x0 = data.indexSelect(0, idx);
       const xt = ab.sqrt().mul(x0).add(ab.neg().add(1).sqrt().mul(noise));
@@ -133,6 +133,25 @@ describe('trainDiffusion({ labels, condDropProb }): label dropout for classifier
     const none = firstStepLoss(make(), data, labels, 0);
     assert.ok(Math.abs(allDropped.loss - none.loss) > 1e-5);
     torch.dispose([data, labels]);
+  });
+
+  it("openai's UNetModel with num_classes + 1 labels and nullClass given: the same dropout", async () => {
+    torch.manualSeed(3);
+    const data = torch.rand([6, 1, 8, 8]).mul(2).sub(1);
+    const labels = torch.tensor([0, 1, 2, 0, 1, 2], { dtype: 'int64' });
+    const make = (): Module => {
+      torch.manualSeed(5);
+      return new openai.UNetModel({ imageSize: 8, inChannels: 1, modelChannels: 32, outChannels: 1, numResBlocks: 1, attentionResolutions: [], numClasses: 4 });
+    };
+    const expected = firstStepLoss(make(), data, labels, P, 3);
+    const r = await trainDiffusion(make(), { data, labels, steps: 1, batchSize: B, timesteps: T, betaSchedule: 'linear', seed: SEED, condDropProb: P, nullClass: 3 });
+    const d = Math.abs(r.losses[0] - expected.loss);
+    printMeasured(`UNetModel, condDropProb ${P}: first loss ${expected.loss.toFixed(6)} with ${expected.dropped}/${B} dropped, |trainer - here|`, d, 1e-6);
+    assert.ok(d <= 1e-6);
+    await assert.rejects(trainDiffusion(make(), { data, labels, steps: 1, batchSize: B, timesteps: T, condDropProb: P }), /condDropProb needs the label of "no class": give nullClass/);
+    torch.dispose([data, labels]);
+    r.ema.dispose();
+    r.model.dispose();
   });
 
   it('rejects what cannot be trained, naming it', async () => {
