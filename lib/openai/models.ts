@@ -42,7 +42,11 @@ export interface NetOptions {
   convResample?: boolean;
   /** Accepted for their signature: only 2 (images). */
   dims?: number;
-  /** Accepted for their signature and ignored: gradient checkpointing only saves training memory. */
+  /**
+   * Gradient checkpointing, as theirs: when trained (training mode, with gradients), each ResBlock and
+   * AttentionBlock keeps only its inputs and is run again in backward, trading compute for memory.
+   * Gradients equal those without it; forward() and sampling are unchanged. Default false.
+   */
   useCheckpoint?: boolean;
 }
 
