@@ -43,9 +43,11 @@ export interface NetOptions {
   /** Accepted for their signature: only 2 (images). */
   dims?: number;
   /**
-   * Gradient checkpointing, as theirs: when trained (training mode, with gradients), each ResBlock and
-   * AttentionBlock keeps only its inputs and is run again in backward, trading compute for memory.
-   * Gradients equal those without it; forward() and sampling are unchanged. Default false.
+   * Gradient checkpointing, as theirs: when our code runs the net in training mode with gradients
+   * on (TrainLoop and ClassifierTrainLoop put it there; diffusion.trainingLosses on a net you put in
+   * training mode too), each ResBlock and AttentionBlock keeps
+   * only its inputs and is run again in backward, trading compute for memory. Gradients equal those
+   * without it; forward() (also called from JS) and sampling are unchanged. Default false.
    */
   useCheckpoint?: boolean;
 }
