@@ -171,6 +171,8 @@ export interface Binding {
   cudaGraphStats(): CudaGraphStats;
   memory(): { tensors: number; bytes: number };
   cpuCache(): { bytes: number; blocks: number; limit: number };
+  cpuMemoryStats(): { allocated: number; peakAllocated: number };
+  resetCpuPeakMemoryStats(): void;
   emptyCache(): number;
   releaseFreeMemory(): void;
   setCpuCacheLimit(bytes: number): void;

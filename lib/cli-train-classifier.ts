@@ -5,7 +5,7 @@
 // log_interval steps; save_model writes model/opt files to --out-dir (their OPENAI_LOGDIR);
 // resume_checkpoint resumes.
 import { CliError } from './cli-util';
-import { DIFFUSION_FLAGS, loopReporter, scriptFlags } from './cli-train-openai';
+import { CHECKPOINTING_NOTE, DIFFUSION_FLAGS, loopReporter, scriptFlags } from './cli-train-openai';
 import { ImageFolder, loadImageFolder } from './image-folder';
 import { toBool } from './openai/diffusion';
 import { CLASSIFIER_FLAG_DEFAULTS, createClassifier, Flags } from './openai/flags';
@@ -15,7 +15,9 @@ import * as torch from './torch';
 
 // classifier_train.py's create_argparser, less the classifier and diffusion flags.
 const TRAIN_FLAGS = ['data_dir', 'val_data_dir', 'noised', 'iterations', 'lr', 'weight_decay', 'anneal_lr', 'batch_size', 'microbatch', 'schedule_sampler', 'resume_checkpoint', 'log_interval', 'eval_interval', 'save_interval'];
-const KNOWN = new Set([...Object.keys(CLASSIFIER_FLAG_DEFAULTS), ...DIFFUSION_FLAGS, ...TRAIN_FLAGS]);
+// use_checkpoint is ours here (their classifier_train.py has no such flag): the model flag of
+// their UNetModel, gradient checkpointing of the classifier's blocks.
+const KNOWN = new Set([...Object.keys(CLASSIFIER_FLAG_DEFAULTS), ...DIFFUSION_FLAGS, ...TRAIN_FLAGS, 'use_checkpoint']);
 // The classifier's 1000 outputs (their create_classifier): class labels must stay below.
 const OUTPUTS = 1000;
 
@@ -58,7 +60,7 @@ export async function trainClassifier(o: ClassifierTrainCliOptions, signal?: Abo
   const diffusionFlags: Flags = {};
   const loopFlags: Record<string, string | number | boolean> = {};
   for (const [k, v] of Object.entries(f)) {
-    if (k in CLASSIFIER_FLAG_DEFAULTS) netFlags[k] = v;
+    if (k in CLASSIFIER_FLAG_DEFAULTS || k === 'use_checkpoint') netFlags[k] = v;
     else if (DIFFUSION_FLAGS.includes(k)) diffusionFlags[k] = v;
     else if (k !== 'data_dir' && k !== 'val_data_dir') loopFlags[k] = v;
   }
@@ -98,6 +100,7 @@ export async function trainClassifier(o: ClassifierTrainCliOptions, signal?: Abo
     say(`${data.files.length} images of ${imageSize}x${imageSize}, ${data.classes!.length} classes from ${dataDir}` +
       (val ? `; ${val.files.length} held out from ${valDir}` : '') +
       (world > 1 ? `, rank r training on images r, r + ${world}, ... (of ${world} ranks)` : '') + '\n');
+    if (classifier.attribute('use_checkpoint') === true) say(`${CHECKPOINTING_NOTE}\n`);
     const batch = Number(loopFlags.batch_size ?? 4);
     for (const d of owned) {
       if (d.files.length < world * batch) throw new CliError(`${d.files.length} images cannot give each of ${world} ranks a batch of ${batch}`);

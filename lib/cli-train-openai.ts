@@ -52,6 +52,9 @@ export function scriptFlags(str: string, known: ReadonlySet<string>, script: str
   return out;
 }
 
+/** What --use_checkpoint True does, told when a run starts with it. */
+export const CHECKPOINTING_NOTE = 'use_checkpoint: each ResBlock and attention block keeps only its inputs and runs again in backward';
+
 /** A dumped log as one line: step first, then the keys in order. */
 export function logLine(log: Record<string, number>): string {
   const keys = Object.keys(log).filter((k) => k !== 'step').sort();
@@ -133,6 +136,7 @@ export async function trainOpenAI(o: OpenAITrainCliOptions, signal?: AbortSignal
       }
       say(`${data.files.length} images of ${imageSize}x${imageSize}${classCond ? `, ${data.classes!.length} classes` : ''} from ${dataDir}` +
         (world > 1 ? `, rank r training on images r, r + ${world}, ... (of ${world} ranks)` : '') + '\n');
+      if (model.attribute('use_checkpoint') === true) say(`${CHECKPOINTING_NOTE}\n`);
       if (data.files.length < world * Number(loopFlags.batch_size ?? 1)) {
         throw new CliError(`${data.files.length} images cannot give each of ${world} ranks a batch of ${loopFlags.batch_size ?? 1}`);
       }

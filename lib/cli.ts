@@ -12,7 +12,7 @@ import { freePort, launch } from './launch';
 import { sampleDistributed } from './sample-distributed';
 import { jit, Module } from './module';
 import { DEFAULT_MODEL, loadPretrained } from './pretrained';
-import { trainRecipePart } from './recipe';
+import { CFG_MODEL, trainRecipePart } from './recipe';
 import { checkFastSteps, CliError, existing, flagName, MAX_IMAGES, progressReporter, SamplerFlags, samplerOptions, stepsText, writableOut } from './cli-util';
 import { OpenAISampleOptions, sampleOpenAI } from './cli-openai';
 import { trainOpenAI } from './cli-train-openai';
@@ -85,6 +85,7 @@ interface SampleFlags extends SamplerFlags {
   n: number;
   batchSize: number;
   scale?: number;
+  cfgScale?: number;
   seed?: number;
   out: string;
   nrow?: number;
@@ -179,6 +180,12 @@ async function sample(flags: SampleFlags): Promise<void> {
   let classifier: Module | undefined;
   let names: string[] | undefined;
   let scale = flags.scale;
+  // Classifier-free guidance (--cfg-scale): labels go to the model, no classifier.
+  const cfg = flags.cfgScale !== undefined;
+  if (cfg && (flags.classifier !== undefined || flags.scale !== undefined || flags.jsCondFn)) {
+    throw new CliError('--cfg-scale (classifier-free guidance) takes no classifier: leave out --classifier, --scale and --js-cond-fn');
+  }
+  let numClasses: unknown;
   if (flags.model) {
     if (!flags.imageSize) throw new CliError('--image-size is required with --model');
     if (flags.steps !== undefined && flags.steps > flags.timesteps) throw new CliError(`--steps ${flags.steps} is more than the model's --timesteps ${flags.timesteps}`);
@@ -192,22 +199,31 @@ async function sample(flags: SampleFlags): Promise<void> {
       objective: flags.objective,
     });
     if (flags.classifier) classifier = jit.load(existing('classifier checkpoint', flags.classifier)).eval();
+    numClasses = (cfg ? model : classifier)?.attribute('num_classes');
+    if (cfg && typeof numClasses !== 'number') throw new CliError('--cfg-scale needs a class-conditional --model (forward(x, t, y) with a num_classes attribute, such as a Unet built with numClasses)');
   } else {
     if (flags.classifier) throw new CliError('--classifier needs --model (the shipped model has its own classifier)');
-    const p = loadPretrained(DEFAULT_MODEL, respaced !== undefined ? { timestepRespacing: respaced } : { samplingTimesteps: fast || shippedDefault ? undefined : flags.steps });
-    diffusion = p.diffusion;
-    classifier = p.classifier;
-    names = p.classNames;
-    scale = scale ?? p.meta.classifierScale;
+    const options = respaced !== undefined ? { timestepRespacing: respaced } : { samplingTimesteps: fast || shippedDefault ? undefined : flags.steps };
+    if (cfg) {
+      const p = loadPretrained(CFG_MODEL, options);
+      diffusion = p.diffusion;
+      names = p.classNames;
+    } else {
+      const p = loadPretrained(DEFAULT_MODEL, options);
+      diffusion = p.diffusion;
+      classifier = p.classifier;
+      names = p.classNames;
+      scale = scale ?? p.meta.classifierScale;
+    }
+    numClasses = classifier?.attribute('num_classes');
   }
-  const numClasses = classifier?.attribute('num_classes');
   const count = names?.length ?? (typeof numClasses === 'number' ? numClasses : undefined);
   let labels: number[] | undefined;
   if (flags.class !== undefined) {
-    if (!classifier) throw new CliError('--class needs a classifier (--classifier)');
+    if (!classifier && !cfg) throw new CliError('--class needs a classifier (--classifier) or --cfg-scale');
     const c = parseClass(flags.class, names, typeof numClasses === 'number' ? numClasses : undefined);
     labels = Array.from({ length: flags.n }, () => c);
-  } else if (classifier && count !== undefined && (scale ?? 1) > 0) {
+  } else if ((cfg || (classifier && (scale ?? 1) > 0)) && count !== undefined) {
     labels = Array.from({ length: flags.n }, (_, i) => i % count);
   }
   // The shipped model's own sampler, named as if given, so that it is checked and reported alike.
@@ -224,6 +240,8 @@ async function sample(flags: SampleFlags): Promise<void> {
   const condFn = guided ? (flags.jsCondFn ? classifierCondFn : classifierGuidance) : undefined;
   const kwargs = (start: number, size: number) =>
     guided ? { classifier: classifier!, y: torch.tensor(labels!.slice(start, start + size)), classifierScale: scale ?? 1 } : undefined;
+  const cfgOptions = (start: number, size: number) =>
+    cfg ? { modelKwargs: { y: torch.tensor(labels!.slice(start, start + size), { dtype: 'int64' }) }, cfgScale: flags.cfgScale } : {};
   let images: Tensor;
   let reporter: { update(p: SampleProgress, batch?: number): void; stop(): void };
   if (distributed) {
@@ -231,7 +249,7 @@ async function sample(flags: SampleFlags): Promise<void> {
     // sampled in chunks of --chunk-size: the PNG is the same for every rank count.
     reporter = lead ? progressReporter() : { update: () => undefined, stop: () => undefined };
     images = await sampleDistributed(diffusion, {
-      ...chosen, ...edit, batchSize: flags.n, onProgress: (p: SampleProgress) => reporter.update(p), condFn,
+      ...chosen, ...edit, ...cfgOptions(0, flags.n), batchSize: flags.n, onProgress: (p: SampleProgress) => reporter.update(p), condFn,
       guidanceKwargs: kwargs(0, flags.n), seed: flags.seed ?? 0, chunkSize: flags.chunkSize,
     });
   } else {
@@ -246,6 +264,7 @@ async function sample(flags: SampleFlags): Promise<void> {
         await diffusion.sample({
           ...chosen,
           ...edit,
+          ...cfgOptions(start, size),
           batchSize: size,
           seed: flags.seed === undefined ? undefined : flags.seed + i,
           onProgress: (p) => reporter.update(p, i),
@@ -265,7 +284,7 @@ async function sample(flags: SampleFlags): Promise<void> {
   const what = flags.class !== undefined && names ? ` of ${names[labels![0]]}` : '';
   const edited = flags.init === undefined ? '' : `, ${flags.mask !== undefined ? 'inpainting' : 'img2img'} of ${path.basename(flags.init)}` +
     (flags.strength !== undefined ? ` at strength ${flags.strength}` : '') + (flags.jumpLength !== undefined ? ` (jumps of ${flags.jumpLength}, ${flags.jumpCount} times)` : '');
-  process.stderr.write(`wrote ${flags.out}: ${flags.n} images${what}, ${stepsText(steps, chosen?.sampler)}${guided ? `, scale ${scale ?? 1}` : ''}${edited}\n`);
+  process.stderr.write(`wrote ${flags.out}: ${flags.n} images${what}, ${stepsText(steps, chosen?.sampler)}${guided ? `, scale ${scale ?? 1}` : ''}${cfg ? `, cfgScale ${flags.cfgScale}` : ''}${edited}\n`);
 }
 
 export function buildProgram(): Command {
@@ -281,6 +300,7 @@ export function buildProgram(): Command {
     .option('--n <count>', `number of images (at most ${MAX_IMAGES})`, int('--n', 1, MAX_IMAGES), 16)
     .option('--batch-size <n>', 'images sampled at once (memory grows with it)', int('--batch-size', 1, MAX_IMAGES), 16)
     .option('--scale <s>', 'classifier guidance scale (0: unguided); default: the model\'s recommended scale, or 1', num('--scale'))
+    .option('--cfg-scale <s>', `classifier-free guidance (0: unconditional, 1: conditional): the shipped ${CFG_MODEL} model, or a class-conditional --model`, num('--cfg-scale'))
     .option('--steps <n>', 'sampling steps: of a fast --sampler (default 20) or, without --sampler, of the shipped model\'s euler-ancestral; with --model and no --sampler, fewer than --timesteps is DDIM', int('--steps'))
     .addOption(new Option('--sampler <name>', 'ancestral, ddim, or a fast sampler (see below); default: euler-ancestral for the shipped model; with --model, ddim when --steps is below the schedule\'s steps, else ancestral').choices(SAMPLERS))
     .option('--order <1|2|3>', 'solver order (dpm-solver++, dpm-solver, unipc; default 2)', order)

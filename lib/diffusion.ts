@@ -153,8 +153,9 @@ export interface SampleOptions<K = unknown> extends FastSamplerOptions, EditOpti
   /** With guidanceInput 'x0': guide only the steps with timestep t in [tLo, tHi]; others step unguided. */
   guidanceInterval?: [number, number];
   /**
-   * With guidanceInput 'x0' (ancestral and DDIM): Universal Guidance's self-recurrence, each
-   * guided step taken k times, x_{t-1} renoised back to x_t with a fresh draw between them; default 1.
+   * With guidanceInput 'x0' (every sampler): Universal Guidance's self-recurrence, each guided
+   * step taken k times, x_{t-1} renoised back to x_t with a fresh draw between them; default 1.
+   * A multistep sampler's retakes start from its history as it was before the step (docs/guidance.md).
    */
   recurrence?: number;
   /** Extra inputs of the model's forward: y, the class labels (int64 (B,)) of a class-conditional model. */
@@ -326,9 +327,10 @@ export class GaussianDiffusion {
 
   /**
    * A shipped model: GaussianDiffusion.pretrained('fashion-mnist') returns { diffusion,
-   * classifier, classNames, meta }. Defined in lib/pretrained.ts.
+   * classifier, classNames, meta }; 'fashion-mnist-cfg' (classifier-free guided) the same without
+   * a classifier, meta.cfgScale and meta.nullClass telling how to guide. Defined in lib/pretrained.ts.
    */
-  static pretrained: (name?: string, options?: import('./pretrained').PretrainedOptions) => import('./pretrained').Pretrained;
+  static pretrained: typeof import('./pretrained').loadPretrained;
 
   /** True when sample() takes DDIM steps by default (samplingTimesteps < the schedule's steps). */
   get isDdimSampling(): boolean {

@@ -30,7 +30,7 @@ export type { ImageGridOptions, LoadImageOptions } from './image';
 export { repaintSchedule } from './editing';
 export type { EditOptions } from './editing';
 export { loadPretrained, pretrainedDir } from './pretrained';
-export type { Pretrained, PretrainedOptions, DefaultModelMeta } from './pretrained';
+export type { Pretrained, PretrainedClassifierFree, PretrainedOptions, DefaultModelMeta } from './pretrained';
 export { sampleDistributed, shardOf } from './sample-distributed';
 export type { DistributedSampleOptions } from './sample-distributed';
 export { launch, freePort } from './launch';

@@ -24,11 +24,19 @@ export interface UnetOptions {
   randomFourierFeatures?: boolean;
   /** Size of the learned/random embedding; default 16. */
   learnedSinusoidalDim?: number;
+  /**
+   * Class-conditional, for classifier-free guidance: the Unet of the reference's
+   * classifier_free_guidance module (its `num_classes`; same parameter names). forward(x, t, y)
+   * takes labels in [0, numClasses], numClasses standing for "no class" (the model's
+   * `null_class`, what sample({ cfgScale }) and trainDiffusion({ condDropProb }) use).
+   * Not with selfCondition.
+   */
+  numClasses?: number;
 }
 
 const UNET_KEYS: KeysOf<UnetOptions> = {
   dim: true, initDim: true, outDim: true, dimMults: true, channels: true, selfCondition: true, learnedVariance: true,
-  learnedSinusoidalCond: true, randomFourierFeatures: true, learnedSinusoidalDim: true,
+  learnedSinusoidalCond: true, randomFourierFeatures: true, learnedSinusoidalDim: true, numClasses: true,
 };
 
 /** The reference Unet (denoising-diffusion-pytorch's guided_diffusion.Unet), same parameter names. */

@@ -21,8 +21,14 @@ export interface DefaultModelMeta {
    * model.json written before it: ancestral or DDIM by samplingTimesteps.
    */
   sampler?: SamplerChoice;
-  /** The guidance scale the evaluation recommends. */
-  classifierScale: number;
+  /** A classifier-guided model: the guidance scale the evaluation recommends. */
+  classifierScale?: number;
+  /**
+   * A classifier-free guided model (models/fashion-mnist-cfg; its Unet takes labels y): the
+   * cfgScale the evaluation recommends, and the label of "no class".
+   */
+  cfgScale?: number;
+  nullClass?: number;
   /** Guided DDIM clamps x0 after condition_score too (GaussianDiffusion's clipAfterGuidance). */
   clipAfterGuidance?: boolean;
   /** DDIM eta the evaluation recommends (0 deterministic, 1 as noisy as ancestral steps). */
@@ -35,6 +41,17 @@ export interface Pretrained {
   classifier: Module;
   classNames: string[];
   meta: DefaultModelMeta;
+}
+
+/**
+ * A classifier-free guided model ('fashion-mnist-cfg'): no classifier; sample with
+ * { modelKwargs: { y }, cfgScale: meta.cfgScale, nullClass: meta.nullClass }.
+ */
+export interface PretrainedClassifierFree {
+  diffusion: GaussianDiffusion;
+  classifier?: undefined;
+  classNames: string[];
+  meta: DefaultModelMeta & { cfgScale: number; nullClass: number };
 }
 
 const MODELS_DIR = path.resolve(__dirname, '..', '..', 'models');
@@ -83,7 +100,9 @@ const PRETRAINED_KEYS: KeysOf<PretrainedOptions> = { samplingTimesteps: true, dd
  * timestepRespacing asks for ancestral / DDIM steps), the noise-aware classifier and the class
  * names.
  */
-export function loadPretrained(name: string = DEFAULT_MODEL, options: PretrainedOptions = {}): Pretrained {
+export function loadPretrained(name: 'fashion-mnist-cfg', options?: PretrainedOptions): PretrainedClassifierFree;
+export function loadPretrained(name?: string, options?: PretrainedOptions): Pretrained;
+export function loadPretrained(name: string = DEFAULT_MODEL, options: PretrainedOptions = {}): Pretrained | PretrainedClassifierFree {
   if (options === null || typeof options !== 'object') throw new TypeError('pretrained: expected an options object such as { timestepRespacing: \'100\' }');
   checkOptionKeys<PretrainedOptions>('pretrained', options, PRETRAINED_KEYS);
   if (options.dir !== undefined && typeof options.dir !== 'string') throw new TypeError(`pretrained: expected a directory path for dir but received ${typeof options.dir}`);
@@ -92,7 +111,8 @@ export function loadPretrained(name: string = DEFAULT_MODEL, options: Pretrained
   if (!fs.existsSync(metaPath)) throw new Error(`pretrained: ${dir} holds no model.json (a model directory holds model.json, unet.pt and classifier.pt)`);
   const meta: DefaultModelMeta = JSON.parse(fs.readFileSync(metaPath, 'utf8'));
   const model = jit.load(path.join(dir, 'unet.pt'));
-  const classifier = jit.load(path.join(dir, 'classifier.pt')).eval();
+  // A classifier-free guided model has no classifier.
+  const classifier = meta.cfgScale === undefined ? jit.load(path.join(dir, 'classifier.pt')).eval() : undefined;
   const diffusion = new GaussianDiffusion(model, {
     imageSize: meta.imageSize,
     channels: meta.channels,
@@ -108,6 +128,7 @@ export function loadPretrained(name: string = DEFAULT_MODEL, options: Pretrained
     // Asked for steps of the schedule: those, by ancestral or DDIM steps as before.
     ...(meta.sampler !== undefined && options.samplingTimesteps === undefined && options.timestepRespacing === undefined ? { defaultSampler: meta.sampler } : {}),
   });
+  if (classifier === undefined) return { diffusion, classNames: meta.classNames, meta: meta as PretrainedClassifierFree['meta'] };
   return { diffusion, classifier, classNames: meta.classNames, meta };
 }
 

@@ -25,15 +25,31 @@ export const RECIPE = {
   sampling: { samplingTimesteps: 1000, sampler: { sampler: 'euler-ancestral' as const, steps: 20 }, classifierScale: 4, clipAfterGuidance: true },
 };
 
+/**
+ * The shipped classifier-free guided model (models/fashion-mnist-cfg): lucidrains'
+ * class-conditional Unet (Unet({ numClasses })) on the same data, schedule and steps as the
+ * guided one's Unet, its labels dropped to the null class with Ho & Salimans' probability 0.2.
+ */
+export const CFG_MODEL = 'fashion-mnist-cfg';
+export const RECIPE_CFG = {
+  unet: { ...RECIPE.unet, numClasses: 10 },
+  unetTrain: { ...RECIPE.unetTrain, condDropProb: 0.2 },
+  // The sampler of the guided model; the scale docs/EVAL.md's classifier-free table picked.
+  sampling: { sampler: RECIPE.sampling.sampler, cfgScale: 3 },
+};
+
+export type RecipePart = 'unet' | 'classifier' | 'cfg';
+
 export interface RecipeRun {
-  part: 'unet' | 'classifier';
+  /** unet and classifier: the guided model's parts; cfg: the classifier-free guided model's Unet. */
+  part: RecipePart;
   /** Steps to reach; default the recipe's. */
   steps?: number;
   /** Stop after this long; the last checkpoint is installed. */
   minutes?: number;
   /** Where checkpoints go (and resume from); default .gd-cache/train in the package. */
   cacheDir?: string;
-  /** Where the model is installed; default models/fashion-mnist in the package. */
+  /** Where the model is installed; default models/fashion-mnist (cfg: models/fashion-mnist-cfg) in the package. */
   outDir?: string;
   /** Use only the first N training images (for quick checks). */
   limit?: number;
@@ -49,9 +65,9 @@ export interface RecipeRun {
  * Installs a checkpoint's EMA weights in a freshly built network: the installed file carries
  * this version's TorchScript code (faster ops, same numbers), whatever version trained it.
  */
-export function installPart(part: 'unet' | 'classifier', checkpoint: string, out: string): void {
+export function installPart(part: RecipePart, checkpoint: string, out: string): void {
   const trained = jit.load(checkpoint);
-  const fresh = part === 'unet' ? new Unet(RECIPE.unet) : new Classifier(RECIPE.classifier);
+  const fresh = part === 'unet' ? new Unet(RECIPE.unet) : part === 'cfg' ? new Unet(RECIPE_CFG.unet) : new Classifier(RECIPE.classifier);
   fresh.loadStateDict(trained.stateDict()).eval().save(out);
 }
 
@@ -59,7 +75,7 @@ export function installPart(part: 'unet' | 'classifier', checkpoint: string, out
 export async function trainRecipePart(run: RecipeRun): Promise<void> {
   const { part, steps, minutes } = run;
   const CACHE = run.cacheDir ?? path.join(ROOT, '.gd-cache', 'train');
-  const OUT = run.outDir ?? path.join(ROOT, 'models', DEFAULT_MODEL);
+  const OUT = run.outDir ?? path.join(ROOT, 'models', part === 'cfg' ? CFG_MODEL : DEFAULT_MODEL);
   const print = run.log ?? console.log;
   fs.mkdirSync(CACHE, { recursive: true });
   const ds = loadFashionMnist({ train: true, padTo: RECIPE.imageSize, limit: run.limit });
@@ -81,6 +97,9 @@ export async function trainRecipePart(run: RecipeRun): Promise<void> {
     if (part === 'unet') {
       const o = RECIPE.unetTrain;
       await trainDiffusion(new Unet(RECIPE.unet), { ...common, ...o, batchSize: perRank(o.batchSize), steps: steps ?? o.steps, objective: RECIPE.objective });
+    } else if (part === 'cfg') {
+      const o = RECIPE_CFG.unetTrain;
+      await trainDiffusion(new Unet(RECIPE_CFG.unet), { ...common, ...o, batchSize: perRank(o.batchSize), steps: steps ?? o.steps, objective: RECIPE.objective, labels: ds.labels });
     } else {
       const o = RECIPE.classifierTrain;
       await trainClassifier(new Classifier(RECIPE.classifier), { ...common, ...o, batchSize: perRank(o.batchSize), steps: steps ?? o.steps, labels: ds.labels });
@@ -91,7 +110,8 @@ export async function trainRecipePart(run: RecipeRun): Promise<void> {
   }
   if (run.distributed && dist.getRank() !== 0) return;
   fs.mkdirSync(OUT, { recursive: true });
-  installPart(part, ckpt, path.join(OUT, `${part}.pt`));
+  const file = part === 'cfg' ? 'unet.pt' : `${part}.pt`;
+  installPart(part, ckpt, path.join(OUT, file));
   const meta: DefaultModelMeta = {
     imageSize: RECIPE.imageSize,
     channels: RECIPE.channels,
@@ -100,11 +120,12 @@ export async function trainRecipePart(run: RecipeRun): Promise<void> {
     objective: RECIPE.objective,
     samplingTimesteps: RECIPE.sampling.samplingTimesteps,
     sampler: RECIPE.sampling.sampler,
-    classifierScale: RECIPE.sampling.classifierScale,
-    clipAfterGuidance: RECIPE.sampling.clipAfterGuidance,
+    ...(part === 'cfg'
+      ? { cfgScale: RECIPE_CFG.sampling.cfgScale, nullClass: RECIPE_CFG.unet.numClasses }
+      : { classifierScale: RECIPE.sampling.classifierScale, clipAfterGuidance: RECIPE.sampling.clipAfterGuidance }),
     classNames: ds.classNames,
   };
   fs.writeFileSync(path.join(OUT, 'model.json'), JSON.stringify(meta, null, 2) + '\n');
-  print(`${part}: wrote ${path.relative(ROOT, path.join(OUT, `${part}.pt`))}`);
+  print(`${part}: wrote ${path.relative(ROOT, path.join(OUT, file))}`);
 }
 

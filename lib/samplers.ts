@@ -69,7 +69,6 @@ export const TAKEN_BY: Record<string, readonly SamplerName[]> = {
   condFnInput: ['ancestral'],
   jumpLength: ['ancestral', 'ddim'],
   jumpCount: ['ancestral', 'ddim'],
-  recurrence: ['ancestral', 'ddim'],
 };
 
 export function isFastSampler(name: SamplerName): boolean {

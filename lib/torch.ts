@@ -118,6 +118,15 @@ export const memory = (): { tensors: number; bytes: number } => binding.memory()
  * empties the cache when it is the last one to end; emptyCache() does it now.
  */
 export const cpuCache = (): { bytes: number; blocks: number; limit: number } => binding.cpuCache();
+/**
+ * Bytes held by live CPU tensors (the allocator's cached free blocks not counted) and the most
+ * held at once since resetCpuPeakMemoryStats(), as torch.cuda.memory_allocated and
+ * max_memory_allocated: e.g. what a training step keeps for backward. oneDNN's own scratch
+ * buffers are not counted.
+ */
+export const cpuMemoryStats = (): { allocated: number; peakAllocated: number } => binding.cpuMemoryStats();
+/** Sets peakAllocated to the bytes held now. */
+export const resetCpuPeakMemoryStats = (): void => binding.resetCpuPeakMemoryStats();
 /** Frees the CPU allocator's cached blocks; returns the bytes freed. */
 export const emptyCache = (): number => binding.emptyCache();
 /** The most bytes the CPU allocator caches; 0 turns caching off (and frees the cache). */

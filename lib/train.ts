@@ -68,6 +68,18 @@ export interface TrainOptions {
 
 export interface DiffusionTrainOptions extends TrainOptions {
   objective?: Objective;
+  /**
+   * Class of each image (int64 [N]) for a class-conditional model (forward(x, t, y): a Unet
+   * built with numClasses, openai's UNetModel with numClasses).
+   */
+  labels?: Tensor;
+  /**
+   * Classifier-free guidance's label dropout (Ho & Salimans; lucidrains' cond_drop_prob): each
+   * image's label is replaced by the null class with this probability, in [0, 1). Needs labels.
+   */
+  condDropProb?: number;
+  /** The label of "no class"; default the model's null_class (a Unet built with numClasses has one). */
+  nullClass?: number;
   /** Min-SNR loss weighting (gamma 5 by default). */
   minSnrLossWeight?: boolean;
   minSnrGamma?: number;
@@ -113,7 +125,9 @@ const TRAIN_KEYS: KeysOf<TrainOptions> = {
   checkpointEvery: true, checkpointPath: true, resumeFrom: true, seed: true, lossWindow: true, maxTimestep: true, timesteps: true,
   betaSchedule: true, scheduleFnKwargs: true, distributed: true, autocast: true, onProgress: true, signal: true,
 };
-const DIFFUSION_TRAIN_KEYS: KeysOf<DiffusionTrainOptions> = { ...TRAIN_KEYS, objective: true, minSnrLossWeight: true, minSnrGamma: true };
+const DIFFUSION_TRAIN_KEYS: KeysOf<DiffusionTrainOptions> = {
+  ...TRAIN_KEYS, objective: true, minSnrLossWeight: true, minSnrGamma: true, labels: true, condDropProb: true, nullClass: true,
+};
 const CLASSIFIER_TRAIN_KEYS: KeysOf<ClassifierTrainOptions> = { ...TRAIN_KEYS, labels: true, clean: true };
 
 function run<O extends TrainOptions>(start: Start, model: Module, options: O, who: string, keys: KeysOf<O>): Promise<TrainResult> {

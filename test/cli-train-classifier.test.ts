@@ -10,7 +10,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { loadImageFolder, openai, torch } from '../lib';
-import { assertSameFiles, writeFashionMnistPngs } from './helpers';
+import { assertSameFiles, assertSameStepWithCheckpointing, writeFashionMnistPngs } from './helpers';
 
 const CLI = path.resolve(__dirname, '..', 'lib', 'cli.js');
 // Their README's flags for the 128x128 classifier, verbatim.
@@ -72,6 +72,12 @@ describe('CLI: train-classifier --openai (their classifier_train.py)', () => {
     assert.match(resumed.stderr, /^step 2 \|/m);
     assert.match(resumed.stderr, /^trained 2 steps, to step 4; checkpoints 000003 in /m);
     console.log(`      resumed from model000002.pt: ${resumed.stderr.split('\n').filter((l) => l.startsWith('step ')).map((l) => l.split(' |')[0]).join(', ')}`);
+  });
+
+  it('--use_checkpoint True (ours: their classifier_train.py has no such flag) says so and takes the step it takes without', () => {
+    const flags = `${CLASSIFIER_FLAGS} --iterations 1 --batch_size 8 --lr 3e-4 --log_interval 1 --diffusion_steps 100`;
+    const run = (extra: string, dir: string) => cli('train-classifier', '--openai', `${flags}${extra}`, '--data-dir', train, '--out-dir', path.join(tmp, dir), '--threads', '1', '--seed', '7');
+    assertSameStepWithCheckpointing(run);
   });
 
   it('takes their README\'s flag strings verbatim; names what is wrong: an fp16 flag value, flags not of classifier_train.py, no data or out dir, disagreeing folders', () => {

@@ -9,7 +9,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { loadImageFolder, openai, torch } from '../lib';
-import { assertSameFiles, writeFashionMnistPngs } from './helpers';
+import { assertSameFiles, assertSameStepWithCheckpointing, writeFashionMnistPngs } from './helpers';
 
 const CLI = path.resolve(__dirname, '..', 'lib', 'cli.js');
 const MODEL_FLAGS = '--image_size 32 --num_channels 32 --num_res_blocks 1 --channel_mult 1,2 --attention_resolutions 16 --class_cond True --learn_sigma True';
@@ -70,6 +70,12 @@ describe('CLI: train --openai (their image_train.py)', () => {
     const s = cli('sample', '--openai', `${MODEL_FLAGS} ${DIFFUSION_FLAGS} --timestep_respacing 4`, '--model-path', path.join(out, 'model000004.pt'), '--n', '2', '--class', '3', '--out', png, '--threads', '1');
     assert.strictEqual(s.status, 0, s.stderr);
     assert.ok(fs.statSync(png).size > 100);
+  });
+
+  it('--use_checkpoint True says so and takes the step it takes without (logged values equal)', () => {
+    const flags = `${MODEL_FLAGS} ${DIFFUSION_FLAGS} --lr 1e-3 --batch_size 8 --log_interval 1 --save_interval 100`;
+    const run = (extra: string, dir: string) => cli('train', '--openai', `${flags}${extra}`, '--data-dir', data, '--out-dir', path.join(tmp, dir), '--steps', '1', '--threads', '1', '--seed', '7');
+    assertSameStepWithCheckpointing(run);
   });
 
   it('--use_fp16 True on the CPU: says it trains in float32 (no loss scaling: no lg_loss_scale logged) and trains', () => {

@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { PNG } from 'pngjs';
-import { LinearClassifier } from '../lib';
+import { GaussianDiffusion, jit, LinearClassifier, saveImage, torch, Unet } from '../lib';
 import { REFERENCE } from './helpers';
 
 const CLI = path.resolve(__dirname, '..', 'lib', 'cli.js');
@@ -69,6 +69,35 @@ describe('CLI', () => {
     assert.match(r.stderr, /wrote .*sneakers\.png: 4 images of Sneaker, 20 euler-ancestral steps, scale 4\n$/);
     const fewer = cli('sample', '--class', 'sneaker', '--n', '1', '--steps', '3', '--out', path.join(tmp, 'fewer.png'));
     assert.match(fewer.stderr, /^step 3\/3\nwrote .*fewer\.png: 1 images of Sneaker, 3 euler-ancestral steps, scale 4\n$/m);
+  });
+
+  it('--cfg-scale: classifier-free guidance of a class-conditional --model is sample({ cfgScale }) with the same seed; bad combinations are one line', async () => {
+    torch.manualSeed(1);
+    const unet = new Unet({ dim: 8, dimMults: [1, 2], channels: 1, numClasses: 3 }).eval();
+    const file = path.join(tmp, 'cfg-unet.pt');
+    unet.save(file);
+    unet.dispose();
+    const flags = ['--model', file, '--image-size', '16', '--timesteps', '30', '--beta-schedule', 'cosine', '--steps', '5', '--n', '3', '--seed', '3'];
+    const out = path.join(tmp, 'cfg.png');
+    const r = cli('sample', ...flags, '--cfg-scale', '2.5', '--class', '1', '--out', out);
+    assert.strictEqual(r.status, 0, r.stderr);
+    assert.match(r.stderr, /wrote .*cfg\.png: 3 images, 5 steps, cfgScale 2\.5\n$/);
+    const d = new GaussianDiffusion(jit.load(file), { imageSize: 16, channels: 1, timesteps: 30, samplingTimesteps: 5, betaSchedule: 'cosine' });
+    const y = torch.tensor([1, 1, 1], { dtype: 'int64' });
+    const images = await d.sample({ batchSize: 3, seed: 3, modelKwargs: { y }, cfgScale: 2.5 });
+    const mine = path.join(tmp, 'cfg-lib.png');
+    saveImage(images, mine, { nrow: 8 });
+    assert.ok(fs.readFileSync(out).equals(fs.readFileSync(mine)), 'the CLI PNG is the library sample');
+    torch.dispose([y, images]);
+    // Without --class: each class in turn.
+    assert.strictEqual(cli('sample', ...flags, '--cfg-scale', '2', '--out', path.join(tmp, 'cfg-all.png')).status, 0);
+    let bad = cli('sample', ...flags, '--cfg-scale', '2', '--classifier', path.join(REFERENCE, 'classifier.pt'));
+    assert.strictEqual(bad.stderr.trim(), 'guided-diffusion: --cfg-scale (classifier-free guidance) takes no classifier: leave out --classifier, --scale and --js-cond-fn');
+    bad = cli('sample', ...MODEL, '--cfg-scale', '2');
+    assert.strictEqual(bad.status, 1);
+    assert.match(bad.stderr, /--cfg-scale needs a class-conditional --model/);
+    bad = cli('sample', ...flags, '--cfg-scale', '2', '--class', '3');
+    assert.strictEqual(bad.stderr.trim(), 'guided-diffusion: class index 3 is out of range 0..2');
   });
 
   it('the shipped model rejects an unknown class name, listing the names', () => {
@@ -207,7 +236,7 @@ describe('CLI', () => {
     const r = spawnSync(process.execPath, [CLI, 'sample', '--help'], { encoding: 'utf8' });
     for (const flag of ['--class', '--n', '--batch-size', '--scale', '--steps', '--seed', '--out', '--model', '--classifier', '--image-size', '--timesteps',
       '--sampler', '--order', '--method', '--skip-type', '--thresholding', '--thresholding-ratio', '--thresholding-max', '--unipc-variant', '--karras',
-      '--model-sigmas', '--rho', 'dpm-solver++', 'euler-ancestral', 'dpmpp-2m', '--init', '--strength', '--mask', '--jump-length', '--jump-count']) {
+      '--model-sigmas', '--rho', 'dpm-solver++', 'euler-ancestral', 'dpmpp-2m', '--init', '--strength', '--mask', '--jump-length', '--jump-count', '--cfg-scale']) {
       assert.ok(r.stdout.includes(flag), flag);
     }
   });

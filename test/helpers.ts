@@ -4,6 +4,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
 import { loadFashionMnist, torch } from '../lib';
+import { CHECKPOINTING_NOTE } from '../lib/cli-train-openai';
 
 /** test/fixtures, whether running from test/ or from dist/test/. */
 export const FIXTURES = path.resolve(__dirname, '..', '..', 'test', 'fixtures');
@@ -149,4 +150,21 @@ export async function writeFashionMnistPngs(count: number, dirFor: (i: number) =
 export function assertSameFiles(cliDir: string, libDir: string, names: string[]): void {
   for (const n of names) assert.ok(fs.readFileSync(path.join(cliDir, n)).equals(fs.readFileSync(path.join(libDir, n))), `${n} differs`);
   console.log(`      ${names.length} checkpoint files of the CLI equal the library's byte for byte`);
+}
+
+/**
+ * A training CLI run (one step, logged) without and with `--use_checkpoint True`: the second says
+ * it checkpoints and logs what the first logs. run(extra flags, out folder name).
+ */
+export function assertSameStepWithCheckpointing(run: (extra: string, dir: string) => { status: number | null; stderr: string }): void {
+  const plain = run('', 'no-checkpointing');
+  const ckpt = run(' --use_checkpoint True', 'checkpointing');
+  assert.strictEqual(plain.status, 0, plain.stderr);
+  assert.strictEqual(ckpt.status, 0, ckpt.stderr);
+  assert.ok(ckpt.stderr.includes(CHECKPOINTING_NOTE), ckpt.stderr);
+  assert.ok(!plain.stderr.includes(CHECKPOINTING_NOTE));
+  const steps = (stderr: string): string[] => stderr.split('\n').filter((l) => l.startsWith('step '));
+  assert.strictEqual(steps(ckpt.stderr).length, 1);
+  assert.deepStrictEqual(steps(ckpt.stderr), steps(plain.stderr));
+  console.log(`      with and without: ${steps(ckpt.stderr)[0].slice(0, 120)}...`);
 }

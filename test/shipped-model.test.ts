@@ -1,7 +1,7 @@
 // The shipped Fashion-MNIST model (models/fashion-mnist): it loads with one call, and its
 // noise-aware classifier reads real test images noised to small t far better than chance.
 import * as assert from 'assert';
-import { GaussianDiffusion, loadFashionMnist, torch } from '../lib';
+import { GaussianDiffusion, loadFashionMnist, Tensor, torch } from '../lib';
 
 describe('shipped model', () => {
   it("GaussianDiffusion.pretrained('fashion-mnist') gives the diffusion, the classifier and the class names", () => {
@@ -51,6 +51,36 @@ describe('shipped model', () => {
     assert.ok(accuracy[0] > 0.8, `t=0: ${accuracy[0]}`);
     assert.ok(accuracy[100] > 0.7, `t=100: ${accuracy[100]}`);
     assert.ok(accuracy[300] > 0.4, `t=300: ${accuracy[300]}`);
+    torch.dispose([test.images, test.labels]);
+  });
+
+  it("pretrained('fashion-mnist-cfg'): the classifier-free guided model, no classifier, its labels and null class", () => {
+    const p = GaussianDiffusion.pretrained('fashion-mnist-cfg');
+    assert.strictEqual(p.classifier, undefined);
+    assert.deepStrictEqual(p.classNames, GaussianDiffusion.pretrained('fashion-mnist').classNames);
+    assert.strictEqual(p.meta.nullClass, 10);
+    assert.strictEqual(typeof p.meta.cfgScale, 'number');
+    assert.strictEqual(p.diffusion.model.attribute('null_class'), 10);
+    assert.strictEqual(p.diffusion.model.attribute('num_classes'), 10);
+  });
+
+  it('fashion-mnist-cfg predicts the noise of real test images best given their own label, worst given another', () => {
+    const { diffusion } = GaussianDiffusion.pretrained('fashion-mnist-cfg');
+    const test = loadFashionMnist({ train: false, padTo: 32, limit: 500 });
+    const n = test.labels.shape[0];
+    const mse: Record<string, number> = {};
+    torch.manualSeed(1);
+    torch.tidy(() => {
+      const t = torch.randint(50, 600, [n], { dtype: 'int64' });
+      const noise = torch.randnLike(test.images);
+      const x = diffusion.qSample(test.images, t, noise);
+      const labels = { own: test.labels, null: torch.full([n], 10, { dtype: 'int64' }), other: test.labels.add(5).remainder(10) };
+      for (const [k, y] of Object.entries(labels)) {
+        mse[k] = torch.noGrad(() => (diffusion.model.forward(x, t, y) as Tensor).sub(noise).square().mean().item() as number);
+      }
+    });
+    console.log(`      noise MSE over 500 test images at t in [50, 600): own label ${mse.own.toFixed(5)}, null ${mse.null.toFixed(5)}, label + 5 ${mse.other.toFixed(5)}`);
+    assert.ok(mse.own < mse.null && mse.null < mse.other, JSON.stringify(mse));
     torch.dispose([test.images, test.labels]);
   });
 });

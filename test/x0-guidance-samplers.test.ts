@@ -6,9 +6,9 @@
 import * as assert from 'assert';
 import * as path from 'path';
 import { GaussianDiffusion, jit, torch, Tensor } from '../lib';
-import type { GuidanceContext } from '../lib';
 import { f32Tol, FIXTURES, linearAlphaBars, maxAbsDiff } from './helpers';
-import { ancestralStep, draws, loss, lossGradient } from './x0-steps';
+import { ancestralStep, draws, loss, recording, guidedEps as guidedEpsOf } from './x0-steps';
+import type { Call } from './x0-steps';
 
 const toy = jit.load(path.join(FIXTURES, 'diffusion', 'toy_model.pt'));
 const T = 40;
@@ -19,19 +19,7 @@ function diffusion(): GaussianDiffusion {
   return new GaussianDiffusion(toy, { imageSize: 8, channels: 3, timesteps: T, betaSchedule: 'linear', autoNormalize: false, samplingTimesteps: 5 });
 }
 
-/** A condFn returning the test's loss that records each call's model time, alpha and sigma. */
-function recording(calls: { t: number; alpha: number; sigma: number }[]) {
-  return (x0: Tensor, t: Tensor, _k: unknown, context: GuidanceContext): Tensor => {
-    calls.push({ t: (t.data() as Float32Array)[0], alpha: Math.sqrt(context.alphaBar), sigma: context.sigma });
-    return torch.tidy(() => loss(x0));
-  };
-}
-
-/** eps + s * sigma * grad at x_in for a recorded call (no clipping: the fast samplers' x0). */
-function guidedEps(xIn: Tensor, call: { t: number; alpha: number; sigma: number }, s: number, norm: boolean): Tensor {
-  const { eps, grad } = lossGradient(toy, xIn, torch.full([xIn.shape[0]], call.t, { dtype: 'float32' }), call.alpha, call.sigma, false, norm);
-  return eps.add(grad.mul(s * call.sigma));
-}
+const guidedEps = (xIn: Tensor, call: Call, s: number, norm: boolean): Tensor => guidedEpsOf(toy, xIn, call, s, norm);
 
 describe("guidanceInput 'x0': ancestral and fast samplers", () => {
   let baseline: number;
@@ -63,7 +51,7 @@ describe("guidanceInput 'x0': ancestral and fast samplers", () => {
     it(`dpm-solver++ (order 1): a step from the guided eps equals the test's (gradientNorm ${gradientNorm})`, async () => {
       // The toy model's unclipped x0 at t = 19 is far from [-1, 1]: a scale that moves x by about 1.
       const s = gradientNorm ? 0.5 : 5e-4;
-      const calls: { t: number; alpha: number; sigma: number }[] = [];
+      const calls: Call[] = [];
       const all = await diffusion().sample({ batchSize: 2, seed: 3, sampler: 'dpm-solver++', steps: 4, order: 1, returnAllTimesteps: true, guidanceInput: 'x0', guidanceScale: s, gradientNorm, guidanceInterval: [5, 25], condFn: recording(calls) });
       // Calls at schedule steps 39, 29.2, 19.4, 9.7; the interval guides the last two, so x before
       // step 3 is unguided (the fast samplers' x0 is unclipped: guided from the noisiest steps,
@@ -93,7 +81,7 @@ describe("guidanceInput 'x0': ancestral and fast samplers", () => {
 
   it('euler: the last step returns the guided denoised x - sigma * eps_hat(x * c_in)', async () => {
     const s = 0.5;
-    const calls: { t: number; alpha: number; sigma: number }[] = [];
+    const calls: Call[] = [];
     const all = await diffusion().sample({ batchSize: 2, seed: 4, sampler: 'euler', steps: 3, returnAllTimesteps: true, guidanceInput: 'x0', guidanceScale: s, guidanceInterval: [0, 1], condFn: recording(calls) });
     // k-diffusion's eps model gets x * c_in with alpha = c_in, sigma = sigma_k * c_in; the last
     // Karras sigma is 0, so the last Euler step lands on denoised. The interval guides the last
@@ -114,7 +102,7 @@ describe("guidanceInput 'x0': ancestral and fast samplers", () => {
   });
 
   it('fast samplers: guidanceInterval outside every call is the unguided sample, bit for bit', async () => {
-    const calls: { t: number; alpha: number; sigma: number }[] = [];
+    const calls: Call[] = [];
     const run = (extra: object) => diffusion().sample({ batchSize: 2, seed: 3, sampler: 'unipc', steps: 4, ...extra });
     const plain = await run({});
     const none = await run({ guidanceInput: 'x0', guidanceInterval: [0, 5], condFn: recording(calls) });

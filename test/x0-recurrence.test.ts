@@ -1,7 +1,7 @@
 // guidanceInput 'x0' with recurrence k (Universal Guidance's self-recurrence): a guided step
 // t -> t' taken k times, x_t' renoised back to t with a fresh draw between them. The first step
 // with k = 2 is worked out here from the seed's draws and our autograd through the model
-// (test/x0-steps.ts); k = 1 is the sampler without recurrence, bit for bit.
+// (test/x0-steps.ts); k = 1 is the sampler without recurrence, bit for bit (every sampler).
 import * as assert from 'assert';
 import * as path from 'path';
 import { GaussianDiffusion, jit, torch, Tensor } from '../lib';
@@ -23,9 +23,11 @@ describe("guidanceInput 'x0': recurrence", () => {
   beforeEach(() => { baseline = torch.memory().tensors; });
   afterEach(() => { assert.strictEqual(torch.memory().tensors, baseline, 'tensors left behind'); });
 
-  for (const sampler of ['ddim', 'ancestral'] as const) {
+  // The fast samplers' k > 1: test/x0-recurrence-fast.test.ts.
+  for (const sampler of ['ddim', 'ancestral', 'dpm-solver++', 'dpm-solver', 'unipc', 'euler', 'euler-ancestral', 'heun', 'dpmpp-2m'] as const) {
     it(`${sampler}: recurrence 1 is the sampler without recurrence, bit for bit`, async () => {
-      const run = (extra: object) => diffusion().sample({ batchSize: 2, seed: 3, sampler, guidanceInput: 'x0', guidanceScale: 0.5, condFn, ...extra });
+      const fast = sampler !== 'ddim' && sampler !== 'ancestral' ? { steps: 4, gradientNorm: true } : {};
+      const run = (extra: object) => diffusion().sample({ batchSize: 2, seed: 3, sampler, guidanceInput: 'x0', guidanceScale: 0.5, condFn, ...fast, ...extra });
       const [plain, once] = [await run({}), await run({ recurrence: 1 })];
       const diff = maxAbsDiff(plain.data() as Float32Array, once.data() as Float32Array);
       [plain, once].forEach((x) => x.dispose());
@@ -106,8 +108,12 @@ describe("guidanceInput 'x0': recurrence", () => {
       await assert.rejects(d.sample({ batchSize: 1, guidanceInput: 'x0', recurrence: bad as number, condFn }), { message: `recurrence must be an integer >= 1; got ${String(bad)}` });
     }
     await assert.rejects(d.sample({ batchSize: 1, recurrence: 2, condFn }), { message: "recurrence applies to guidanceInput 'x0' only" });
-    await assert.rejects(d.sample({ batchSize: 1, guidanceInput: 'x0', recurrence: 2, sampler: 'dpm-solver++', steps: 4, condFn }), {
-      message: "recurrence is an option of 'ancestral', 'ddim'; sampler 'dpm-solver++' does not take it",
-    });
+    // The fast samplers take it too (test/x0-recurrence-fast.test.ts), with the same checks.
+    for (const sampler of ['dpm-solver++', 'unipc', 'dpmpp-2m'] as const) {
+      for (const bad of [0, 1.5]) {
+        await assert.rejects(d.sample({ batchSize: 1, guidanceInput: 'x0', recurrence: bad, sampler, steps: 4, condFn }), { message: `recurrence must be an integer >= 1; got ${bad}` });
+      }
+      await assert.rejects(d.sample({ batchSize: 1, recurrence: 2, sampler, steps: 4, condFn }), { message: "recurrence applies to guidanceInput 'x0' only" });
+    }
   });
 });

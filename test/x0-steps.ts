@@ -1,6 +1,7 @@
 // guidanceInput 'x0' steps worked out in the tests, with our autograd through the model: what
 // the samplers must reproduce (docs/guidance.md). Call inside torch.tidy; tensors come back detached.
 import { Module, torch, Tensor } from '../lib';
+import type { GuidanceContext } from '../lib';
 
 export type Loss = (x0: Tensor) => Tensor;
 
@@ -60,4 +61,21 @@ export function renoise(x: Tensor, abFrom: number, abTo: number, z: Tensor): Ten
 export function draws(seed: number, n: number, shape: number[]): Tensor[] {
   torch.manualSeed(seed);
   return Array.from({ length: n }, () => torch.randn(shape));
+}
+
+/** A fast sampler's model call as its condFn saw it: model time t, alpha = sqrt(alphaBar) and sigma of the context. */
+export interface Call { t: number; alpha: number; sigma: number }
+
+/** A condFn returning the tests' loss that records each call's model time, alpha and sigma. */
+export function recording(calls: Call[]) {
+  return (x0: Tensor, t: Tensor, _k: unknown, context: GuidanceContext): Tensor => {
+    calls.push({ t: (t.data() as Float32Array)[0], alpha: Math.sqrt(context.alphaBar), sigma: context.sigma });
+    return torch.tidy(() => loss(x0));
+  };
+}
+
+/** The fast samplers' guided eps at x_in for a recorded call: eps + s * sigma * grad (x0 unclipped). */
+export function guidedEps(model: Module, xIn: Tensor, call: Call, s: number, norm: boolean): Tensor {
+  const { eps, grad } = lossGradient(model, xIn, torch.full([xIn.shape[0]], call.t, { dtype: 'float32' }), call.alpha, call.sigma, false, norm);
+  return eps.add(grad.mul(s * call.sigma));
 }

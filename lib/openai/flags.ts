@@ -272,5 +272,8 @@ export function createModel(flags: Flags | Record<string, unknown>, options: Cre
 /** Their create_classifier(**flags): the noise-aware classifier, fresh weights. */
 export function createClassifier(flags: Flags | Record<string, unknown>, options: CreateNetOptions = {}): EncoderUNetModel {
   const o = classifierOptions(flags);
-  return new EncoderUNetModel({ ...o, useFp16: fp16For('createClassifier', o.useFp16, options) });
+  // Their create_classifier has no use_checkpoint; ours takes the model flag, so that
+  // train-classifier can train in less memory (it changes nothing else).
+  const useCheckpoint = boolFlag('createClassifier', snakeFlags('createClassifier', flags), { use_checkpoint: false }, 'use_checkpoint');
+  return new EncoderUNetModel({ ...o, useCheckpoint, useFp16: fp16For('createClassifier', o.useFp16, options) });
 }

@@ -42,7 +42,13 @@ export interface NetOptions {
   convResample?: boolean;
   /** Accepted for their signature: only 2 (images). */
   dims?: number;
-  /** Accepted for their signature and ignored: gradient checkpointing only saves training memory. */
+  /**
+   * Gradient checkpointing, as theirs: when our code runs the net in training mode with gradients
+   * on (TrainLoop and ClassifierTrainLoop put it there; diffusion.trainingLosses on a net you put in
+   * training mode too), each ResBlock and AttentionBlock keeps
+   * only its inputs and is run again in backward, trading compute for memory. Gradients equal those
+   * without it; forward() (also called from JS) and sampling are unchanged. Default false.
+   */
   useCheckpoint?: boolean;
 }
 

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "diffusion/autocast_scope.h"
+#include "diffusion/openai_checkpointed.h"
 
 namespace gd {
 
@@ -181,7 +182,8 @@ at::Tensor Denoiser::forward_once(const at::Tensor& x, const at::Tensor& t, cons
   }
   std::optional<AutocastScope> autocast;
   if (autocast_ && (x.is_cuda() || x.is_cpu())) autocast.emplace(x.device().type(), *autocast_);
-  c10::IValue out = model_.forward(std::move(inputs));
+  // An openai net with use_checkpoint that is being trained runs its blocks checkpointed.
+  c10::IValue out = openai::forward_net(model_, std::move(inputs));
   autocast.reset();  // the cast back to x's dtype below runs outside autocast
   if (!out.isTensor()) {
     throw std::runtime_error("the diffusion model returned " + out.tagKind() + "; expected a tensor");

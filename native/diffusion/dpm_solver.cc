@@ -138,8 +138,17 @@ class DpmSolver {
     // The reference lowers the last steps' order only below 10 steps.
     const bool lower_final = o_.lower_order_final && steps < 10;
     for (int64_t step = 1; step <= steps; ++step) {
-      const float t = ts[static_cast<size_t>(step)];
-      x = multistep_update(x, h.m, h.t, t, h.step_order(step, steps, lower_final));
+      const float s = h.t.back(), t = ts[static_cast<size_t>(step)];
+      const int64_t takes = run_.takes(vp_.step_index(s));
+      for (int64_t r = 0; r < takes; ++r) {
+        // A retake starts from the history before the step, its newest value (at s) computed
+        // again at the renoised x_s: the last take's value stays in the history.
+        if (r > 0) {
+          x = run_.retake(x, vp_.alpha(t), vp_.sigma(t), vp_.alpha(s), vp_.sigma(s));
+          h.m.back() = model(x, s);
+        }
+        x = multistep_update(x, h.m, h.t, t, h.step_order(step, steps, lower_final));
+      }
       x = run_.step_done(step - 1, steps, x, vp_.alpha(t), vp_.sigma(t));
       h.advance(t);
       if (step < steps) h.m.push_back(model(x, t));
@@ -188,7 +197,11 @@ class DpmSolver {
       const float h = lambdas.back() - lambdas.front();
       const float r1 = step_order <= 1 ? 0.5f : (lambdas[1] - lambdas[0]) / h;
       const float r2 = step_order <= 2 ? 2.0f / 3.0f : (lambdas[2] - lambdas[0]) / h;
-      x = singlestep_update(x, s, t, step_order, r1, r2);
+      const int64_t takes = run_.takes(vp_.step_index(s));
+      for (int64_t r = 0; r < takes; ++r) {
+        if (r > 0) x = run_.retake(x, vp_.alpha(t), vp_.sigma(t), vp_.alpha(s), vp_.sigma(s));
+        x = singlestep_update(x, s, t, step_order, r1, r2);  // all its model calls again
+      }
       x = run_.step_done(i, total, x, vp_.alpha(t), vp_.sigma(t));
     }
     return x;

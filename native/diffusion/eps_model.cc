@@ -41,7 +41,7 @@ at::Tensor EpsModel::operator()(const at::Tensor& x, float step, float alpha, fl
   context.total = total_steps_;
   at::Tensor e;
   if (guidance_ && x0_options_) {
-    if (x0_options_->guides(step)) {
+    if (x0_guides(step)) {
       auto predict = [&](const at::Tensor& x_in) {
         Prediction p;
         p.eps = eps(x_in, t, alpha, sigma);

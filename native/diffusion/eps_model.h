@@ -39,6 +39,9 @@ class EpsModel {
   // (unclipped), and eps is shifted by options.scale * sigma * d loss / dx through the model
   // (x0_guidance.h), at the calls whose schedule step is in the options' interval.
   void set_x0_guidance(const X0GuidanceOptions& options) { x0_options_ = options; }
+  // Whether a call at schedule step `step` takes the gradient of a loss on x0 (guidanceInput
+  // 'x0' and the step in the interval): the steps that self-recurrence repeats.
+  bool x0_guides(float step) const { return guidance_ && x0_options_ && x0_options_->guides(step); }
 
  private:
   const Denoiser& denoiser_;

@@ -32,6 +32,16 @@ struct FastSampling {
   // region replaced (with a mask), the trajectory and options.on_step (step from 0, the model
   // timestep of the step's last model call). Returns x as the sampler goes on with it.
   at::Tensor step_done(int64_t step, int64_t total, const at::Tensor& x, double alpha, double sigma);
+
+  // Universal Guidance's self-recurrence (guidanceInput 'x0' with recurrence k; fast_recurrence.cc):
+  // how many times the step that starts at schedule step `step` is taken: k when the guidance
+  // interval holds that step, else 1. Each take is the sampler's step from the history as it
+  // was before the step (docs/guidance.md); only the last take's values enter the history.
+  int64_t takes(float step) const;
+  // Between two takes of a step from level s to level t (x = alpha * x0 + sigma * eps at each):
+  // x_t's known region replaced (with a mask), then x_t renoised back to s by q(x_s | x_t) with a
+  // draw from the sampler's noise. Returns x_s.
+  at::Tensor retake(const at::Tensor& x_t, double alpha_t, double sigma_t, double alpha_s, double sigma_s);
 };
 
 // The last `order` times and model values of a multistep solver (DPM-Solver, UniPC), oldest first.

@@ -30,14 +30,18 @@ class KDiffusion {
     const int64_t total = static_cast<int64_t>(s.size()) - 1;
     for (int64_t i = 0; i < total; ++i) {
       const float sigma = s[static_cast<size_t>(i)], next = s[static_cast<size_t>(i) + 1];
-      at::Tensor d = to_d(x, sigma, denoised(x, sigma));
-      const float dt = next - sigma;
-      if (!heun || next == 0) {
-        x = x + d * dt;
-      } else {
-        at::Tensor x_2 = x + d * dt;
-        at::Tensor d_2 = to_d(x_2, next, denoised(x_2, next));
-        x = x + ((d + d_2) / 2) * dt;
+      const int64_t takes = run_.takes(sched_.sigma_to_t(sigma));
+      for (int64_t r = 0; r < takes; ++r) {
+        if (r > 0) x = run_.retake(x, 1.0, next, 1.0, sigma);
+        at::Tensor d = to_d(x, sigma, denoised(x, sigma));
+        const float dt = next - sigma;
+        if (!heun || next == 0) {
+          x = x + d * dt;
+        } else {
+          at::Tensor x_2 = x + d * dt;
+          at::Tensor d_2 = to_d(x_2, next, denoised(x_2, next));
+          x = x + ((d + d_2) / 2) * dt;
+        }
       }
       x = run_.step_done(i, total, x, 1.0, next);
     }
@@ -48,12 +52,16 @@ class KDiffusion {
     const int64_t total = static_cast<int64_t>(s.size()) - 1;
     for (int64_t i = 0; i < total; ++i) {
       const float from = s[static_cast<size_t>(i)], to = s[static_cast<size_t>(i) + 1];
-      at::Tensor den = denoised(x, from);
       // get_ancestral_step with eta 1.
       const float up = std::min(to, std::sqrt(to * to * (from * from - to * to) / (from * from)));
       const float down = std::sqrt(to * to - up * up);
-      x = x + to_d(x, from, den) * (down - from);
-      if (to > 0) x = x + run_.noise(x.sizes()) * up;
+      const int64_t takes = run_.takes(sched_.sigma_to_t(from));
+      for (int64_t r = 0; r < takes; ++r) {
+        if (r > 0) x = run_.retake(x, 1.0, to, 1.0, from);  // draws: step, renoise, step, ...
+        at::Tensor den = denoised(x, from);
+        x = x + to_d(x, from, den) * (down - from);
+        if (to > 0) x = x + run_.noise(x.sizes()) * up;
+      }
       x = run_.step_done(i, total, x, 1.0, to);
     }
     return x;
@@ -64,18 +72,25 @@ class KDiffusion {
     at::Tensor old;
     for (int64_t i = 0; i < total; ++i) {
       const float sigma = s[static_cast<size_t>(i)], next = s[static_cast<size_t>(i) + 1];
-      at::Tensor den = denoised(x, sigma);
-      if (next == 0) {
-        x = den;  // sigma_fn(inf) = 0 and expm1(-inf) = -1: the reference's update gives denoised
-      } else {
-        const float t = -std::log(sigma), t_next = -std::log(next), h = t_next - t;
-        const float ratio = std::exp(-t_next) / std::exp(-t);
-        at::Tensor target = den;
-        if (old.defined()) {
-          const float r = (t - -std::log(s[static_cast<size_t>(i) - 1])) / h;
-          target = (1 + 1 / (2 * r)) * den - (1 / (2 * r)) * old;
+      const int64_t takes = run_.takes(sched_.sigma_to_t(sigma));
+      at::Tensor den;
+      // Every take uses the previous step's denoised (`old`, the history before the step); the
+      // last take's denoised becomes the next step's.
+      for (int64_t r = 0; r < takes; ++r) {
+        if (r > 0) x = run_.retake(x, 1.0, next, 1.0, sigma);
+        den = denoised(x, sigma);
+        if (next == 0) {
+          x = den;  // sigma_fn(inf) = 0 and expm1(-inf) = -1: the reference's update gives denoised
+        } else {
+          const float t = -std::log(sigma), t_next = -std::log(next), h = t_next - t;
+          const float ratio = std::exp(-t_next) / std::exp(-t);
+          at::Tensor target = den;
+          if (old.defined()) {
+            const float r_h = (t - -std::log(s[static_cast<size_t>(i) - 1])) / h;
+            target = (1 + 1 / (2 * r_h)) * den - (1 / (2 * r_h)) * old;
+          }
+          x = ratio * x - std::expm1(-h) * target;
         }
-        x = ratio * x - std::expm1(-h) * target;
       }
       old = den;
       x = run_.step_done(i, total, x, 1.0, next);

@@ -11,6 +11,7 @@
 
 #include "diffusion/openai_checkpoint_files.h"
 #include "diffusion/training.h"
+#include "diffusion/openai_checkpointed.h"
 
 namespace gd {
 
@@ -76,7 +77,7 @@ void OpenaiClassifierStep::forward_backward_log(const at::Tensor& x0, const at::
   for (int64_t i = 0; i < batch; i += micro) {
     const int64_t n = std::min(micro, batch - i);
     const at::Tensor sub_t = t.narrow(0, i, n), sub_y = labels.narrow(0, i, n);
-    c10::IValue out = classifier_.forward({x.narrow(0, i, n), sub_t});
+    c10::IValue out = openai::forward_net(classifier_, {x.narrow(0, i, n), sub_t});  // use_checkpoint
     if (!out.isTensor() || out.toTensor().dim() != 2) throw std::runtime_error("the classifier must return logits [B, classes]");
     const at::Tensor logits = out.toTensor();
     if (!checked) {

@@ -377,12 +377,7 @@ at::Tensor sample_fast(const Denoiser& denoiser, const Schedule& schedule, Guida
 at::Tensor sample(const Denoiser& denoiser, const Schedule& schedule, Guidance* guidance,
                   const SampleOptions& options) {
   check_options(schedule, options);
-  if (options.x0_guidance) {
-    check_x0_guidance_options(*options.x0_guidance);
-    if (options.x0_guidance->recurrence > 1 && is_fast_method(options.method)) {
-      throw std::invalid_argument("recurrence is implemented for the ancestral and DDIM samplers only");
-    }
-  }
+  if (options.x0_guidance) check_x0_guidance_options(*options.x0_guidance);
   if (is_fast_method(options.method)) return sample_fast(denoiser, schedule, guidance, options);
   if (options.method == SampleOptions::Method::Ancestral) return sample_ancestral(denoiser, schedule, guidance, options);
   if (options.method == SampleOptions::Method::Ddim) return sample_ddim(denoiser, schedule, guidance, options);

@@ -79,6 +79,8 @@ void validate(const TrainOptions& o, const at::Tensor& data) {
     msg << "checkpointEvery needs a checkpointPath";
   else if (o.loss_window < 1) msg << "lossWindow must be >= 1; got " << o.loss_window;
   else if (o.max_timestep < -1) msg << "maxTimestep must be >= 0; got " << o.max_timestep;
+  else if (!(o.cond_drop_prob >= 0 && o.cond_drop_prob < 1))
+    msg << "condDropProb must be in [0, 1); got " << o.cond_drop_prob;
   else if (o.clean && o.max_timestep > 0)
     msg << "clean trains at t = 0: maxTimestep must be 0 or unset; got " << o.max_timestep;
   else if (o.autocast && *o.autocast != at::kBFloat16 && *o.autocast != at::kHalf)
@@ -240,7 +242,7 @@ TrainResult run_loop(TrainState& state, const Schedule& schedule, const at::Tens
                {"emaEvery", double(o.ema_every)}, {"timesteps", double(timesteps)},
                {"maxTimestep", double(o.max_timestep)}, {"data images", double(data.size(0))},
                {"labels", labels.defined() ? double(labels.numel()) : -1.0}, {"classifier", classifier ? 1.0 : 0.0},
-               {"clean", o.clean ? 1.0 : 0.0}});
+               {"clean", o.clean ? 1.0 : 0.0}, {"condDropProb", o.cond_drop_prob}});
     broadcast_start(state, par);
   }
   const auto cpu_long = at::TensorOptions().dtype(at::kLong);
@@ -279,7 +281,11 @@ TrainResult run_loop(TrainState& state, const Schedule& schedule, const at::Tens
     std::vector<int64_t> noise_shape = b.x0.sizes().vec();
     noise_shape[0] = global_batch;
     b.noise = to_device(mine(at::randn(noise_shape, gen, cpu_float)), device);
-    if (classifier) b.labels = to_device(labels.index_select(0, idx.to(labels.device())), device);
+    if (labels.defined()) b.labels = to_device(labels.index_select(0, idx.to(labels.device())), device);
+    if (o.cond_drop_prob > 0) {
+      const at::Tensor drop = to_device(mine(at::rand({global_batch}, gen, cpu_float) < o.cond_drop_prob), device);
+      b.labels = at::where(drop, at::full_like(b.labels, o.null_class), b.labels);
+    }
 
     optimizer.zero_grad();
     double accuracy = kNaN;
@@ -404,6 +410,39 @@ void read_module(torch::serialize::InputArchive& archive, const std::string& key
   for (auto& c : copies) c.target.copy_(c.saved);
 }
 
+void check_labels(const at::Tensor& labels, const at::Tensor& data) {
+  if (!labels.defined() || labels.dim() != 1 || !data.defined() || data.dim() < 1 ||
+      labels.size(0) != data.size(0)) {
+    std::ostringstream msg;
+    msg << "labels must be a 1-D tensor with one class index per image";
+    if (data.defined() && data.dim() >= 1) msg << " (" << data.size(0) << ")";
+    msg << "; got shape " << (labels.defined() ? labels.sizes() : at::IntArrayRef{});
+    invalid(msg.str());
+  }
+  if (at::isFloatingType(labels.scalar_type()) || labels.scalar_type() == at::kBool) {
+    invalid(std::string("labels must be an integer tensor; got ") + c10::toString(labels.scalar_type()));
+  }
+}
+
+// The label dropout's null class: options.null_class, else the model's `null_class`
+// attribute; the real labels must lie below it.
+int64_t resolve_null_class(const torch::jit::Module& model, const TrainOptions& o, const at::Tensor& labels) {
+  int64_t null_class = o.null_class;
+  if (null_class < 0 && model.hasattr("null_class") && model.attr("null_class").isInt()) {
+    null_class = model.attr("null_class").toInt();
+  }
+  if (null_class < 0) {
+    invalid("condDropProb needs the label of \"no class\": give nullClass (openai's UNetModel trained with num_classes + 1 "
+            "labels: num_classes), or train a Unet built with numClasses");
+  }
+  const auto [lo, hi] = label_range(labels);
+  if (lo <= hi && (lo < 0 || hi >= null_class)) {
+    invalid("a class label of " + std::to_string(lo < 0 ? lo : hi) + " with the null class " + std::to_string(null_class) +
+            ": labels must be in [0, " + std::to_string(null_class) + ")");
+  }
+  return null_class;
+}
+
 }  // namespace
 
 TrainState make_train_state(torch::jit::Module model, uint64_t seed) {
@@ -416,37 +455,38 @@ TrainState make_train_state(torch::jit::Module model, uint64_t seed) {
 }
 
 TrainResult train_diffusion(TrainState& state, const Schedule& schedule, Objective objective,
-                            const at::Tensor& data, const TrainOptions& options, const LossOptions& loss_options) {
+                            const at::Tensor& data, const TrainOptions& options, const LossOptions& loss_options,
+                            const at::Tensor& labels) {
   check_objective_schedule(objective, schedule);  // pred_noise's loss weight is 0/0 there too
   const Denoiser denoiser(state.model, objective);
+  TrainOptions o = options;
+  if (labels.defined()) {
+    check_labels(labels, data);
+    if (!denoiser.takes_labels()) invalid("labels need a class-conditional model (forward(x, t, y)), such as a Unet built with numClasses");
+    if (o.cond_drop_prob > 0) o.null_class = resolve_null_class(state.model, o, labels);
+  } else if (o.cond_drop_prob > 0) {
+    invalid("condDropProb drops class labels: give labels");
+  }
   const bool coin = loss_options.self_condition && denoiser.self_condition();
   auto loss_of = [&](const Schedule& s, const Batch& b, at::Generator& gen, double&) {
     LossOptions lo = loss_options;
     lo.self_condition = coin && at::rand({1}, gen, at::TensorOptions().dtype(at::kFloat)).item<double>() < 0.5;
-    return p_losses(denoiser, s, b.x0, b.t, b.noise, lo);
+    const Denoiser& d = b.labels.defined() ? denoiser.with_labels(b.labels.to(at::kLong)) : denoiser;
+    return p_losses(d, s, b.x0, b.t, b.noise, lo);
   };
-  return run_loop(state, schedule, data, at::Tensor(), options, loss_of, /*classifier=*/false);
+  return run_loop(state, schedule, data, labels, o, loss_of, /*classifier=*/false);
 }
 
 TrainResult train_diffusion(torch::jit::Module model, const Schedule& schedule, Objective objective,
-                            const at::Tensor& data, const TrainOptions& options, const LossOptions& loss_options) {
+                            const at::Tensor& data, const TrainOptions& options, const LossOptions& loss_options,
+                            const at::Tensor& labels) {
   TrainState state = make_train_state(std::move(model), options.seed);
-  return train_diffusion(state, schedule, objective, data, options, loss_options);
+  return train_diffusion(state, schedule, objective, data, options, loss_options, labels);
 }
 
 TrainResult train_classifier(TrainState& state, const Schedule& schedule, const at::Tensor& data,
                              const at::Tensor& labels, const TrainOptions& options) {
-  if (!labels.defined() || labels.dim() != 1 || !data.defined() || data.dim() < 1 ||
-      labels.size(0) != data.size(0)) {
-    std::ostringstream msg;
-    msg << "labels must be a 1-D tensor with one class index per image";
-    if (data.defined() && data.dim() >= 1) msg << " (" << data.size(0) << ")";
-    msg << "; got shape " << (labels.defined() ? labels.sizes() : at::IntArrayRef{});
-    invalid(msg.str());
-  }
-  if (at::isFloatingType(labels.scalar_type()) || labels.scalar_type() == at::kBool) {
-    invalid(std::string("labels must be an integer tensor; got ") + c10::toString(labels.scalar_type()));
-  }
+  check_labels(labels, data);
   torch::jit::Module classifier = state.model;
   const std::pair<int64_t, int64_t> labels_span = label_range(labels);
   auto loss_of = [&](const Schedule& s, const Batch& b, at::Generator&, double& accuracy) {

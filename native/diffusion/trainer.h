@@ -66,6 +66,13 @@ struct TrainOptions {
   // train_classifier only: t = 0 and the images as they are, without q_sample's noise (a
   // plain classifier of clean images; maxTimestep 0 still adds the noise of t = 0).
   bool clean = false;
+  // train_diffusion with labels only: label dropout for classifier-free guidance (Ho &
+  // Salimans): each image's label becomes null_class with this probability, in [0, 1), drawn
+  // from the trainer's generator after the noise. null_class < 0: the model's `null_class`
+  // attribute (the class-conditional Unet has one; openai's UNetModel trained with
+  // num_classes + 1 labels needs it given).
+  double cond_drop_prob = 0;
+  int64_t null_class = -1;
   // After each step (optimizer, EMA and checkpoint done): step counts from 1 to total
   // (== steps). May throw to abort the run: the exception propagates out of the trainer and
   // the state holds every step finished so far.
@@ -124,7 +131,9 @@ struct TrainResult {
 
 // Trains a denoising model (forward(x, t[, x_self_cond])) on `data`, float [N, C, H, W] in
 // [-1, 1]. Each step: batch = data[randint(N, {B})], t = randint(T, {B}), noise = randn
-// (in that order, from the state's generator); with loss_options.self_condition and a
+// (in that order, from the state's generator); with labels (int64 [N], a class-conditional
+// model forward(x, t, y)) the batch's labels, dropped to the null class where rand(B) <
+// cond_drop_prob (drawn only when cond_drop_prob > 0); with loss_options.self_condition and a
 // self-conditioning model, one uniform draw u then decides self-conditioning (u < 0.5, the
 // reference's coin); loss = p_losses(...); backward; clip; optimizer step; EMA update.
 // The model is in training mode during the run and gets its previous mode back afterwards.
@@ -133,11 +142,11 @@ struct TrainResult {
 // checkpoint write throws.
 TrainResult train_diffusion(TrainState& state, const Schedule& schedule, Objective objective,
                             const at::Tensor& data, const TrainOptions& options,
-                            const LossOptions& loss_options = {});
+                            const LossOptions& loss_options = {}, const at::Tensor& labels = at::Tensor());
 // The same on make_train_state(model, options.seed).
 TrainResult train_diffusion(torch::jit::Module model, const Schedule& schedule, Objective objective,
                             const at::Tensor& data, const TrainOptions& options,
-                            const LossOptions& loss_options = {});
+                            const LossOptions& loss_options = {}, const at::Tensor& labels = at::Tensor());
 
 // Trains a noise-aware classifier (forward(x, t) -> logits [B, classes]): each step
 // batch and labels = data/labels[randint(N, {B})], t = randint(T, {B}), noise = randn;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <deque>
 #include <stdexcept>
+#include <tuple>
 #include <vector>
 
 #include "diffusion/fast_samplers.h"
@@ -100,9 +101,21 @@ class UniPc {
     run_.begin(x);
     MultistepHistory h{std::min(o_.order, steps), {ts[0]}, {model(x, ts[0])}};
     for (int64_t step = 1; step <= steps; ++step) {
-      const float t = ts[static_cast<size_t>(step)];
-      // The reference skips the corrector at the last step (its model call would be unused).
-      auto [next, model_x] = update(x, h.m, h.t, t, h.step_order(step, steps, o_.lower_order_final), /*use_corrector=*/step < steps);
+      const float s = h.t.back(), t = ts[static_cast<size_t>(step)];
+      const int64_t order = h.step_order(step, steps, o_.lower_order_final), takes = run_.takes(vp_.step_index(s));
+      at::Tensor next, model_x;
+      for (int64_t r = 0; r < takes; ++r) {
+        // A retake starts from the history before the step, its newest value (at s) computed
+        // again at the renoised x_s. Only the last take runs the corrector: an earlier take's x_t
+        // is renoised, and the corrector's model call (the next step's value) would be unused,
+        // as the reference skips it at the last step.
+        if (r > 0) {
+          x = run_.retake(next, vp_.alpha(t), vp_.sigma(t), vp_.alpha(s), vp_.sigma(s));
+          h.m.back() = model(x, s);
+        }
+        const bool last_take = r + 1 == takes;
+        std::tie(next, model_x) = update(x, h.m, h.t, t, order, /*use_corrector=*/step < steps && last_take);
+      }
       // With a mask the known region changes x after the corrector: the model value the
       // corrector computed is at the x before that, so it is computed again at the new x.
       const bool replaced = run_.edit.masked();

@@ -147,9 +147,20 @@ BlockCache& Cache() {
 
 std::atomic<int> jobs_running{0};
 
+std::atomic<size_t> allocated_bytes{0};
+std::atomic<size_t> peak_bytes{0};
+
+void CountAllocated(size_t size) {
+  const size_t now = allocated_bytes.fetch_add(size, std::memory_order_relaxed) + size;
+  size_t peak = peak_bytes.load(std::memory_order_relaxed);
+  while (now > peak && !peak_bytes.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
 void Free(void* data) {
   if (data == nullptr) return;
   const size_t size = HeaderOf(data)->size;
+  allocated_bytes.fetch_sub(size, std::memory_order_relaxed);
   if (size >= kCachedFrom && jobs_running.load(std::memory_order_relaxed) > 0 && Cache().Put(data, size)) return;
   RawFree(data);
 }
@@ -168,6 +179,7 @@ class CachingCpuAllocator final : public c10::Allocator {
     if (data == nullptr) {
       TORCH_CHECK_WITH(OutOfMemoryError, false, "CPU allocator: can't allocate memory: you tried to allocate ", n, " bytes.");
     }
+    CountAllocated(size);
     return {data, data, &Free, c10::Device(c10::DeviceType::CPU)};
   }
 
@@ -208,6 +220,12 @@ void ReleaseFreeMemory() {
 CpuCacheStats GetCpuCacheStats() { return Cache().Stats(); }
 
 void SetCpuCacheLimit(size_t bytes) { Cache().SetLimit(bytes); }
+
+CpuAllocated GetCpuAllocated() {
+  return {allocated_bytes.load(std::memory_order_relaxed), peak_bytes.load(std::memory_order_relaxed)};
+}
+
+void ResetCpuPeak() { peak_bytes.store(allocated_bytes.load(std::memory_order_relaxed), std::memory_order_relaxed); }
 
 CpuCacheUse::CpuCacheUse() { ++jobs_running; }
 

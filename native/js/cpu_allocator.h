@@ -23,6 +23,18 @@ CpuCacheStats GetCpuCacheStats();
 // A lower limit frees the cache at once; 0 turns caching off.
 void SetCpuCacheLimit(size_t bytes);
 
+// Bytes held by live CPU tensors made through this allocator (the cache's blocks not counted),
+// and the most held at once since the last ResetCpuPeak (or the start): what a training step
+// keeps for backward shows here as in torch.cuda.max_memory_allocated. Buffers LibTorch's
+// kernels allocate for themselves (oneDNN's) do not come through the allocator.
+struct CpuAllocated {
+  size_t bytes;
+  size_t peak;
+};
+CpuAllocated GetCpuAllocated();
+// Sets the peak to the bytes held now.
+void ResetCpuPeak();
+
 // Held by each sampling or training job while it runs: when the last one ends, the cache is
 // emptied, so an idle process does not keep a job's buffers.
 class CpuCacheUse {

@@ -232,6 +232,7 @@ Napi::Value CreateUnet(const Napi::CallbackInfo& info) {
     opts.learned_sinusoidal_cond = BoolOption(o, "learnedSinusoidalCond", false);
     opts.random_fourier_features = BoolOption(o, "randomFourierFeatures", false);
     opts.learned_sinusoidal_dim = IntOption(o, "learnedSinusoidalDim", opts.learned_sinusoidal_dim);
+    opts.num_classes = IntOption(o, "numClasses", 0);
     return ModuleWrap::Wrap(info.Env(), make_unet(opts));
   })
 }

@@ -43,6 +43,7 @@ void ReadNetOptions(const Napi::Value& o, openai::NetOptions& opts) {
   opts.use_scale_shift_norm = BoolField(o, "useScaleShiftNorm");
   opts.resblock_updown = BoolField(o, "resblockUpdown");
   opts.use_new_attention_order = BoolField(o, "useNewAttentionOrder");
+  opts.use_checkpoint = BoolField(o, "useCheckpoint");
 }
 
 openai::UNetModelOptions ReadUNetOptions(const Napi::Value& o) {

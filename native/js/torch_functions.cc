@@ -454,6 +454,19 @@ Napi::Value CpuCache(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value CpuMemoryStats(const Napi::CallbackInfo& info) {
+  const CpuAllocated a = GetCpuAllocated();
+  auto o = Napi::Object::New(info.Env());
+  o.Set("allocated", Napi::Number::New(info.Env(), static_cast<double>(a.bytes)));
+  o.Set("peakAllocated", Napi::Number::New(info.Env(), static_cast<double>(a.peak)));
+  return o;
+}
+
+Napi::Value ResetCpuPeakMemoryStats(const Napi::CallbackInfo& info) {
+  ResetCpuPeak();
+  return info.Env().Undefined();
+}
+
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(EmptyCpuCache()));
 }
@@ -537,6 +550,7 @@ void InstallTorchFunctions(Napi::Env env, Napi::Object exports) {
       {"autogradGrad", AutogradGrad}, {"setGradEnabled", SetGradEnabled}, {"isGradEnabled", IsGradEnabled},
       {"setNumThreads", SetNumThreads}, {"getNumThreads", GetNumThreads},
       {"cpuCache", CpuCache}, {"emptyCache", EmptyCache}, {"setCpuCacheLimit", SetCpuCacheLimit}, {"releaseFreeMemory", ReleaseFreeMemory},
+      {"cpuMemoryStats", CpuMemoryStats}, {"resetCpuPeakMemoryStats", ResetCpuPeakMemoryStats},
       {"cudaIsAvailable", CudaIsAvailable}, {"cudaDeviceCount", CudaDeviceCount},
       {"cudaGraphStats", CudaGraphStats},
       {"memory", Memory}, {"startScope", StartScope}, {"endScope", EndScope},

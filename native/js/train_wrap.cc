@@ -176,10 +176,16 @@ Napi::Value TrainDiffusion(const Napi::CallbackInfo& info) {
     if (!(loss.min_snr_gamma > 0 && std::isfinite(loss.min_snr_gamma))) {  // 0 gave a loss of 0 on every step
       ThrowRange(info.Env(), "Expected a positive finite number for minSnrGamma but received " + Describe(Option(o, "minSnrGamma")));
     }
-    auto run = [state, schedule, objective, data, loss](TrainOptions& options) {
-      return train_diffusion(*state, *schedule, objective, data, options, loss);
+    // Class-conditional training (classifier-free guidance): labels, dropped with condDropProb.
+    Napi::Value y = Option(o, "labels");
+    at::Tensor labels = IsMissing(y) ? at::Tensor() : TensorWrap::From(y, "labels");
+    auto run = [state, schedule, objective, data, loss, labels](TrainOptions& options) {
+      return train_diffusion(*state, *schedule, objective, data, options, loss, labels);
     };
-    return TrainJob::Start(info.Env(), run, ToTrainOptions(o), info[2]);
+    TrainOptions options = ToTrainOptions(o);
+    options.cond_drop_prob = Num(o, "condDropProb", 0);
+    options.null_class = Int(o, "nullClass", -1);
+    return TrainJob::Start(info.Env(), run, std::move(options), info[2]);
   })
 }
 

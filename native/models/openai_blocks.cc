@@ -438,6 +438,7 @@ void add_net_attributes(tj::Module& m, const NetOptions& o, const std::string& k
   add_bool_attribute(m, "use_scale_shift_norm", o.use_scale_shift_norm);
   add_bool_attribute(m, "resblock_updown", o.resblock_updown);
   add_bool_attribute(m, "use_new_attention_order", o.use_new_attention_order);
+  add_bool_attribute(m, "use_checkpoint", o.use_checkpoint);
 }
 
 }  // namespace gd::openai

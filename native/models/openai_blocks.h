@@ -19,8 +19,7 @@
 namespace gd::openai {
 
 /// The constructor arguments shared by UNetModel and EncoderUNetModel (unet.py names).
-/// Only 2-D images; conv_resample is always on and use_checkpoint has no meaning here
-/// (it only trades memory for compute in training), as in every released checkpoint.
+/// Only 2-D images; conv_resample is always on, as in every released checkpoint.
 struct NetOptions {
   /// `image_size`: side of the images; the encoder's attention pool is sized from it.
   int64_t image_size = 0;
@@ -51,6 +50,11 @@ struct NetOptions {
   /// `use_new_attention_order`: split q, k, v before the heads (their QKVAttention)
   /// instead of after (QKVAttentionLegacy).
   bool use_new_attention_order = false;
+  /// `use_checkpoint`: training recomputes each ResBlock and AttentionBlock in backward
+  /// instead of keeping its activations (gradient checkpointing). Recorded as the net's
+  /// `use_checkpoint` attribute; forward() is unchanged, the training walk of
+  /// diffusion/openai_checkpointed.h reads it.
+  bool use_checkpoint = false;
 };
 
 /// Checks the shared options; `net` ("UNetModel", "EncoderUNetModel") starts the message,

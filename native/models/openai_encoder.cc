@@ -85,12 +85,24 @@ tj::Module make_head(const JitBuilder& b, const EncoderUNetModelOptions& o, cons
   return b.sequential({lin1, norm, act, lin2});
 }
 
+// The lines of forward() up to the time embedding `emb`, shared with embed().
+std::string encoder_embedding_lines(const EncoderUNetModelOptions& o) {
+  return input_checks_source(kNet, o.in_channels, o.channel_mult.size()) +
+         "    emb = self.time_embed.forward(self.timestep_embedding(timesteps))\n";
+}
+
+// embed(x, timesteps): forward's checks and embedding alone, for the checkpointed training
+// walk (diffusion/openai_checkpointed.h).
+std::string encoder_embed_source(const EncoderUNetModelOptions& o) {
+  return "def embed(self, x: Tensor, timesteps: Tensor) -> Tensor:\n" + encoder_embedding_lines(o) +
+         "    return emb\n";
+}
+
 std::string forward_source(const EncoderUNetModelOptions& o, size_t n_input) {
   const bool sp = spatial(o.pool);
   std::ostringstream s;
   s << "def forward(self, x: Tensor, timesteps: Tensor) -> Tensor:\n"
-    << input_checks_source(kNet, o.in_channels, o.channel_mult.size())
-    << "    emb = self.time_embed.forward(self.timestep_embedding(timesteps))\n"
+    << encoder_embedding_lines(o)
     << "    h = x.to(getattr(getattr(self.input_blocks, \"0\"), \"0\").weight.dtype)\n";
   if (sp) s << "    results: List[Tensor] = []\n";
   for (size_t i = 0; i < n_input; ++i) {
@@ -140,6 +152,7 @@ tj::Module make_encoder_unet_model(const EncoderUNetModelOptions& options) {
   add_net_attributes(m, o, "openai_encoder");
   add_string_attribute(m, "pool", o.pool);
   m.define(timestep_embedding_method(o.model_channels));
+  m.define(encoder_embed_source(o));
   m.define(forward_source(o, t.input_block_chans.size()));
   return m;
 }

@@ -15,11 +15,11 @@ namespace {
 
 constexpr const char* kNet = "UNetModel";
 
-// forward(), unrolled: TorchScript cannot index children with a loop variable.
-std::string forward_source(const UNetModelOptions& o, size_t n_input, size_t n_output) {
+// The lines of forward() up to the embedding `emb` (the input checks, the time embedding and
+// the labels'), shared with embed().
+std::string embedding_lines(const UNetModelOptions& o) {
   std::ostringstream s;
-  s << "def forward(self, x: Tensor, timesteps: Tensor, y: Optional[Tensor]=None) -> Tensor:\n"
-    << input_checks_source(kNet, o.in_channels, o.channel_mult.size())
+  s << input_checks_source(kNet, o.in_channels, o.channel_mult.size())
     << "    emb = self.time_embed.forward(self.timestep_embedding(timesteps))\n";
   if (o.num_classes > 0) {
     s << "    assert y is not None, \"UNetModel: y (class labels of shape (N,)) is required: "
@@ -40,6 +40,21 @@ std::string forward_source(const UNetModelOptions& o, size_t n_input, size_t n_o
     s << "    assert y is None, \"UNetModel: y was given but the model is not "
          "class-conditional (num_classes is not set)\"\n";
   }
+  return s.str();
+}
+
+// embed(x, timesteps, y): forward's checks and embedding alone, for the checkpointed
+// training walk (diffusion/openai_checkpointed.h), which runs the blocks itself.
+std::string embed_source(const UNetModelOptions& o) {
+  return "def embed(self, x: Tensor, timesteps: Tensor, y: Optional[Tensor]=None) -> Tensor:\n" +
+         embedding_lines(o) + "    return emb\n";
+}
+
+// forward(), unrolled: TorchScript cannot index children with a loop variable.
+std::string forward_source(const UNetModelOptions& o, size_t n_input, size_t n_output) {
+  std::ostringstream s;
+  s << "def forward(self, x: Tensor, timesteps: Tensor, y: Optional[Tensor]=None) -> Tensor:\n"
+    << embedding_lines(o);
   // The torso runs in the dtype of its convs (float16 with use_fp16), as their
   // h = x.type(self.dtype) does.
   s << "    h = x.to(getattr(getattr(self.input_blocks, \"0\"), \"0\").weight.dtype)\n";
@@ -125,6 +140,7 @@ tj::Module make_unet_model(const UNetModelOptions& options) {
   add_net_attributes(m, o, "openai_unet");
   add_int_attribute(m, "num_classes", o.num_classes);
   m.define(timestep_embedding_method(o.model_channels));
+  m.define(embed_source(o));
   m.define(forward_source(o, t.input_block_chans.size(), n_output));
   return m;
 }

@@ -1,5 +1,7 @@
 #include "models/unet.h"
 
+#include "models/openai_blocks.h"  // make_embedding: nn.Embedding
+
 #include <cmath>
 #include <sstream>
 #include <string>
@@ -49,24 +51,27 @@ def forward(self, x: Tensor, scale: Optional[Tensor]=None, shift: Optional[Tenso
 }
 
 tj::Module make_resnet_block(const JitBuilder& b, int64_t in, int64_t out, int64_t time_emb_dim,
-                             RmsScale norm_scale, double dropout) {
+                             RmsScale norm_scale, double dropout, int64_t classes_emb_dim) {
   tj::Module m = b.module("ResnetBlock");
   tj::Module act = b.silu();
-  tj::Module lin = b.linear(time_emb_dim, out * 2);
+  tj::Module lin = b.linear(time_emb_dim + classes_emb_dim, out * 2);
   m.register_module("mlp", b.sequential({act, lin}));
   m.register_module("block1", make_block(b, in, out, norm_scale, dropout));
   m.register_module("block2", make_block(b, out, out, norm_scale));
   const bool has_res_conv = in != out;
   if (has_res_conv) m.register_module("res_conv", b.conv2d(in, out, 1));
+  const bool classes = classes_emb_dim > 0;
   m.define(fill_source(R"TS(
-def forward(self, x: Tensor, time_emb: Tensor) -> Tensor:
-    t = self.mlp.forward(time_emb)[:, :, None, None]
+def forward(self, x: Tensor, time_emb: Tensor$class_arg) -> Tensor:
+    t = self.mlp.forward($cond)[:, :, None, None]
     scale, shift = t.chunk(2, 1)
     h = self.block1.forward(x, scale, shift)
     h = self.block2.forward(h)
     return h + $res
 )TS",
-                       {{"res", has_res_conv ? "self.res_conv.forward(x)" : "x"}}));
+                       {{"res", has_res_conv ? "self.res_conv.forward(x)" : "x"},
+                        {"class_arg", classes ? ", class_emb: Tensor" : ""},
+                        {"cond", classes ? "torch.cat([time_emb, class_emb], -1)" : "time_emb"}}));
   return m;
 }
 
@@ -168,6 +173,25 @@ tj::Module make_downsample(const JitBuilder& b, int64_t in, int64_t out) {
   return b.sequential({unshuffle, conv});
 }
 
+namespace {
+
+// classifier_free_guidance's Downsample: nn.Conv2d(in, out, 4, 2, 1).
+tj::Module make_strided_downsample(const JitBuilder& b, int64_t in, int64_t out) {
+  tj::Module m = b.module("Conv2d");
+  const int64_t fan_in = in * 16;
+  add_parameter(m, "weight", kaiming_uniform({out, in, 4, 4}, fan_in));
+  add_parameter(m, "bias", fan_in_uniform({out}, fan_in));
+  m.define(R"TS(
+def forward(self, x: Tensor) -> Tensor:
+    return torch.conv2d(x, self.weight, self.bias, [2, 2], [1, 1], [1, 1], 1)
+)TS");
+  add_int_attribute(m, "in_channels", in);
+  add_int_attribute(m, "out_channels", out);
+  return m;
+}
+
+}  // namespace
+
 tj::Module make_upsample(const JitBuilder& b, int64_t in, int64_t out) {
   tj::Module up = b.upsample_nearest(2);
   tj::Module conv = b.conv2d(in, out, 3);
@@ -200,6 +224,10 @@ void check_options(const UnetOptions& o) {
     TORCH_CHECK(o.dim_mults[i] > 0, "Unet: dim_mults must hold positive integers, got ",
                 o.dim_mults[i], " at index ", i);
   }
+  TORCH_CHECK(o.num_classes >= 0, "Unet: num_classes must be a positive integer (or 0 for none), got ",
+              o.num_classes);
+  TORCH_CHECK(!(o.num_classes > 0 && o.self_condition),
+              "Unet: num_classes (the classifier-free guidance Unet) has no self_condition");
   if (o.learned_sinusoidal_cond || o.random_fourier_features) {
     TORCH_CHECK(o.learned_sinusoidal_dim > 0 && o.learned_sinusoidal_dim % 2 == 0,
                 "Unet: learned_sinusoidal_dim must be a positive even integer, got ",
@@ -215,11 +243,25 @@ void check_options(const UnetOptions& o) {
 std::string unet_forward_source(const UnetOptions& o, size_t levels) {
   std::ostringstream s;
   const int64_t factor = int64_t{1} << (levels - 1);
-  s << "def forward(self, x: Tensor, time: Tensor, x_self_cond: Optional[Tensor]=None) -> Tensor:\n";
+  const bool classes = o.num_classes > 0;
+  const std::string k = std::to_string(o.num_classes);
+  const std::string tc = classes ? "t, c" : "t";  // what each ResnetBlock is conditioned on
+  s << (classes ? "def forward(self, x: Tensor, time: Tensor, y: Tensor) -> Tensor:\n"
+                : "def forward(self, x: Tensor, time: Tensor, x_self_cond: Optional[Tensor]=None) -> Tensor:\n");
   if (levels > 1) {
     s << "    assert x.size(2) % " << factor << " == 0 and x.size(3) % " << factor
       << " == 0, \"Unet: image height and width must be divisible by " << factor
       << ", got {}x{}\".format(x.size(2), x.size(3))\n";
+  }
+  if (classes) {
+    // Label K selects null_classes_emb: what their forward does for a dropped class, so one
+    // batched forward serves both halves of classifier-free guidance.
+    s << "    assert y.dim() == 1 and y.size(0) == x.size(0), \"Unet: y must hold one class label per image ({}); got shape {}\".format(x.size(0), y.size())\n"
+      << "    assert bool((y >= 0).all()) and bool((y <= " << k << ").all()), \"Unet: class labels must be in [0, " << k
+      << "] (" << k << ": no class); got {}..{}\".format(int(y.min()), int(y.max()))\n"
+      << "    e = torch.embedding(self.classes_emb.weight, y.clamp_max(" << o.num_classes - 1 << "))\n"
+      << "    c = torch.where((y == " << k << ")[:, None], self.null_classes_emb[None, :], e)\n"
+      << "    c = self.classes_mlp.forward(c)\n";
   }
   if (o.self_condition) {
     s << "    if x_self_cond is None:\n"
@@ -233,28 +275,28 @@ std::string unet_forward_source(const UnetOptions& o, size_t levels) {
        "    t = self.time_mlp.forward(time)\n";
   for (size_t i = 0; i < levels; ++i) {
     s << "    d" << i << " = getattr(self.downs, \"" << i << "\")\n"
-      << "    x = getattr(d" << i << ", \"0\").forward(x, t)\n"
+      << "    x = getattr(d" << i << ", \"0\").forward(x, " << tc << ")\n"
       << "    h" << 2 * i << " = x\n"
-      << "    x = getattr(d" << i << ", \"1\").forward(x, t)\n"
+      << "    x = getattr(d" << i << ", \"1\").forward(x, " << tc << ")\n"
       << "    x = getattr(d" << i << ", \"2\").forward(x)\n"
       << "    h" << 2 * i + 1 << " = x\n"
       << "    x = getattr(d" << i << ", \"3\").forward(x)\n";
   }
-  s << "    x = self.mid_block1.forward(x, t)\n"
+  s << "    x = self.mid_block1.forward(x, " << tc << ")\n"
        "    x = self.mid_attn.forward(x)\n"
-       "    x = self.mid_block2.forward(x, t)\n";
+       "    x = self.mid_block2.forward(x, " << tc << ")\n";
   for (size_t j = 0; j < levels; ++j) {
     const size_t level = levels - 1 - j;  // skips are popped last-in first-out
     s << "    u" << j << " = getattr(self.ups, \"" << j << "\")\n"
       << "    x = torch.cat([x, h" << 2 * level + 1 << "], 1)\n"
-      << "    x = getattr(u" << j << ", \"0\").forward(x, t)\n"
+      << "    x = getattr(u" << j << ", \"0\").forward(x, " << tc << ")\n"
       << "    x = torch.cat([x, h" << 2 * level << "], 1)\n"
-      << "    x = getattr(u" << j << ", \"1\").forward(x, t)\n"
+      << "    x = getattr(u" << j << ", \"1\").forward(x, " << tc << ")\n"
       << "    x = getattr(u" << j << ", \"2\").forward(x)\n"
       << "    x = getattr(u" << j << ", \"3\").forward(x)\n";
   }
   s << "    x = torch.cat([x, r], 1)\n"
-       "    x = self.final_res_block.forward(x, t)\n"
+       "    x = self.final_res_block.forward(x, " << tc << ")\n"
        "    return self.final_conv.forward(x)\n";
   return s.str();
 }
@@ -277,6 +319,25 @@ tj::Module make_unet(const UnetOptions& options) {
   m.register_module("time_mlp", make_time_mlp(b, o.dim, time_dim, o.learned_sinusoidal_cond,
                                               o.random_fourier_features,
                                               o.learned_sinusoidal_dim));
+  const bool classes = o.num_classes > 0;
+  const int64_t classes_dim = classes ? o.dim * 4 : 0;
+  if (classes) {
+    m.register_module("classes_emb", openai::make_embedding(b, o.num_classes, o.dim));
+    add_parameter(m, "null_classes_emb", at::randn({o.dim}, at::kFloat));
+    tj::Module lin1 = b.linear(o.dim, classes_dim);
+    tj::Module act = b.gelu();
+    tj::Module lin2 = b.linear(classes_dim, classes_dim);
+    m.register_module("classes_mlp", b.sequential({lin1, act, lin2}));
+  }
+  // Their classifier-free guidance module's RMSNorm scales by sqrt(channels), not by the
+  // image width as the guided_diffusion module's does.
+  const RmsScale norm = classes ? RmsScale::Channels : RmsScale::Width;
+  auto resnet_block = [&](int64_t in, int64_t out) {
+    return make_resnet_block(b, in, out, time_dim, norm, 0.0, classes_dim);
+  };
+  auto linear_attention = [&](int64_t d) {
+    return make_residual(b, make_pre_norm(b, d, make_linear_attention(b, d, 4, 32, norm), norm));
+  };
 
   std::vector<int64_t> dims{o.init_dim};
   for (int64_t mult : o.dim_mults) dims.push_back(o.dim * mult);
@@ -286,36 +347,40 @@ tj::Module make_unet(const UnetOptions& options) {
   for (size_t i = 0; i < levels; ++i) {
     const int64_t din = dims[i], dout = dims[i + 1];
     const bool last = i + 1 == levels;
-    tj::Module block1 = make_resnet_block(b, din, din, time_dim);
-    tj::Module block2 = make_resnet_block(b, din, din, time_dim);
-    tj::Module attn = make_residual(b, make_pre_norm(b, din, make_linear_attention(b, din)));
-    tj::Module down = last ? b.conv2d(din, dout, 3) : make_downsample(b, din, dout);
+    tj::Module block1 = resnet_block(din, din);
+    tj::Module block2 = resnet_block(din, din);
+    tj::Module attn = linear_attention(din);
+    tj::Module down = last      ? b.conv2d(din, dout, 3)
+                      : classes ? make_strided_downsample(b, din, dout)
+                                : make_downsample(b, din, dout);
     downs.push_back(b.module_list({block1, block2, attn, down}));
   }
   m.register_module("downs", b.module_list(downs));
 
   const int64_t mid = dims.back();
-  m.register_module("mid_block1", make_resnet_block(b, mid, mid, time_dim));
-  m.register_module("mid_attn", make_residual(b, make_pre_norm(b, mid, make_attention(b, mid))));
-  m.register_module("mid_block2", make_resnet_block(b, mid, mid, time_dim));
+  m.register_module("mid_block1", resnet_block(mid, mid));
+  m.register_module("mid_attn", make_residual(b, make_pre_norm(b, mid, make_attention(b, mid), norm)));
+  m.register_module("mid_block2", resnet_block(mid, mid));
 
   std::vector<tj::Module> ups;
   for (size_t j = 0; j < levels; ++j) {
     const size_t i = levels - 1 - j;
     const int64_t din = dims[i], dout = dims[i + 1];
     const bool last = j + 1 == levels;
-    tj::Module block1 = make_resnet_block(b, dout + din, dout, time_dim);
-    tj::Module block2 = make_resnet_block(b, dout + din, dout, time_dim);
-    tj::Module attn = make_residual(b, make_pre_norm(b, dout, make_linear_attention(b, dout)));
+    tj::Module block1 = resnet_block(dout + din, dout);
+    tj::Module block2 = resnet_block(dout + din, dout);
+    tj::Module attn = linear_attention(dout);
     tj::Module up = last ? b.conv2d(dout, din, 3) : make_upsample(b, dout, din);
     ups.push_back(b.module_list({block1, block2, attn, up}));
   }
   m.register_module("ups", b.module_list(ups));
 
   // The reference builds ResnetBlock(dim * 2, dim), which only runs when init_dim == dim;
-  // 2 * init_dim is the same there and also works otherwise.
-  m.register_module("final_res_block", make_resnet_block(b, o.init_dim * 2, o.dim, time_dim));
-  m.register_module("final_conv", b.conv2d(o.dim, o.out_dim, 1));
+  // 2 * init_dim is the same there and also works otherwise. Their classifier-free guidance
+  // Unet ends at init_dim.
+  const int64_t final_dim = classes ? o.init_dim : o.dim;
+  m.register_module("final_res_block", resnet_block(o.init_dim * 2, final_dim));
+  m.register_module("final_conv", b.conv2d(final_dim, o.out_dim, 1));
 
   add_string_attribute(m, "gd_kind", "unet");
   add_int_attribute(m, "dim", o.dim);
@@ -329,6 +394,10 @@ tj::Module make_unet(const UnetOptions& options) {
   add_bool_attribute(m, "random_fourier_features", o.random_fourier_features);
   add_bool_attribute(m, "random_or_learned_sinusoidal_cond", fourier);
   add_int_attribute(m, "learned_sinusoidal_dim", o.learned_sinusoidal_dim);
+  if (classes) {
+    add_int_attribute(m, "num_classes", o.num_classes);
+    add_int_attribute(m, "null_class", o.num_classes);
+  }
 
   m.define(unet_forward_source(o, levels));
   return m;

@@ -36,6 +36,12 @@ struct UnetOptions {
   bool random_fourier_features = false;
   /// `learned_sinusoidal_dim`: size of those features (even).
   int64_t learned_sinusoidal_dim = 16;
+  /// `num_classes` > 0: the class-conditional Unet of the reference's classifier-free
+  /// guidance module (classifier_free_guidance.Unet) instead: `classes_emb` Embedding(K, dim),
+  /// `null_classes_emb` (dim,), `classes_mlp`, every ResnetBlock's mlp over [time, class]
+  /// embeddings, strided 4x4 convolutions to downsample and a final ResnetBlock to init_dim.
+  /// Its forward takes labels y in [0, K], K standing for "no class" (their dropped class).
+  int64_t num_classes = 0;
 };
 
 /// Builds the Unet with freshly initialized weights (PyTorch's default init, drawn from
@@ -45,6 +51,8 @@ struct UnetOptions {
 /// returns (B, out_dim, H, W). Attributes: gd_kind = "unet", dim, init_dim, out_dim,
 /// dim_mults, channels, self_condition, learned_variance, learned_sinusoidal_cond,
 /// random_fourier_features, random_or_learned_sinusoidal_cond, learned_sinusoidal_dim.
+/// With num_classes: forward(self, x, time, y: Tensor) instead, and the attributes
+/// num_classes and null_class (= num_classes, the label that selects null_classes_emb).
 /// Throws c10::Error naming the bad option.
 torch::jit::Module make_unet(const UnetOptions& options);
 
@@ -59,10 +67,12 @@ torch::jit::Module make_block(const JitBuilder& b, int64_t in, int64_t out,
 /// ResnetBlock(i, o, time_emb_dim): `mlp` = Sequential(SiLU, Linear(time_emb_dim, 2o)),
 /// `block1` (with the dropout), `block2`, `res_conv` Conv(i, o, 1) when i != o.
 /// forward(x, time_emb) -> block2(block1(x, scale, shift)) + res_conv(x).
+/// classes_emb_dim > 0: the mlp's Linear takes time_emb_dim + classes_emb_dim features and
+/// forward(x, time_emb, class_emb) feeds it cat([time_emb, class_emb], -1).
 torch::jit::Module make_resnet_block(const JitBuilder& b, int64_t in, int64_t out,
                                      int64_t time_emb_dim,
                                      RmsScale norm_scale = RmsScale::Width,
-                                     double dropout = 0.0);
+                                     double dropout = 0.0, int64_t classes_emb_dim = 0);
 
 /// LinearAttention(d): `to_qkv` Conv(d, 3*heads*dim_head, 1, no bias),
 /// `to_out` = Sequential(Conv(heads*dim_head, d, 1), RMSNorm(d)). forward(x).
