@@ -14,7 +14,7 @@ import * as os from 'os';
 import { execSync } from 'child_process';
 import { Command } from 'commander';
 import { classifierGuidance, GaussianDiffusion, loadFashionMnist, saveImage, Tensor, torch } from '../lib';
-import { entropyBits, judgeAccuracies, judges, realSpread, relativeSpread, ROOT } from './eval-common';
+import { entropyBits, judgeAccuracies, judges, judgeSamples, realSpread, relativeSpread, ROOT } from './eval-common';
 
 interface Flags {
   n: number;
@@ -88,13 +88,7 @@ async function main(): Promise<void> {
     const wall = (performance.now() - t0) / 1000;
 
     const images = await setting.run(y, { seed: flags.seed });
-    const x = torch.tidy(() => images.mul(2).sub(1)); // sample() returns [0, 1]; the judges read [-1, 1]
-    const got = judged.map((j) => {
-      const labels = j.labels(x);
-      const out = labels.toArray() as number[];
-      labels.dispose();
-      return out;
-    });
+    const { x, got } = judgeSamples(judged, images);
     const hits = got.map((g) => g.filter((l, i) => l === wanted[i]).length / g.length);
     rows.push([
       setting.name,

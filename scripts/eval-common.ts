@@ -152,6 +152,18 @@ export async function judges(steps: number, log: (s: string) => void, device: De
   }
 }
 
+/** Samples as the judges read them ([-1, 1]; sample() returns [0, 1]) and each judge's labels of them. */
+export function judgeSamples(judged: Judge[], images: Tensor): { x: Tensor; got: number[][] } {
+  const x = torch.tidy(() => images.mul(2).sub(1));
+  const got = judged.map((j) => {
+    const labels = j.labels(x);
+    const out = labels.toArray() as number[];
+    labels.dispose();
+    return out;
+  });
+  return { x, got };
+}
+
 /** Each judge's share of the test set it labels right. */
 export function judgeAccuracies(judged: Judge[], test: { images: Tensor; labels: Tensor }, log: (s: string) => void): number[] {
   const testLabels = test.labels.toArray() as number[];

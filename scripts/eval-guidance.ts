@@ -18,7 +18,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Command } from 'commander';
 import { classifierGuidance, GaussianDiffusion, loadFashionMnist, loadSafetensors, Module, saveImage, saveSafetensors, Tensor, torch } from '../lib';
-import { CACHE, entropyBits, judgeAccuracies, judges, realSpread, relativeSpread } from './eval-common';
+import { CACHE, entropyBits, judgeAccuracies, judges, judgeSamples, realSpread, relativeSpread } from './eval-common';
 
 interface Flags {
   n: number;
@@ -112,13 +112,7 @@ async function main(): Promise<void> {
   for (const scale of flags.scales) {
     const started = Date.now();
     const images = await samples(diffusion, classifier, y, scale, flags);
-    const x = torch.tidy(() => images.mul(2).sub(1)); // sample() returns [0, 1]; the judges read [-1, 1]
-    const got = judged.map((j) => {
-      const labels = j.labels(x);
-      const out = labels.toArray() as number[];
-      labels.dispose();
-      return out;
-    });
+    const { x, got } = judgeSamples(judged, images);
     const hits = got.map((g) => g.filter((l, i) => l === wanted[i]).length / g.length);
     const spread = relativeSpread(x, flags.n, real);
     const worst = got.map(
