@@ -53,10 +53,10 @@ describe('pretrained(): a name is a name', () => {
   it('paths are refused as names and pointed at the dir option; unknown names list the shipped ones', () => {
     for (const name of ['/etc', '../../../etc', './models/fashion-mnist', 'models/fashion-mnist']) {
       assert.throws(() => GaussianDiffusion.pretrained(name), {
-        message: `pretrained: '${name}' is a path, not a model name: the package ships 'fashion-mnist'; load a model directory of your own with pretrained(undefined, { dir: '${name}' })`,
+        message: `pretrained: '${name}' is a path, not a model name: the package ships 'fashion-mnist', 'fashion-mnist-cfg'; load a model directory of your own with pretrained(undefined, { dir: '${name}' })`,
       });
     }
-    assert.throws(() => GaussianDiffusion.pretrained('imagenet'), { message: "pretrained: no model 'imagenet': the package ships 'fashion-mnist' (retrained by npm run train:default)" });
+    assert.throws(() => GaussianDiffusion.pretrained('imagenet'), { message: "pretrained: no model 'imagenet': the package ships 'fashion-mnist', 'fashion-mnist-cfg' (retrained by npm run train:default)" });
     assert.throws(() => GaussianDiffusion.pretrained(undefined, { dir: '/tmp' }), { message: 'pretrained: /tmp holds no model.json (a model directory holds model.json, unet.pt and classifier.pt)' });
     assert.throws(() => GaussianDiffusion.pretrained('fashion-mnist', { steps: 20 } as never), { name: 'TypeError', message: "pretrained: unknown option 'steps'" });
   });
