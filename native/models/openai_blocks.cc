@@ -12,6 +12,9 @@ namespace tj = torch::jit;
 
 namespace {
 
+// Attention over this many tokens or more runs the fused kernel (make_qkv_attention).
+constexpr int64_t kFlashAttentionLength = 512;
+
 std::string str(int64_t v) { return std::to_string(v); }
 
 int64_t heads_for(int64_t channels, int64_t num_heads, int64_t num_head_channels) {
@@ -224,6 +227,14 @@ tj::Module make_qkv_attention(const JitBuilder& b, int64_t heads, int64_t ch, bo
     k = (k * scale).view(bs * $heads, ch, length)
     v = v.reshape(bs * $heads, ch, length)
 )TS";
+  // From `flash_length` tokens on, the length x length weights of the einsum no longer fit in
+  // the caches and its bmm and softmax run at memory speed (a 32x32 level of the 64x64 net:
+  // 100 MB of weights per block); the fused kernel of scaled_dot_product_attention (CPU: flash
+  // attention) works in tiles and is 5-9x faster there, forward and backward, and slower below
+  // (bench/OPENAI_NETS.md). It needs each head's q, k, v as contiguous [length, ch] rows; its
+  // softmax accumulates in float32 as theirs; it scales the product by ch^-1/2 at once.
+  const char* heads_view = legacy ? "qkv.view(bs, $heads, 3, ch, length).transpose(3, 4).contiguous().unbind(2)"
+                                  : "qkv.view(bs, 3, $heads, ch, length).transpose(3, 4).contiguous().unbind(1)";
   m.define(fill_source(std::string(R"TS(
 def forward(self, qkv: Tensor) -> Tensor:
     bs = qkv.size(0)
@@ -232,7 +243,11 @@ def forward(self, qkv: Tensor) -> Tensor:
     assert width == 3 * $heads * $ch, "QKVAttention: expected {} channels, got {}".format(3 * $heads * $ch, width)
     ch = $ch
     scale = $scale
-)TS") + split + R"TS(
+    if length >= $flash_length:
+        qkv_heads = )TS") + heads_view + R"TS(
+        a = torch.scaled_dot_product_attention(qkv_heads[0], qkv_heads[1], qkv_heads[2])
+        return a.transpose(2, 3).reshape(bs, -1, length)
+)TS" + split + R"TS(
     weight = torch.einsum("bct,bcs->bts", [q, k])
     weight = torch.softmax(weight.float(), -1).to(weight.dtype)
     a = torch.einsum("bts,bcs->bct", [weight, v])
@@ -240,7 +255,8 @@ def forward(self, qkv: Tensor) -> Tensor:
 )TS",
                        {{"heads", str(heads)},
                         {"ch", str(ch)},
-                        {"scale", script_float(1.0 / std::sqrt(std::sqrt(static_cast<double>(ch))))}}));
+                        {"scale", script_float(1.0 / std::sqrt(std::sqrt(static_cast<double>(ch))))},
+                        {"flash_length", std::to_string(kFlashAttentionLength)}}));
   add_int_attribute(m, "n_heads", heads);
   return m;
 }
