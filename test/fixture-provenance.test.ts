@@ -20,6 +20,7 @@ const REFERENCE: Record<string, RegExp> = {
   'openai-resume': /openai\/guided-diffusion$/,
   'openai-classifier': /openai\/guided-diffusion$/,
   'openai-fp16': /openai\/guided-diffusion$/,
+  'openai-attention': /openai\/guided-diffusion$/,
   lucidrains: /lucidrains\/denoising-diffusion-pytorch$/,
   'lucidrains-cfg': /lucidrains\/denoising-diffusion-pytorch$/,
   repaint: /andreas128\/RePaint$/,
