@@ -141,7 +141,7 @@ function report(args: Args, measured: Measured[], profile: OpenAIProfile | null,
     const gflop = (flops.unetFlops + flops.guidanceFlops) / 1e9;
     lines.push('', `FLOPs of a step (64x64, batch ${first.row.batch}, torch.utils.flop_counter): UNet forward ${fmt(flops.unetFlops / 1e9, 0)} GFLOP + classifier forward and backward ${fmt(flops.guidanceFlops / 1e9, 0)} GFLOP = ${fmt(gflop, 0)} GFLOP; ` +
       `a 2048x2048 float32 matmul runs at ${fmt(flops.peakGflops, 1)} GFLOP/s on 1 thread here, at which rate a step would take ${fmt(gflop / flops.peakGflops, 2)} s at 1 thread ` +
-      `(ours: ${fmt(cpuStepMs(first.ours) / 1000, 2)} s CPU, theirs: ${fmt(cpuStepMs(first.python) / 1000, 2)} s CPU): both run faster than that (oneDNN's convolutions beat that matmul), so neither is far from what this CPU's float32 kernels do; the profile below shows where the rest goes: attention's bmm and softmax over 1,024 tokens of 64 channels (memory-bound), and copies.`);
+      `(ours: ${fmt(cpuStepMs(first.ours) / 1000, 2)} s CPU, theirs: ${fmt(cpuStepMs(first.python) / 1000, 2)} s CPU): both run faster than that (oneDNN's convolutions beat that matmul), so neither is far from what this CPU's float32 kernels do; the profile below shows where the time goes: convolutions on both sides, and on theirs attention's bmm and softmax over 1,024 tokens of 64 channels (memory-bound), where ours runs the fused attention kernel.`);
   }
   if (profile) {
     lines.push('', `## One guided step op by op (${profileRow.net}, batch ${profileRow.batch}, ${profileRow.threads} thread(s), torch.profiler in one Python process)`, '',
