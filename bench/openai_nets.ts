@@ -42,18 +42,14 @@ interface Row {
   batch: number;
   threads: number;
   autocast: 'bfloat16' | null;
-  channelsLast?: boolean;
 }
 
 const ROWS: Row[] = [
   { net: '64x64', batch: 4, threads: 1, autocast: null },
   { net: '64x64', batch: 4, threads: 2, autocast: null },
-  { net: '64x64', batch: 4, threads: 1, autocast: null, channelsLast: true },
-  { net: '64x64', batch: 4, threads: 2, autocast: null, channelsLast: true },
   { net: '64x64', batch: 4, threads: 2, autocast: 'bfloat16' },
   { net: '128x128', batch: 1, threads: 2, autocast: null },
 ];
-const precision = (row: Row): string => `${row.autocast ? 'bf16 autocast (UNet)' : 'float32'}${row.channelsLast ? ', UNet channels_last' : ''}`;
 
 type Args = OpenaiBenchArgs;
 
@@ -88,7 +84,6 @@ function specFor(args: Args, row: Row, dir: string): OpenAISpec {
     classifierScale: 1,
     seed: 7,
     autocast: row.autocast,
-    channelsLast: row.channelsLast ?? false,
   };
 }
 
@@ -108,11 +103,11 @@ async function measure(args: Args, row: Row, dir: string, log: (s: string) => vo
   for (let round = 0; round < args.rounds; round++) {
     const order: ('ours' | 'python')[] = round % 2 === 0 ? ['ours', 'python'] : ['python', 'ours'];
     for (const side of order) {
-      const flops = side === 'python' && round === 0 && row.threads === 1 && !row.autocast && !row.channelsLast;
+      const flops = side === 'python' && round === 0 && row.threads === 1 && !row.autocast;
       const child = side === 'ours' ? await ours('sample', spec) : await python('sample', { ...spec, flops });
       m[side].push(child.result);
       m.externalCores.push(child.externalCores);
-      log(`${row.net} batch ${row.batch} ${row.threads}t ${precision(row)} ${side}: ${child.result.msPerStep.map((v) => fmt(v / 1000, 2)).join(', ')} s/step, cpu ${fmt(child.result.cpuMsPerStep / 1000, 2)} s/step, other load ${fmt(child.externalCores, 2)} cores`);
+      log(`${row.net} batch ${row.batch} ${row.threads}t ${row.autocast ?? 'float32'} ${side}: ${child.result.msPerStep.map((v) => fmt(v / 1000, 2)).join(', ')} s/step, cpu ${fmt(child.result.cpuMsPerStep / 1000, 2)} s/step, other load ${fmt(child.externalCores, 2)} cores`);
     }
   }
   return m;
@@ -126,7 +121,7 @@ function report(args: Args, measured: Measured[], profile: OpenAIProfile | null,
     const oc = cpuStepMs(m.ours);
     const pc = cpuStepMs(m.python);
     const rss = (rs: OpenAIResult[]): number => Math.max(...rs.map((r) => r.rssPeakKiB));
-    return [m.row.net, m.row.batch, m.row.threads, precision(m.row), fmt(o / 1000, 2), fmt(p / 1000, 2), fmt(p / o, 2), fmt(oc / 1000, 2), fmt(pc / 1000, 2), fmt(pc / oc, 2),
+    return [m.row.net, m.row.batch, m.row.threads, m.row.autocast ? 'bf16 autocast (UNet)' : 'float32', fmt(o / 1000, 2), fmt(p / 1000, 2), fmt(p / o, 2), fmt(oc / 1000, 2), fmt(pc / 1000, 2), fmt(pc / oc, 2),
       `${Math.round(median(m.ours.map((r) => r.faultsPerStep)))} / ${Math.round(median(m.python.map((r) => r.faultsPerStep)))}`, `${mib(rss(m.ours))} / ${mib(rss(m.python))}`, fmt(Math.max(...m.externalCores), 2)];
   });
   const lines = [

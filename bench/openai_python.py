@@ -7,7 +7,7 @@
 The JSON (bench/openai_nets.ts, OpenAISpec): repo, modelFlags, classifierFlags (their flag
 dicts), files {model, classifier}, batch, threads, steps (timed DDIM steps), warmupSteps,
 classifierScale, seed, autocast (null or "bfloat16": the UNet's forward under torch.autocast
-on the CPU), channelsLast (the UNet in channels_last), flops (also count one step's FLOPs). Prints one line `BENCH_RESULT {json}`.
+on the CPU), flops (also count one step's FLOPs). Prints one line `BENCH_RESULT {json}`.
 """
 
 import json
@@ -73,19 +73,6 @@ def prepare():
 def guided_fns(model, classifier, y):
     """model_fn and cond_fn as their classifier_sample.py writes them."""
     autocast = spec.get("autocast")
-    if spec.get("channelsLast"):
-        # Their AttentionBlock reshapes to (b, c, t), which gives NCHW back: turned into
-        # channels_last again after each, so that every conv runs the NHWC kernels.
-        from guided_diffusion.unet import AttentionBlock
-
-        model = model.to(memory_format=th.channels_last)
-        for block in model.modules():
-            if isinstance(block, AttentionBlock):
-                block.register_forward_hook(lambda _m, _i, out: out.contiguous(memory_format=th.channels_last))
-        unet = model
-
-        def model(x, t, y=None):
-            return unet(x.contiguous(memory_format=th.channels_last), t, y).contiguous()
 
     def model_fn(x, t, y=None):
         if autocast:

@@ -23,10 +23,6 @@ export interface OpenAISpec {
   seed: number;
   /** The UNet's forward under CPU autocast in this dtype (both sides); null: float32. */
   autocast: 'bfloat16' | null;
-  /** The UNet in channels_last (both sides): ours by the diffusion's memoryFormat option, theirs
-   * by model.to(memory_format), a channels_last input and the attention blocks' outputs turned
-   * back to channels_last (their reshape gives NCHW). */
-  channelsLast: boolean;
   /** Python side: also count one step's FLOPs and a matmul peak. */
   flops?: boolean;
 }

@@ -15,9 +15,7 @@ function usage(): { cpu: number; faults: number; wall: number } {
 
 function nets(spec: OpenAISpec, respacing: string) {
   const flags = { ...spec.modelFlags, timestep_respacing: respacing };
-  const { model, diffusion } = openai.createModelAndDiffusion(flags, {
-    device: 'cpu', ...(spec.autocast ? { autocast: spec.autocast } : {}), ...(spec.channelsLast ? { memoryFormat: 'channelsLast' as const } : {}),
-  });
+  const { model, diffusion } = openai.createModelAndDiffusion(flags, { device: 'cpu', ...(spec.autocast ? { autocast: spec.autocast } : {}) });
   model.loadStateDict(spec.files.model).eval();
   const classifier = openai.createClassifier(spec.classifierFlags, { device: 'cpu' }).loadStateDict(spec.files.classifier).eval();
   return { model, diffusion, classifier };

@@ -93,12 +93,6 @@ export interface GaussianDiffusionOptions {
   /** Run the model's forward under autocast in this dtype (guidance stays float32): 'float16' or 'bfloat16' on CUDA, 'bfloat16' on the CPU. */
   autocast?: 'float16' | 'bfloat16';
   /**
-   * The layout the model's input is handed over in (PyTorch's memory_format): 'channelsLast'
-   * runs oneDNN's NHWC convolutions, faster on the CPU at large resolutions, with rounding that
-   * differs from the default 'contiguous' (NCHW) in the last bits. Outputs are contiguous either way.
-   */
-  memoryFormat?: 'contiguous' | 'channelsLast';
-  /**
    * CUDA only: after a few eager steps, capture the model call into a CUDA graph and replay it
    * (one launch a step instead of hundreds). Checked against an eager call once; a model that
    * cannot be captured runs eagerly. Default: true on CUDA. See torch.cuda.graphStats().
@@ -115,7 +109,7 @@ export interface GaussianDiffusionOptions {
 const DIFFUSION_KEYS: KeysOf<GaussianDiffusionOptions> = {
   imageSize: true, channels: true, timesteps: true, samplingTimesteps: true, objective: true, betaSchedule: true, scheduleFnKwargs: true,
   modelVarType: true, timestepRespacing: true, rescaleTimesteps: true, epsFromX0: true, condFnInput: true, ddimSamplingEta: true,
-  autoNormalize: true, clipDenoised: true, clipAfterGuidance: true, lossType: true, device: true, autocast: true, memoryFormat: true, cudaGraph: true, defaultSampler: true,
+  autoNormalize: true, clipDenoised: true, clipAfterGuidance: true, lossType: true, device: true, autocast: true, cudaGraph: true, defaultSampler: true,
 };
 
 export interface SampleProgress {
@@ -274,8 +268,8 @@ export function checkSeed(seed: unknown): number {
 
 export class GaussianDiffusion {
   readonly model: Module;
-  readonly options: Required<Omit<GaussianDiffusionOptions, 'device' | 'autocast' | 'memoryFormat' | 'cudaGraph' | 'timestepRespacing' | 'defaultSampler'>> &
-    Pick<GaussianDiffusionOptions, 'autocast' | 'memoryFormat' | 'timestepRespacing' | 'defaultSampler'> & { device: Device; cudaGraph: boolean };
+  readonly options: Required<Omit<GaussianDiffusionOptions, 'device' | 'autocast' | 'cudaGraph' | 'timestepRespacing' | 'defaultSampler'>> &
+    Pick<GaussianDiffusionOptions, 'autocast' | 'timestepRespacing' | 'defaultSampler'> & { device: Device; cudaGraph: boolean };
   private readonly native: NativeDiffusion;
 
   constructor(model: Module, options: GaussianDiffusionOptions) {
@@ -313,7 +307,6 @@ export class GaussianDiffusion {
       lossType,
       ...(respacing !== undefined ? { timestepRespacing: respacing } : {}),
       ...(options.autocast !== undefined ? { autocast: options.autocast } : {}),
-      ...(options.memoryFormat !== undefined ? { memoryFormat: options.memoryFormat } : {}),
     };
     if (respacing === undefined && resolved.samplingTimesteps !== undefined && resolved.samplingTimesteps > timesteps) {
       throw new RangeError(`samplingTimesteps (${resolved.samplingTimesteps}) cannot exceed timesteps (${timesteps})`);

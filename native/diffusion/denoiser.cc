@@ -157,7 +157,7 @@ at::Tensor Denoiser::forward(const at::Tensor& x, const at::Tensor& t, const at:
 
 at::Tensor Denoiser::forward_once(const at::Tensor& x, const at::Tensor& t, const at::Tensor& x_self_cond,
                                   const at::Tensor& labels) const {
-  std::vector<c10::IValue> inputs{channels_last_ && x.dim() == 4 ? x.contiguous(at::MemoryFormat::ChannelsLast) : x, t};
+  std::vector<c10::IValue> inputs{x, t};
   if (takes_labels_) {
     if (labels.defined()) {
       if (labels.size(0) != x.size(0)) {
@@ -190,7 +190,6 @@ at::Tensor Denoiser::forward_once(const at::Tensor& x, const at::Tensor& t, cons
   }
   at::Tensor y = out.toTensor();
   if (autocast_ && y.scalar_type() != x.scalar_type()) y = y.to(x.scalar_type());
-  if (channels_last_) y = y.contiguous();
   std::vector<int64_t> expected = x.sizes().vec();
   if (learned_variance() && expected.size() > 1) expected[1] *= 2;
   if (y.sizes() != at::IntArrayRef(expected)) {

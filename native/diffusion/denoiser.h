@@ -97,10 +97,6 @@ class Denoiser {
   // the CPU: kBFloat16); the output is cast back to float32. Guidance stays in float32.
   void set_autocast(std::optional<at::ScalarType> dtype) { autocast_ = dtype; }
   std::optional<at::ScalarType> autocast() const { return autocast_; }
-  // Hands forward() 4-d inputs in channels_last: oneDNN's convolutions run NHWC kernels, much
-  // faster on the CPU than their NCHW ones at large resolutions; rounding differs from NCHW.
-  void set_channels_last(bool on) { channels_last_ = on; }
-  bool channels_last() const { return channels_last_; }
 
   Objective objective() const { return objective_; }
   bool self_condition() const { return self_condition_; }
@@ -126,7 +122,6 @@ class Denoiser {
   VarianceType variance_type_ = VarianceType::FixedSmall;
   bool eps_from_x0_ = false;
   std::optional<at::ScalarType> autocast_;
-  bool channels_last_ = false;
 };
 
 // Throws std::invalid_argument when this objective cannot sample this schedule: pred_noise on

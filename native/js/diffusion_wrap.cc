@@ -89,14 +89,6 @@ class DiffusionWrap : public Napi::ObjectWrap<DiffusionWrap> {
         }
         denoiser->set_autocast(dtype == "float16" ? at::kHalf : at::kBFloat16);
       }
-      Napi::Value memory_format = Option(o, "memoryFormat");
-      if (!IsMissing(memory_format)) {
-        const std::string format = ToString(memory_format, "memoryFormat");
-        if (format != "contiguous" && format != "channelsLast") {
-          ThrowRange(env, "memoryFormat must be 'contiguous' or 'channelsLast'; got '" + format + "'");
-        }
-        denoiser->set_channels_last(format == "channelsLast");
-      }
       Napi::Value cuda_graph = Option(o, "cudaGraph");
       cuda_graph_ = IsMissing(cuda_graph) ? device_.is_cuda() : ToBool(cuda_graph, "cudaGraph");
       if (cuda_graph_ && !device_.is_cuda()) ThrowRange(env, "cudaGraph needs a CUDA device; this diffusion samples on " + device_.str());

@@ -281,17 +281,10 @@ def forward(self, x: Tensor) -> Tensor:
     c = x.size(1)
     hh = x.size(2)
     ww = x.size(3)
-    # A channels_last input gives a channels_last output, so that the convs after this block
-    # keep oneDNN's NHWC kernels (GaussianDiffusionOptions.memoryFormat). Memory format 2 is
-    # torch.channels_last (define() does not resolve the name).
-    channels_last = x.is_contiguous(memory_format=2) and not x.is_contiguous()
     x = x.reshape(b, c, -1)
     qkv = self.qkv.forward(self.norm.forward(x))
     h = self.proj_out.forward(self.attention.forward(qkv))
-    out = (x + h).reshape(b, c, hh, ww)
-    if channels_last:
-        out = out.contiguous(memory_format=2)
-    return out
+    return (x + h).reshape(b, c, hh, ww)
 )TS");
   add_int_attribute(m, "num_heads", heads);
   return m;
