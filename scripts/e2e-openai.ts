@@ -13,7 +13,10 @@
 //      each sample shows.
 // Each stage is skipped when its output exists in --work (default .gd-cache/e2e-openai), so a
 // rerun only samples and judges again. The report goes to stdout (and --out), the picture to --picture.
-//   node dist/scripts/e2e-openai.js [--train-images 10000] [--steps 3500,1500] [--classifier-steps 2000] [--scales 0,1,3,10] [--n 10] [--out FILE] [--picture FILE]
+// Sampling runs once per --precisions entry: float32, and the UNet's forward under bfloat16
+// autocast (guidance in float32), so the two are judged on the same trained weights and seeds.
+//   node dist/scripts/e2e-openai.js [--train-images 10000] [--steps 3500,1500] [--classifier-steps 2000] [--scales 0,1,3,10]
+//     [--precisions float32,bfloat16] [--n 10] [--out FILE] [--picture FILE]
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -40,6 +43,7 @@ interface Flags {
   classifierBatchSize: number;
   respacing: string;
   scales: number[];
+  precisions: Precision[];
   n: number;
   seed: number;
   threads: number;
@@ -49,6 +53,13 @@ interface Flags {
 }
 
 const list = (v: string): number[] => v.split(',').filter((s) => s !== '').map(Number);
+type Precision = 'float32' | 'bfloat16';
+function precisions(v: string): Precision[] {
+  const out = v.split(',').filter((s) => s !== '');
+  const bad = out.filter((p) => p !== 'float32' && p !== 'bfloat16');
+  if (bad.length > 0 || out.length === 0) throw new Error(`--precisions takes float32 and/or bfloat16, got ${JSON.stringify(v)}`);
+  return out as Precision[];
+}
 const log = (s: string): void => console.error(s);
 
 /** Fashion-MNIST images as 28x28 grayscale PNGs named c{label}_{index}.png (class = prefix). */
@@ -124,6 +135,7 @@ async function main(): Promise<void> {
     .option('--classifier-batch-size <n>', "the classifier's batch_size", (v) => parseInt(v, 10), 64)
     .option('--respacing <spec>', 'timestep_respacing of the sampler', '100')
     .option('--scales <list>', 'classifier_scale values (0: unguided)', list, [0, 1, 3, 10])
+    .option('--precisions <list>', "the UNet forward's precision when sampling: float32, bfloat16 (autocast)", precisions, ['float32', 'bfloat16'])
     .option('--n <n>', 'samples per class and scale', (v) => parseInt(v, 10), 10)
     .option('--seed <n>', 'seed of the training runs and of sampling', (v) => parseInt(v, 10), 1)
     .option('--threads <n>', 'intra-op threads', (v) => parseInt(v, 10), 2)
@@ -173,7 +185,7 @@ async function main(): Promise<void> {
   const accuracies = judgeAccuracies(judged, test, log);
   torch.dispose([test.images, test.labels]);
   const sampleFlags = openai.parseFlags(`${MODEL_FLAGS} ${CLASSIFIER_FLAGS} ${DIFFUSION_FLAGS} --timestep_respacing ${flags.respacing}`);
-  const { model, diffusion } = openai.createModelAndDiffusion(sampleFlags);
+  const model = openai.createModel(sampleFlags);
   model.loadStateDict(path.join(modelDir, `ema_0.999_${String(s1 + s2).padStart(6, '0')}.pt`));
   model.eval();
   const classifier = openai.createClassifier(sampleFlags);
@@ -186,24 +198,40 @@ async function main(): Promise<void> {
   const rows: string[][] = [];
   const both = (f: (k: number) => string): string => judged.map((_, k) => f(k)).join(' / ');
   const picture: Tensor[] = [];
-  for (const scale of flags.scales) {
-    torch.manualSeed(flags.seed);
-    const t0 = performance.now();
-    const images = await diffusion.sample({
-      sampler: 'ancestral',
-      batchSize: y.shape[0],
-      ...(scale > 0 ? { condFn: classifierGuidance, guidanceKwargs: { classifier, y, classifierScale: scale } } : {}),
-    });
-    const wall = (performance.now() - t0) / 1000;
-    const gray = forJudges(images);
-    images.dispose();
-    const { x, got } = judgeSamples(judged, gray);
-    const hits = got.map((g) => g.filter((l, i) => l === wanted[i]).length / g.length);
-    rows.push([scale === 0 ? '0 (unguided)' : String(scale), both((k) => `${(hits[k] * 100).toFixed(0)}%`), both((k) => entropyBits(got[k], classes).toFixed(2)), `${wall.toFixed(0)} s`]);
-    log(rows[rows.length - 1].join(' | '));
-    x.dispose();
-    if (scale === 0 || scale === flags.scales[flags.scales.length - 1]) picture.push(gray);
-    else gray.dispose();
+  // Labels the judges gave the first precision's samples, per scale: the other precision's agreement with them.
+  const firstLabels = new Map<number, number[][]>();
+  for (const precision of flags.precisions) {
+    const diffusion = openai.createGaussianDiffusion(model, sampleFlags, precision === 'bfloat16' ? { autocast: 'bfloat16' } : {});
+    for (const scale of flags.scales) {
+      torch.manualSeed(flags.seed);
+      const t0 = performance.now();
+      const images = await diffusion.sample({
+        sampler: 'ancestral',
+        batchSize: y.shape[0],
+        ...(scale > 0 ? { condFn: classifierGuidance, guidanceKwargs: { classifier, y, classifierScale: scale } } : {}),
+      });
+      const wall = (performance.now() - t0) / 1000;
+      const gray = forJudges(images);
+      images.dispose();
+      const { x, got } = judgeSamples(judged, gray);
+      const hits = got.map((g) => g.filter((l, i) => l === wanted[i]).length / g.length);
+      const first = precision === flags.precisions[0];
+      if (first) firstLabels.set(scale, got);
+      const reference = firstLabels.get(scale);
+      const same = first || !reference ? '' : both((k) => `${((got[k].filter((l, i) => l === reference[k][i]).length / got[k].length) * 100).toFixed(0)}%`);
+      rows.push([
+        precision,
+        scale === 0 ? '0 (unguided)' : String(scale),
+        both((k) => `${(hits[k] * 100).toFixed(0)}%`),
+        both((k) => entropyBits(got[k], classes).toFixed(2)),
+        same,
+        `${wall.toFixed(0)} s`,
+      ]);
+      log(rows[rows.length - 1].join(' | '));
+      x.dispose();
+      if (first && (scale === 0 || scale === flags.scales[flags.scales.length - 1])) picture.push(gray);
+      else gray.dispose();
+    }
   }
   if (flags.picture && picture.length === 2) {
     // Per class: its unguided row, then its guided row.
@@ -218,7 +246,8 @@ async function main(): Promise<void> {
   const curve = (text: string, key: string): string => logged(text, key).map(([s, v]) => `${s}: ${v.toPrecision(3)}`).join(', ');
   const wallOf = (text: string): string => /wall (\d+) s/.exec(text)?.[1] ?? '?';
   const commit = execSync('git rev-parse --short HEAD', { cwd: ROOT }).toString().trim();
-  const header = ['classifier_scale', 'judged as the requested class (A / B)', 'class entropy, bits, max 3.32 (A / B)', `${classes * flags.n} samples: wall`];
+  const header = ['UNet forward', 'classifier_scale', 'judged as the requested class (A / B)', 'class entropy, bits, max 3.32 (A / B)',
+    `same class as ${flags.precisions[0]}'s sample of the same seed (A / B)`, `${classes * flags.n} samples: wall`];
   const report = [
     `Commit ${commit}, ${flags.threads} intra-op thread(s) on ${os.cpus()[0]?.model ?? '?'}, ${os.cpus().length} cores. Training folder: the first ${flags.trainImages} ` +
       `Fashion-MNIST training images as 28x28 PNGs (read as RGB, as their image_datasets.py), held-out folder: the first ${flags.valImages} test images.`,
@@ -236,6 +265,7 @@ async function main(): Promise<void> {
     `Classifier (${c} steps, ${wallOf(runs[2])} s), val_acc@1 on noised held-out images: ${curve(runs[2], 'val_acc@1')}.`,
     '',
     `Sampling: EMA (0.999) weights after ${s1 + s2} steps, ancestral over the schedule respaced to ${flags.respacing} steps, clip_denoised, ` +
+      `the UNet's forward in ${flags.precisions.map((p) => (p === 'bfloat16' ? 'bfloat16 autocast (guidance in float32)' : p)).join(' and in ')}, ` +
       `${flags.n} samples per class, seed ${flags.seed}; judged on the channels' mean padded to 32x32. Judges, trained on clean images ` +
       `(${flags.judgeSteps} steps each): ${judged.map((j, k) => `${j.name}, ${(accuracies[k] * 100).toFixed(1)}% on the test set`).join('; ')}.`,
     '',
