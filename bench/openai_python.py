@@ -7,7 +7,8 @@
 The JSON (bench/openai_nets.ts, OpenAISpec): repo, modelFlags, classifierFlags (their flag
 dicts), files {model, classifier}, batch, threads, steps (timed DDIM steps), warmupSteps,
 classifierScale, seed, autocast (null or "bfloat16": the UNet's forward under torch.autocast
-on the CPU), flops (also count one step's FLOPs). Prints one line `BENCH_RESULT {json}`.
+on the CPU), flops (also count one step's FLOPs), device ("cpu" or "cuda"), runs (set: whole
+samples timed, as bench/cuda/openai_nets.ts asks). Prints one line `BENCH_RESULT {json}`.
 """
 
 import json
@@ -90,10 +91,20 @@ def guided_fns(model, classifier, y):
     return model_fn, cond_fn
 
 
+DEVICE = th.device(spec.get("device") or "cpu")
+
+
 def loaded(respacing):
+    """As their classifier_sample.py: weights loaded, moved to the device, then convert_to_fp16."""
     model, diffusion, classifier = build(respacing)
     model.load_state_dict(th.load(spec["files"]["model"], map_location="cpu"))
     classifier.load_state_dict(th.load(spec["files"]["classifier"], map_location="cpu"))
+    model.to(DEVICE)
+    classifier.to(DEVICE)
+    if spec["modelFlags"].get("use_fp16"):
+        model.convert_to_fp16()
+    if spec["classifierFlags"].get("classifier_use_fp16"):
+        classifier.convert_to_fp16()
     return model.eval(), diffusion, classifier.eval()
 
 
@@ -156,6 +167,48 @@ def sample():
     emit(out)
 
 
+def sample_whole():
+    """Whole samples of `steps` DDIM steps (as on CUDA), the first untimed; each ends with .cpu()."""
+    steps = spec["steps"]
+    model, diffusion, classifier = loaded(f"ddim{steps}")
+    size = spec["modelFlags"]["image_size"]
+    shape = (spec["batch"], 3, size, size)
+    th.manual_seed(spec["seed"])
+    y = th.randint(0, 1000, (spec["batch"],)).to(DEVICE)
+    model_fn, cond_fn = guided_fns(model, classifier, y)
+
+    def once():
+        t0 = time.perf_counter()
+        out = diffusion.ddim_sample_loop(
+            model_fn, shape, clip_denoised=True, model_kwargs={"y": y}, cond_fn=cond_fn, device=DEVICE, progress=False
+        )
+        out.cpu()
+        return (time.perf_counter() - t0) * 1000.0
+
+    t_start = usage()
+    warmup_ms = once()
+    if DEVICE.type == "cuda":
+        th.cuda.reset_peak_memory_stats()
+    timed = usage()
+    ms_per_step = [once() / steps for _ in range(spec["runs"])]
+    end = usage()
+    n = len(ms_per_step) * steps
+    emit(
+        {
+            "side": "python",
+            "msPerStep": ms_per_step,
+            "cpuMsPerStep": (end["cpu"] - timed["cpu"]) / n,
+            "faultsPerStep": (end["faults"] - timed["faults"]) / n,
+            "warmupMs": warmup_ms,
+            "rssStartKiB": RSS_START_KIB,
+            "rssPeakKiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "threads": th.get_num_threads(),
+            "cpuMs": end["cpu"] - t_start["cpu"],
+            "cudaPeakBytes": th.cuda.max_memory_allocated() if DEVICE.type == "cuda" else None,
+        }
+    )
+
+
 def profile():
     """One guided step's parts, op by op (torch.profiler): a UNet forward (no grad) and the
     guidance gradient, for their eager nets and for ours (our TorchScript files loaded with
@@ -192,4 +245,7 @@ def profile():
     emit({"sides": sides, "cpuMs": usage()["cpu"]})
 
 
-{"prepare": prepare, "sample": sample, "profile": profile}[mode]()
+if mode == "sample" and spec.get("runs"):
+    sample_whole()
+else:
+    {"prepare": prepare, "sample": sample, "profile": profile}[mode]()

@@ -25,6 +25,15 @@ export interface OpenAISpec {
   autocast: 'bfloat16' | null;
   /** Python side: also count one step's FLOPs and a matmul peak. */
   flops?: boolean;
+  /** Where both sides sample; default 'cpu'. On 'cuda' use_fp16 is as theirs: their convert_to_fp16, our float16 torso. */
+  device?: 'cpu' | 'cuda';
+  /** Ours on CUDA: GaussianDiffusionOptions.cudaGraph. */
+  cudaGraph?: boolean;
+  /**
+   * Set (bench/cuda/openai_nets.ts): whole samples of `steps` steps are timed, this many after one
+   * untimed, each ending in a copy to the host on both sides. Unset: steps within one sample.
+   */
+  runs?: number;
 }
 
 export interface OpenAIResult {
@@ -38,6 +47,10 @@ export interface OpenAIResult {
   threads: number;
   cpuMs: number;
   flops?: { unetFlops: number; guidanceFlops: number; peakGflops: number };
+  /** Ours on CUDA: the sampler's graph captures and replays (torch.cuda.graphStats()). */
+  cudaGraphs?: { supported: boolean; captures: number; replays: number };
+  /** Python on CUDA: torch.cuda.max_memory_allocated, bytes. */
+  cudaPeakBytes?: number;
 }
 
 export interface OpenAIProfile {

@@ -2,11 +2,14 @@
 # CUDA checks on a lent GPU machine that has Python PyTorch (a CUDA LibTorch), CMake, ninja and
 # nvcc but no Node.js and no network. The ignored folder .gpu/ brings what is missing: node
 # (node.xz, this machine's /usr/bin/node), the npm packages (node_modules without typescript;
-# dist/ is built here and carried too) and zlib's headers. Builds the addon against that
+# dist/ is built here and carried too), zlib's headers and openai/guided-diffusion's
+# guided_diffusion package (gd-openai/): `bash bench/cuda/pack.sh` assembles it; carry
+# .gpu and dist. Builds the addon against that
 # LibTorch without cmake-js, runs the CUDA and reference-case tests, the host <-> CUDA copy
 # benchmark (bench/cuda/transfers.ts), then the CUDA sampling benchmark.
 #   bash bench/cuda/lease.sh [PART...]   (writes its reports to $OUT, or /tmp/gd-cuda)
-# PARTs after the build, in order: tests transfers jit fast bench (default: tests transfers bench).
+# PARTs after the build, in order: tests transfers jit fast bench openai (default: tests transfers bench).
+# openai: the paper's nets with use_fp16 against their code (bench/cuda/openai_nets.ts).
 set -uo pipefail
 OUT=${OUT:-/tmp/gd-cuda}
 mkdir -p "$OUT" /tmp/nodebin
@@ -34,5 +37,7 @@ for part in "${@:-tests transfers bench}"; do for p in $part; do case $p in
   fast) timeout 300 node dist/bench/cuda/fast_samplers.js 2>&1 | tee "$OUT/fast_samplers.md" ;;
   bench) timeout ${GD_BENCH_TIMEOUT:-300} node dist/bench/run.js --device cuda --case shipped --rounds ${GD_BENCH_ROUNDS:-2} --threads 4 --max-wait 0 --out "$OUT/RESULTS-cuda.md" > "$OUT/bench.log" 2>&1
     echo "bench exit $?"; grep -A12 '^| configuration' "$OUT/RESULTS-cuda.md" | head -16 ;;
+  openai) timeout ${GD_OPENAI_TIMEOUT:-400} node dist/bench/cuda/openai_nets.js --repo .gpu/gd-openai --runs ${GD_BENCH_ROUNDS:-3} --out "$OUT/OPENAI_NETS.md" > "$OUT/openai.log" 2>&1
+    echo "openai exit $?"; tail -12 "$OUT/openai.log" ;;
   *) echo "unknown part $p"; exit 2 ;;
 esac; done; done
