@@ -26,6 +26,9 @@ export async function classifierJudge(train: { images: Tensor; labels: Tensor },
   const file = path.join(CACHE, `judge-${steps}.pt`);
   if (fs.existsSync(file)) return jit.load(file).eval();
   log(`training judge A (${steps} steps on clean images, on ${device})...`);
+  // The trainer's seed draws batches and noise, not the weights: LibTorch seeds its default
+  // generator at random in each process, so without this two fresh checkouts got different judges.
+  torch.manualSeed(JUDGE.train.seed);
   const result = await trainClassifier(new Classifier(JUDGE.model).to(device), {
     ...JUDGE.train,
     steps,
