@@ -127,12 +127,39 @@ def count_flops(model_fn, classifier, shape, y):
         log_probs = F.log_softmax(classifier(x_in, t), dim=-1)
         log_probs[range(shape[0]), y.view(-1)].sum().backward(inputs=[x_in])
     a = th.randn(2048, 2048)
-    a @ a
-    t0 = time.perf_counter()
-    for _ in range(5):
-        a @ a
-    peak = 5 * 2 * 2048**3 / (time.perf_counter() - t0) / 1e9
-    return {"unetFlops": unet, "guidanceFlops": counter.get_total_flops(), "peakGflops": peak}
+    peak = rate(lambda: a @ a, 2 * 2048**3)
+    # The kernels a step's FLOPs run on: oneDNN's 3x3 convolution (the 64x64 level's 192
+    # channels), and a 1x1 convolution (the 16x16 attention's qkv) as PyTorch runs it, which on
+    # one thread at batch < 16 is MKL's sgemm, and through oneDNN for comparison.
+    x3, w3 = th.randn(4, 192, 64, 64), th.randn(192, 192, 3, 3) * 0.02
+    x1, w1 = th.randn(4, 576, 256), th.randn(1728, 576, 1) * 0.02
+    with th.no_grad():
+        conv3 = rate(lambda: F.conv2d(x3, w3, padding=1), 2 * 4 * 64 * 64 * 192 * 192 * 9)
+        conv1 = rate(lambda: F.conv1d(x1, w1), 2 * 4 * 256 * 576 * 1728)
+        conv1_onednn = rate(
+            lambda: th.mkldnn_convolution(x1.unsqueeze(2), w1.unsqueeze(2), None, [0, 0], [1, 1], [1, 1], 1),
+            2 * 4 * 256 * 576 * 1728,
+        )
+    return {
+        "unetFlops": unet,
+        "guidanceFlops": counter.get_total_flops(),
+        "peakGflops": peak,
+        "conv3x3Gflops": conv3,
+        "conv1x1Gflops": conv1,
+        "conv1x1OnednnGflops": conv1_onednn,
+    }
+
+
+def rate(fn, flop, reps=5):
+    """GFLOP/s of fn: the best of reps after two warm-up calls."""
+    fn()
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return flop / best / 1e9
 
 
 def sample():

@@ -46,7 +46,8 @@ export interface OpenAIResult {
   rssPeakKiB: number;
   threads: number;
   cpuMs: number;
-  flops?: { unetFlops: number; guidanceFlops: number; peakGflops: number };
+  /** GFLOP/s on the Python child's threads: a 2048x2048 matmul (peak), a 3x3 and a 1x1 convolution. */
+  flops?: { unetFlops: number; guidanceFlops: number; peakGflops: number; conv3x3Gflops: number; conv1x1Gflops: number; conv1x1OnednnGflops: number };
   /** Ours on CUDA: the sampler's graph captures and replays (torch.cuda.graphStats()). */
   cudaGraphs?: { supported: boolean; captures: number; replays: number };
   /** Python on CUDA: torch.cuda.max_memory_allocated, bytes. */
