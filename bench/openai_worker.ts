@@ -30,6 +30,7 @@ function nets(spec: OpenAISpec, respacing: string) {
 
 /** Whole samples of spec.steps DDIM steps (as on CUDA), the first untimed; each ends in a copy to the host. */
 async function sampleWhole(spec: OpenAISpec): Promise<void> {
+  torch.setNumThreads(spec.threads);
   const device = spec.device ?? 'cpu';
   const { diffusion, classifier } = nets(spec, `ddim${spec.steps}`);
   torch.manualSeed(spec.seed);
