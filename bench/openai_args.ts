@@ -1,5 +1,5 @@
 // The command line of the benches that run openai/guided-diffusion's own code beside ours
-// (bench/openai_nets.ts, bench/openai_train.ts): --repo PATH [--rounds N] [--quick] [--out FILE].
+// (bench/openai_nets.ts, bench/openai_train.ts, bench/cuda/openai_nets.ts): --repo PATH [--rounds N] [--quick] [--out FILE].
 import * as fs from 'fs';
 import * as path from 'path';
 

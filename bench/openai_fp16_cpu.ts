@@ -35,6 +35,10 @@ async function side(channels: number, device: 'cpu' | 'cuda'): Promise<{ startS:
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
+  const known = ['--channels', '--fp16-max-channels', '--out'];
+  for (let i = 0; i < args.length; i += 2) {
+    if (!known.includes(args[i]) || args[i + 1] === undefined) throw new Error(`${args[i]}: expected one of ${known.join(', ')} with a value`);
+  }
   const arg = (name: string, fallback: string): string => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
   const widths = arg('--channels', '64,192').split(',').map(Number);
   const fp16Max = Number(arg('--fp16-max-channels', '64'));

@@ -37,7 +37,7 @@ for part in "${@:-tests transfers bench}"; do for p in $part; do case $p in
   fast) timeout 300 node dist/bench/cuda/fast_samplers.js 2>&1 | tee "$OUT/fast_samplers.md" ;;
   bench) timeout ${GD_BENCH_TIMEOUT:-300} node dist/bench/run.js --device cuda --case shipped --rounds ${GD_BENCH_ROUNDS:-2} --threads 4 --max-wait 0 --out "$OUT/RESULTS-cuda.md" > "$OUT/bench.log" 2>&1
     echo "bench exit $?"; grep -A12 '^| configuration' "$OUT/RESULTS-cuda.md" | head -16 ;;
-  openai) timeout ${GD_OPENAI_TIMEOUT:-400} node dist/bench/cuda/openai_nets.js --repo .gpu/gd-openai --runs ${GD_BENCH_ROUNDS:-3} --out "$OUT/OPENAI_NETS.md" > "$OUT/openai.log" 2>&1
+  openai) timeout ${GD_OPENAI_TIMEOUT:-400} node dist/bench/cuda/openai_nets.js --repo .gpu/gd-openai --rounds ${GD_BENCH_ROUNDS:-3} --out "$OUT/OPENAI_NETS.md" > "$OUT/openai.log" 2>&1
     echo "openai exit $?"; tail -12 "$OUT/openai.log" ;;
   *) echo "unknown part $p"; exit 2 ;;
 esac; done; done

@@ -3,17 +3,18 @@
 // over ddim25 as classifier_sample.py, random weights drawn by their code and loaded from the
 // same .pt files by both sides. Ours with CUDA graphs on (the default there) and off.
 //
-//   node dist/bench/cuda/openai_nets.js --repo PATH [--runs N] [--out FILE]
-//   node dist/bench/cuda/openai_nets.js --repo PATH --smoke   (tiny nets on the CPU: checks the script)
+//   node dist/bench/cuda/openai_nets.js --repo PATH [--rounds N] [--out FILE]
+//   node dist/bench/cuda/openai_nets.js --repo PATH --quick   (tiny nets on the CPU: checks the script)
 //
-// Each side runs in a child of its own per row: one untimed sample, then --runs timed samples,
-// each ending in a copy to the host; ms per step is a sample's time over its steps (median of
-// the runs). Host CPU per step is what launching the kernels costs each side. Writes
+// Each side runs in a child of its own per row: one untimed sample, then --rounds timed samples,
+// each ending in a copy to the host; ms per step is the median sample's time over its steps.
+// Host CPU per step is what launching the kernels costs each side. Writes
 // bench/cuda/OPENAI_NETS.md (or --out).
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { BENCH_SRC, PYTHON, ROOT, fmt, median, runChild, sourceCommit, table } from '../common';
+import { OpenaiBenchArgs as Args, parseOpenaiBenchArgs } from '../openai_args';
 import type { OpenAIResult, OpenAISpec } from '../openai_spec';
 import { openai } from '../../lib';
 
@@ -35,7 +36,7 @@ const NETS = {
 } as const;
 type NetName = keyof typeof NETS;
 
-// --smoke: reduced widths, float32 (float16 convolutions on the CPU take minutes).
+// --quick: reduced widths, float32 (float16 convolutions on the CPU take minutes).
 const SMOKE = {
   model: ' --num_channels 32 --num_res_blocks 1 --channel_mult 1,2 --attention_resolutions 32,16 --num_head_channels 32 --use_fp16 False',
   classifier: ' --classifier_width 64 --classifier_depth 1 --classifier_attention_resolutions 32,16 --classifier_use_fp16 False',
@@ -55,38 +56,19 @@ const ROWS: Row[] = [
   { net: '128x128', batch: 4, fp16: true },
 ];
 
-interface Args {
-  repo: string;
-  runs: number;
-  out: string;
-  smoke: boolean;
-}
-
 function parseArgs(argv: string[]): Args {
-  const args: Args = { repo: process.env.GD_OPENAI_REPO ?? '', runs: 3, out: path.join(ROOT, 'bench', 'cuda', 'OPENAI_NETS.md'), smoke: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = (): string => {
-      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
-      return argv[++i];
-    };
-    if (a === '--repo') args.repo = value();
-    else if (a === '--runs') args.runs = Number(value());
-    else if (a === '--out') args.out = path.resolve(value());
-    else if (a === '--smoke') args.smoke = true;
-    else throw new Error(`unknown argument ${a}; usage: openai_nets.js --repo PATH [--runs N] [--out FILE] [--smoke]`);
-  }
-  if (!args.repo || !fs.existsSync(path.join(args.repo, 'guided_diffusion', 'unet.py'))) {
-    throw new Error(`--repo (or GD_OPENAI_REPO) must be a checkout of openai/guided-diffusion; got '${args.repo}'`);
-  }
-  if (!(Number.isInteger(args.runs) && args.runs >= 1)) throw new Error(`--runs must be a positive integer; got ${args.runs}`);
-  return args;
+  return parseOpenaiBenchArgs(argv, {
+    out: path.join(ROOT, 'bench', 'cuda', 'OPENAI_NETS.md'),
+    rounds: 3,
+    usage: 'usage: openai_nets.js --repo PATH [--rounds N] [--quick] [--out FILE]',
+    needs: 'guided_diffusion/unet.py',
+  });
 }
 
 function specFor(args: Args, row: Row, dir: string): OpenAISpec {
   const net = NETS[row.net];
   // A later flag wins, as with their argparse.
-  const extra = args.smoke ? SMOKE : row.fp16 ? { model: '', classifier: '' } : FLOAT32;
+  const extra = args.quick ? SMOKE : row.fp16 ? { model: '', classifier: '' } : FLOAT32;
   return {
     repo: path.resolve(args.repo),
     modelFlags: openai.parseFlags(net.model + extra.model) as OpenAISpec['modelFlags'],
@@ -97,15 +79,15 @@ function specFor(args: Args, row: Row, dir: string): OpenAISpec {
       oursModel: '',
       oursClassifier: '',
     },
-    batch: args.smoke ? 2 : row.batch,
+    batch: args.quick ? 2 : row.batch,
     threads: 4,
-    steps: args.smoke ? 2 : 25,
+    steps: args.quick ? 2 : 25,
     warmupSteps: 0,
     classifierScale: 1,
     seed: 7,
     autocast: null,
-    device: args.smoke ? 'cpu' : 'cuda',
-    runs: args.smoke ? 1 : args.runs,
+    device: args.quick ? 'cpu' : 'cuda',
+    runs: args.rounds,
   };
 }
 
@@ -116,7 +98,7 @@ async function main(): Promise<void> {
   const python = (mode: string, spec: OpenAISpec) =>
     runChild<OpenAIResult>(PYTHON, [path.join(BENCH_SRC, 'openai_python.py'), mode, JSON.stringify(spec)]);
   const ours = (spec: OpenAISpec) => runChild<OpenAIResult>(process.execPath, [path.join(__dirname, '..', 'openai_worker.js'), 'sample', JSON.stringify(spec)]);
-  const rows = args.smoke ? ROWS.slice(0, 1) : ROWS;
+  const rows = args.quick ? ROWS.slice(0, 1) : ROWS;
   const lines: (string | number)[][] = [];
   try {
     const prepared = new Set<NetName>();
@@ -127,11 +109,11 @@ async function main(): Promise<void> {
         prepared.add(row.net);
       }
       const theirs = (await python('sample', spec)).result;
-      // cudaGraph is refused on the CPU (--smoke): both of ours run eagerly there.
-      const graph = (await ours({ ...spec, ...(args.smoke ? {} : { cudaGraph: true }) })).result;
-      const eager = (await ours({ ...spec, ...(args.smoke ? {} : { cudaGraph: false }) })).result;
+      // cudaGraph is refused on the CPU (--quick): both of ours run eagerly there.
+      const graph = (await ours({ ...spec, ...(args.quick ? {} : { cudaGraph: true }) })).result;
+      const eager = (await ours({ ...spec, ...(args.quick ? {} : { cudaGraph: false }) })).result;
       const ms = (r: OpenAIResult): number => median(r.msPerStep);
-      const name = `${row.net}, batch ${spec.batch}, ${row.fp16 && !args.smoke ? 'use_fp16' : 'float32'}`;
+      const name = `${row.net}, batch ${spec.batch}, ${row.fp16 && !args.quick ? 'use_fp16' : 'float32'}`;
       log(`${name}: theirs ${fmt(ms(theirs), 2)}, ours graph ${fmt(ms(graph), 2)}, ours eager ${fmt(ms(eager), 2)} ms/step`);
       lines.push([
         name,
@@ -153,12 +135,12 @@ async function main(): Promise<void> {
   const text = [
     "# The paper's networks on CUDA: ours against openai/guided-diffusion's own code",
     '',
-    `Generated by \`node dist/bench/cuda/openai_nets.js --repo PATH${args.smoke ? ' --smoke' : ''}\` (bench/cuda/lease.sh openai) at ${sourceCommit()}, ` +
+    `Generated by \`node dist/bench/cuda/openai_nets.js --repo PATH${args.quick ? ' --quick' : ''}\` (bench/cuda/lease.sh openai) at ${sourceCommit()}, ` +
       `${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown CPU'}).`,
     '',
     "Workload: their README's MODEL_FLAGS and CLASSIFIER_FLAGS (use_fp16 True unless the row says float32: their convert_to_fp16, our float16 torso), " +
       'random weights drawn by their code and loaded from the same .pt files by both sides, guided DDIM over ddim25 (classifier scale 1) as their classifier_sample.py. ' +
-      `Per side and row a child of its own: one untimed sample, then ${args.smoke ? 1 : args.runs} timed, each ending in a copy to the host; ms/step: the median sample's time over its ${args.smoke ? 2 : 25} steps.`,
+      `Per side and row a child of its own: one untimed sample, then ${args.rounds} timed, each ending in a copy to the host; ms/step: the median sample's time over its ${args.quick ? 2 : 25} steps.`,
     '',
     table(head, lines),
     '',
